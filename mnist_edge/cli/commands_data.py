@@ -1,0 +1,1 @@
+"""`mnist-edge data show|stats`."""

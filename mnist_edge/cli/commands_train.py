@@ -1,0 +1,1 @@
+"""`mnist-edge train` and `mnist-edge eval`."""

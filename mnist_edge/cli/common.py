@@ -1,0 +1,60 @@
+"""Shared CLI plumbing: the Typer app, error rendering, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from mnist_edge.errors import MnistEdgeError, TrainingInterrupted
+
+app = typer.Typer(
+    name="mnist-edge",
+    help="Train, quantize, export, run and benchmark handwritten-digit models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    # typer.echo, not rich: rich would wrap a long message over several lines.
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """Turn library errors into one line on stderr and exit code 2 (130 for an interruption)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TrainingInterrupted as exc:
+            raise fail(str(exc), code=130) from None
+        except MnistEdgeError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(group: typer.Typer = app, **kwargs: Any) -> Callable[[F], F]:
+    """Register a command with error handling; its docstring must include an example."""
+
+    def register(func: F) -> F:
+        group.command(**kwargs)(handles_errors(func))
+        return func
+
+    return register
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")

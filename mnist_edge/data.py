@@ -1,0 +1,187 @@
+"""Find MNIST, read its IDX files with numpy alone, and split off a validation set.
+
+Nothing here imports torch: the light runtime evaluates ONNX models on the test set too.
+torchvision is imported only to download MNIST when it is missing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_edge.errors import DataError
+from mnist_edge.fileio import sha256_file
+
+ENV_VAR = "MNIST_EDGE_DATA"
+FILES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+# IDX magic: two zero bytes, a type code (0x08 = unsigned byte) and the number of dimensions.
+_IDX_UBYTE = 0x08
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mnist-edge"
+
+
+def candidate_dirs(data_dir: str | Path | None) -> list[Path]:
+    """Where to look, in order: the option, else the env var, else the per-user cache."""
+    if data_dir is not None:
+        return [Path(data_dir)]
+    if os.environ.get(ENV_VAR):
+        return [Path(os.environ[ENV_VAR])]
+    return [default_cache_dir()]
+
+
+def _raw_dir(root: Path) -> Path | None:
+    """The folder holding the four files: ROOT/MNIST/raw (torchvision's layout) or ROOT itself."""
+    for folder in (root / "MNIST" / "raw", root):
+        if all(_find_file(folder, name) for name in FILES.values()):
+            return folder
+    return None
+
+
+def _find_file(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def locate(data_dir: str | Path | None = None, download: bool = True) -> Path:
+    """Return the folder holding the MNIST files, downloading them with torchvision if allowed."""
+    roots = candidate_dirs(data_dir)
+    for root in roots:
+        if found := _raw_dir(root):
+            return found
+    if download:
+        _download(roots[0])
+        if found := _raw_dir(roots[0]):
+            return found
+    looked = ", ".join(str(r / "MNIST" / "raw") for r in roots)
+    raise DataError(
+        f"MNIST files not found (looked in {looked}); pass --data-dir DIR or set {ENV_VAR} to a "
+        "folder holding MNIST/raw/*-ubyte, or run once online to download them"
+    )
+
+
+def _download(root: Path) -> None:
+    try:
+        from torchvision.datasets import MNIST
+    except ImportError:
+        return  # the error raised by `locate` says how to provide the files instead
+    try:
+        for train in (True, False):
+            MNIST(root=str(root), train=train, download=True)
+    except Exception:  # noqa: BLE001 - any network or disk failure means "not available"
+        return
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (optionally gzipped), checking header and length."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read IDX file ({exc})", path) from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE:
+        raise DataError("not an MNIST IDX file (bad magic number)", path)
+    ndim = raw[3]
+    if ndim not in (1, 3):
+        raise DataError(f"unexpected number of dimensions {ndim} in IDX header", path)
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError("truncated IDX header", path)
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(dims))
+    if len(raw) != expected:
+        raise DataError(
+            f"file is {len(raw)} bytes but its header {dims} implies {expected} (truncated?)", path
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # uint8 [N, 28, 28]
+    labels: np.ndarray  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, limit: int) -> Split:
+        return self if limit <= 0 or limit >= len(self) else Split(self.images[:limit], self.labels[:limit])
+
+
+def load_split(name: str, data_dir: str | Path | None = None, download: bool = True) -> Split:
+    """Load 'train' or 'test' as uint8 images and int64 labels."""
+    folder = locate(data_dir, download)
+    images_path = _find_file(folder, FILES[(name, "images")])
+    labels_path = _find_file(folder, FILES[(name, "labels")])
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"expected 28x28 images, found shape {images.shape}", images_path)
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(f"{len(labels)} labels for {len(images)} images", labels_path)
+    if labels.max(initial=0) > 9:
+        raise DataError("labels outside 0-9", labels_path)
+    return Split(images, labels.astype(np.int64))
+
+
+def train_val_split(train: Split, val_size: int, seed: int) -> tuple[Split, Split]:
+    """Carve a validation set out of the training set with a fixed seed.
+
+    The test set is never touched here: it is used only for final evaluation.
+    """
+    order = np.random.default_rng(seed).permutation(len(train))
+    val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])
+    return (
+        Split(train.images[train_idx], train.labels[train_idx]),
+        Split(train.images[val_idx], train.labels[val_idx]),
+    )
+
+
+def checksums(data_dir: str | Path | None = None, download: bool = False) -> dict[str, str]:
+    """sha256 of each MNIST file, recorded in checkpoints so a model names the data it saw."""
+    folder = locate(data_dir, download)
+    return {name: sha256_file(_find_file(folder, name)) for name in FILES.values()}
+
+
+@dataclass(frozen=True)
+class DataStats:
+    train_count: int
+    test_count: int
+    train_class_counts: list[int]
+    test_class_counts: list[int]
+    pixel_mean: float
+    pixel_std: float
+    folder: str
+
+
+def stats(data_dir: str | Path | None = None, download: bool = True) -> DataStats:
+    train, test = load_split("train", data_dir, download), load_split("test", data_dir, download)
+    pixels = train.images.astype(np.float64) / 255.0
+    return DataStats(
+        train_count=len(train),
+        test_count=len(test),
+        train_class_counts=np.bincount(train.labels, minlength=10).tolist(),
+        test_class_counts=np.bincount(test.labels, minlength=10).tolist(),
+        pixel_mean=float(pixels.mean()),
+        pixel_std=float(pixels.std()),
+        folder=str(locate(data_dir, download=False)),
+    )
+
+
+def normalize(images: np.ndarray, scale: float, mean: float, std: float) -> np.ndarray:
+    """uint8 [N, 28, 28] -> float32 [N, 1, 28, 28] in the model's input convention."""
+    x = images.astype(np.float32) / np.float32(scale)
+    x = (x - np.float32(mean)) / np.float32(std)
+    return x[:, None, :, :]
