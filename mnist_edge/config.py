@@ -89,7 +89,7 @@ class Recipe:
 PRESETS: dict[str, Recipe] = {
     "seed": Recipe(arch="mlp", epochs=50, batch_size=64, lr=0.01, optimizer="sgd", momentum=0.0,
                    weight_decay=0.0, schedule="none", augment=False),
-    "default": Recipe(arch="cnn", epochs=20, batch_size=128, lr=0.1, optimizer="sgd",
+    "default": Recipe(arch="cnn", epochs=30, batch_size=128, lr=0.1, optimizer="sgd",
                       momentum=0.9, weight_decay=5e-4, schedule="onecycle", augment=True,
                       label_smoothing=0.05),
     "fast": Recipe(arch="tiny", epochs=3, batch_size=128, lr=0.02, optimizer="adamw",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mnist_edge.cli.common import app
 from mnist_edge.cli import commands_data, commands_train  # noqa: F401,E402  (registration)
+from mnist_edge.cli import commands_runtime  # noqa: F401,E402
 
 
 def main() -> None:

@@ -1,1 +1,109 @@
 """`mnist-edge data show|stats`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated
+
+import typer
+
+from mnist_edge.cli.common import app, command, fail, print_json
+
+data_app = typer.Typer(
+    help="Look at the MNIST data: counts, pixel statistics and figures.",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Folder holding MNIST (default: $MNIST_EDGE_DATA, else the per-user cache; MNIST "
+        "is downloaded there with torchvision when missing).",
+        file_okay=False,
+    ),
+]
+NoDownloadOption = Annotated[
+    bool,
+    typer.Option("--no-download", help="Fail instead of downloading MNIST when it is missing."),
+]
+
+
+def load_plots() -> ModuleType:
+    """Import `mnist_edge.plots`, or fail with an install hint when matplotlib is missing."""
+    try:
+        from mnist_edge import plots
+    except ImportError as exc:
+        raise fail(f"figures need matplotlib ({exc}); install it with: "
+                   "pip install 'mnist-edge[train]'") from None
+    return plots
+
+
+@command(data_app, name="stats")
+def stats_command(
+    data_dir: DataDirOption = None,
+    no_download: NoDownloadOption = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """Count the images per class and measure the training pixels' mean and std.
+
+    Example: mnist-edge data stats --data-dir ~/data --json
+    """
+    from mnist_edge.data import stats
+
+    result = stats(data_dir, download=not no_download)
+    if json_output:
+        print_json(asdict(result))
+        return
+    typer.echo(f"MNIST in {result.folder}")
+    typer.echo(f"  images  train {result.train_count:,}  test {result.test_count:,}")
+    typer.echo("  class  " + "".join(f"{digit:>6}" for digit in range(10)))
+    for name, counts in (("train", result.train_class_counts), ("test", result.test_class_counts)):
+        typer.echo(f"  {name:<7}" + "".join(f"{count:>6}" for count in counts))
+    typer.echo(f"  pixels  mean {result.pixel_mean:.4f}  std {result.pixel_std:.4f}  "
+               "(training set, scaled to 0-1)")
+
+
+@command(data_app, name="show")
+def show_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the PNG figures into.",
+                                      file_okay=False)],
+    data_dir: DataDirOption = None,
+    no_download: NoDownloadOption = False,
+    count: Annotated[int, typer.Option(help="Random training digits in samples.png.",
+                                       min=1, max=400)] = 100,
+    seed: Annotated[int, typer.Option(help="Seed choosing the sample digits.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the files written as JSON.")]
+    = False,
+) -> None:
+    """Draw sample digits, class counts, class means and the pixel histogram as PNG files.
+
+    Writes samples.png, class_counts.png, class_means.png and pixel_histogram.png into --out.
+
+    Example: mnist-edge data show --out figures/data --count 50 --seed 1
+    """
+    import numpy as np
+
+    from mnist_edge.data import load_split
+
+    plots = load_plots()
+    train = load_split("train", data_dir, download=not no_download)
+    test = load_split("test", data_dir, download=False)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(train), size=count, replace=False))
+    written = [
+        plots.digit_grid(train.images[chosen], train.labels[chosen], out / "samples.png",
+                         title=f"{count} random training digits (seed {seed})",
+                         max_images=count),
+        plots.class_counts(np.bincount(train.labels, minlength=10),
+                           np.bincount(test.labels, minlength=10), out / "class_counts.png"),
+        plots.class_means(train.images, train.labels, out / "class_means.png"),
+        plots.pixel_histogram(train.images, out / "pixel_histogram.png"),
+    ]
+    if json_output:
+        print_json({"out": str(out), "files": [str(path) for path in written]})
+        return
+    for path in written:
+        typer.echo(str(path))

@@ -1,1 +1,143 @@
-"""`mnist-edge train` and `mnist-edge eval`."""
+"""`mnist-edge train` and `mnist-edge eval`: render training progress and evaluation results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from mnist_edge.cli.common import command, console, print_json
+
+DATA_DIR_HELP = ("MNIST folder (default: $MNIST_EDGE_DATA, else the per-user cache, "
+                 "where torchvision downloads MNIST when it is missing)")
+DataDirOption = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)
+DownloadOption = typer.Option(True, "--download/--no-download", help="Download MNIST when missing.")
+
+
+@command()
+def train(
+    out: Path = typer.Option(..., "--out", help="Run folder for checkpoint, metrics and curves."),
+    preset: str = typer.Option("default", help="Recipe preset: seed (the original notebook), default, fast."),
+    arch: Optional[str] = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny."),
+    epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per step."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+    optimizer: Optional[str] = typer.Option(None, help="sgd or adamw."),
+    schedule: Optional[str] = typer.Option(None, help="onecycle or none."),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Random affine augmentation."),
+    seed: Optional[int] = typer.Option(None, help="Seed for weights, shuffling and augmentation."),
+    limit: Optional[int] = typer.Option(None, help="Train on the first N training images only (smoke runs)."),
+    val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set."),
+    device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a run."),
+    data_dir: Optional[Path] = DataDirOption,
+    download: bool = DownloadOption,
+) -> None:
+    """Train a model; checkpoints are saved every epoch and on Ctrl-C.
+
+    Explicit options override the preset.
+
+    Example: mnist-edge train --preset fast --out runs/fast
+    """
+    from mnist_edge.config import preset as make_recipe
+    from mnist_edge.train import train as run_training
+
+    requested = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                 "optimizer": optimizer, "schedule": schedule, "augment": augment, "seed": seed,
+                 "train_limit": limit, "val_size": val_size}
+    recipe = make_recipe(preset, **requested)
+    with _TrainingDisplay() as display:
+        result = run_training(recipe, out, device=device, data_dir=data_dir, download=download,
+                              resume=resume, force=force, compile_model=compile, requested=requested,
+                              on_step=display.step, on_epoch=display.epoch, on_start=display.start)
+    last = result.history[-1] if result.history else {}
+    console.print(f"[bold]done[/]: {result.run_dir} ({result.params:,} parameters, {result.device}); "
+                  f"val acc {_pct(last.get('val_acc'))}. Next: mnist-edge eval {result.run_dir}")
+
+
+class _TrainingDisplay:
+    """A rich progress bar for steps and one summary line per epoch."""
+
+    def __enter__(self) -> _TrainingDisplay:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=console,
+                                 transient=True)
+        self.progress.__enter__()
+        self.task = self.progress.add_task("train", total=None, epoch="-", stats="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def start(self, trainer: Any) -> None:
+        r = trainer.recipe
+        console.print(f"training [bold]{r.arch}[/] ({trainer.params:,} parameters) on {trainer.device}: "
+                      f"{r.epochs} epochs, batch {r.batch_size}, {r.optimizer} lr {r.lr}, {r.schedule}, "
+                      f"augment {'on' if r.augment else 'off'}, seed {r.seed}"
+                      + (f" (resuming at epoch {trainer.progress.epoch + 1})" if trainer.progress.epoch
+                         or trainer.progress.step else ""))
+
+    def step(self, info: Any) -> None:
+        stats = f"loss {info.loss:.4f} acc {info.accuracy:.3f} {info.images_per_s:,.0f} img/s"
+        self.progress.update(self.task, completed=info.step, total=info.steps_per_epoch,
+                             epoch=f"{info.epoch}/{info.epochs}", stats=stats)
+
+    def epoch(self, result: Any) -> None:
+        console.print(f"epoch {result.epoch:>3}: train loss {result.train_loss:.4f} acc {_pct(result.train_acc)}"
+                      f" | val loss {_num(result.val_loss)} acc {_pct(result.val_acc)} | lr {result.lr:.4g}"
+                      f" | {result.seconds:.1f}s, {result.images_per_s:,.0f} img/s")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@command(name="eval")
+def evaluate(
+    model: Path = typer.Argument(..., help="A training run folder, an exported model folder or an .onnx file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval.json and PNGs (default: next "
+                                       "to a run folder's checkpoint; none for ONNX models)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the JSON report instead of tables."),
+    scale: Optional[float] = typer.Option(None, help="ONNX input scale (default: manifest, else 255)."),
+    mean: Optional[float] = typer.Option(None, help="ONNX input mean (default: manifest, else 0.1307)."),
+    std: Optional[float] = typer.Option(None, help="ONNX input std (default: manifest, else 0.3081)."),
+    data_dir: Optional[Path] = DataDirOption,
+    download: bool = DownloadOption,
+) -> None:
+    """Evaluate a model on the 10,000 MNIST test images: accuracy, per-class figures, confusion.
+
+    A training run folder is evaluated with PyTorch; an .onnx file or exported folder with
+    onnxruntime alone (no torch needed).
+
+    Example: mnist-edge eval runs/fast
+    """
+    from mnist_edge.evaluation_jobs import evaluate_any
+
+    report, artifacts = evaluate_any(model, out=out, data_dir=data_dir, download=download,
+                                     scale=scale, mean=mean, std=std)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    _render_eval(report)
+    for kind, path in artifacts.items():
+        console.print(f"{kind}: {path}")
+
+
+def _render_eval(report: Any) -> None:
+    table = Table(title=f"{report.model}: test accuracy {report.accuracy:.2%} "
+                        f"({report.correct:,}/{report.count:,})")
+    for column in ("digit", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="right")
+    for row in report.per_class:
+        table.add_row(row.label, f"{row.precision:.2%}", f"{row.recall:.2%}", f"{row.f1:.4f}", str(row.support))
+    console.print(table)

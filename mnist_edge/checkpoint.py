@@ -1,0 +1,149 @@
+"""Training checkpoints: safetensors tensors plus a JSON config that rebuilds the model alone.
+
+A run folder holds:
+  config.json         format, versions, arch, normalization, recipe, progress, metrics, hashes
+  model.safetensors   weights and batch-norm buffers
+  state.safetensors   optimizer tensors (momentum, Adam moments) for --resume
+No pickle anywhere: a checkpoint from an untrusted source cannot run code when loaded.
+Each file is written atomically and config.json last; it records the sha256 of the tensor files
+so a crash between two renames is detected instead of silently mixing two epochs.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mnist_edge import __version__
+from mnist_edge.config import Normalization, Recipe
+from mnist_edge.errors import CheckpointError, ConfigError
+from mnist_edge.fileio import atomic_write, atomic_write_json, read_json, sha256_file
+
+FORMAT = "mnist-edge-checkpoint"
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+STATE = "state.safetensors"
+
+
+@dataclass
+class Progress:
+    """Where training stands: `step` batches of epoch `epoch` (0-based) are done."""
+
+    epoch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+    completed: bool = False
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
+         progress: Progress, history: list[dict], extra: dict[str, Any]) -> None:
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_tensors, opt_meta = _split_optimizer_state(optimizer.state_dict())
+    atomic_write(run_dir / WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
+    atomic_write(run_dir / STATE, lambda tmp: save_file(opt_tensors, str(tmp)))
+    config = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "mnist_edge": __version__,
+        "arch": recipe.arch, "normalization": Normalization().__dict__, "recipe": recipe.to_dict(),
+        "progress": progress.__dict__, "optimizer": opt_meta, "history": history,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "files": {name: sha256_file(run_dir / name) for name in (WEIGHTS, STATE)},
+        **extra,
+    }
+    atomic_write_json(run_dir / CONFIG, config)
+
+
+def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state_dict -> (flat tensors for safetensors, JSON-able rest)."""
+    tensors, meta_state = {}, {}
+    for param_id, slots in state["state"].items():
+        meta_state[str(param_id)] = {}
+        for name, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{param_id}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                meta_state[str(param_id)][name] = value
+    return tensors, {"param_groups": state["param_groups"], "state": meta_state}
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in meta["state"].items()}
+    for key, value in tensors.items():
+        param_id, name = key.split(".", 1)
+        state.setdefault(int(param_id), {})[name] = value
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def load_config(run_dir: str | Path) -> dict[str, Any]:
+    """Read and check config.json: right format, supported version, tensor files unchanged."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError("not a directory (expected a training run folder)", run_dir)
+    path = run_dir / CONFIG
+    config = read_json(path, CheckpointError)
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError("not an mnist-edge checkpoint config", path)
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format version {config.get('format_version')!r} is not supported by "
+            f"mnist-edge {__version__} (expects {FORMAT_VERSION}); retrain or use a matching version",
+            path)
+    for name, digest in config.get("files", {}).items():
+        file = run_dir / name
+        if not file.is_file():
+            raise CheckpointError("file named by config.json is missing", file)
+        if sha256_file(file) != digest:
+            raise CheckpointError("file does not match the hash in config.json (truncated or replaced)", file)
+    try:
+        config["recipe_obj"] = Recipe.from_dict(config["recipe"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"invalid recipe in checkpoint ({exc})", path) from exc
+    return config
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read tensors ({exc})", path) from exc
+
+
+def load_weights(model: torch.nn.Module, run_dir: Path) -> None:
+    path = run_dir / WEIGHTS
+    try:
+        model.load_state_dict(_load_tensors(path))
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights do not fit the architecture ({str(exc).splitlines()[0]})", path) from exc
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, run_dir: Path, config: dict) -> None:
+    path = run_dir / STATE
+    try:
+        optimizer.load_state_dict(_join_optimizer_state(_load_tensors(path), config["optimizer"]))
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"optimizer state does not fit ({exc})", path) from exc
+
+
+def load_for_inference(run_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The trained model in eval mode, on the CPU, and its config."""
+    from mnist_edge.models import build
+
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    model = build(config["arch"])
+    load_weights(model, run_dir)
+    return model.eval(), config

@@ -1,0 +1,323 @@
+"""The training loop: device choice, the whole dataset on the device, resumable checkpoints.
+
+Determinism: every source of randomness is a generator seeded from (seed, epoch, step), and the
+learning rate is a pure function of the global step. A run interrupted at any step and resumed
+therefore reaches exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mnist_edge import checkpoint, data
+from mnist_edge.augment import random_affine
+from mnist_edge.checkpoint import Progress
+from mnist_edge.config import Normalization, Recipe
+from mnist_edge.errors import CheckpointError, ConfigError, OutputError, TrainingInterrupted
+from mnist_edge.fileio import atomic_write_json, ensure_dir
+from mnist_edge.models import build, count_parameters
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    epoch: int
+    epochs: int
+    step: int
+    steps_per_epoch: int
+    loss: float
+    accuracy: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float | None
+    val_acc: float | None
+    lr: float
+    seconds: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    params: int
+    device: str
+    history: list[dict]
+    resumed_from: dict | None
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; an explicit device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but no CUDA device is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("--device mps requested but MPS is not available")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def lr_at(step: int, total: int, recipe: Recipe) -> float:
+    """Learning rate at a global step. One-cycle: cosine warm-up over 25 % then cosine anneal.
+
+    Written as a pure function of the step (rather than torch's OneCycleLR object) so a resumed
+    run needs no pickled scheduler state and lands on exactly the same rate.
+    """
+    if recipe.schedule == "none":
+        return recipe.lr
+    warm = max(1, int(0.25 * total))
+    start, end = recipe.lr / 25, recipe.lr / 1e4
+    if step < warm:
+        return start + (recipe.lr - start) * (1 - math.cos(math.pi * step / warm)) / 2
+    frac = (step - warm) / max(1, total - warm)
+    return end + (recipe.lr - end) * (1 + math.cos(math.pi * frac)) / 2
+
+
+def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                           nesterov=recipe.momentum > 0, weight_decay=recipe.weight_decay)
+
+
+def _generator(device: torch.device, *keys: int) -> torch.Generator:
+    """A generator seeded from integer keys, e.g. (seed, epoch, step)."""
+    mixed = 0
+    for key in keys:
+        mixed = (mixed * 1_000_003 + key + 1) & 0x7FFF_FFFF_FFFF_FFFF
+    gen = torch.Generator(device=device)
+    gen.manual_seed(mixed)
+    return gen
+
+
+class DeviceData:
+    """A split kept as uint8 tensors on the device; batches are normalized there."""
+
+    def __init__(self, split: data.Split, device: torch.device, norm: Normalization):
+        self.images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
+        self.labels = torch.from_numpy(split.labels).to(device)
+        self.norm = norm
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, idx: torch.Tensor, augment_gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[idx].unsqueeze(1).float().div_(self.norm.scale)
+        if augment_gen is not None:
+            x = random_affine(x, augment_gen)
+        return (x - self.norm.mean) / self.norm.std, self.labels[idx]
+
+
+class Trainer:
+    """One training run. `run()` trains from the saved progress to the last epoch."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, device: torch.device, data_dir: Any = None,
+                 download: bool = True, compile_model: bool = False):
+        self.recipe, self.run_dir, self.device = recipe, run_dir, device
+        splits = _load_splits(recipe, data_dir, download)
+        self.data_checksums = data.checksums(data_dir)
+        self.train_data = DeviceData(splits[0], device, Normalization())
+        self.val_data = DeviceData(splits[1], device, Normalization()) if len(splits[1]) else None
+        torch.manual_seed(recipe.seed)
+        self.model = build(recipe.arch).to(device)
+        self.params = count_parameters(self.model)
+        self.step_fn = torch.compile(self.model) if compile_model else self.model
+        self.optimizer = make_optimizer(self.model, recipe)
+        self.steps_per_epoch = math.ceil(len(self.train_data) / recipe.batch_size)
+        self.progress = Progress()
+        self.history: list[dict] = []
+        self._stop = threading.Event()
+
+    def restore(self, config: dict) -> None:
+        checkpoint.load_weights(self.model, self.run_dir)
+        checkpoint.load_optimizer(self.optimizer, self.run_dir, config)
+        self.progress = Progress(**config["progress"])
+        self.history = list(config.get("history", []))
+
+    def save(self) -> None:
+        extra = {"params": self.params, "device": str(self.device),
+                 "data": {"checksums": self.data_checksums, "train": len(self.train_data),
+                          "val": len(self.val_data) if self.val_data else 0},
+                 "metrics": self.history[-1] if self.history else {}}
+        checkpoint.save(self.run_dir, self.model, self.optimizer, self.recipe, self.progress,
+                        self.history, extra)
+
+    def run(self, on_step: Callable[[StepInfo], None] | None = None,
+            on_epoch: Callable[[EpochResult], None] | None = None) -> None:
+        try:
+            with _interrupt_between_steps() as stop:
+                self._stop = stop
+                self._run_epochs(on_step, on_epoch)
+        except KeyboardInterrupt:
+            self.save()  # the state after the last finished step; --resume continues from it
+            raise TrainingInterrupted(
+                f"interrupted at epoch {self.progress.epoch + 1}, step {self.progress.step}; "
+                f"state saved, continue with: mnist-edge train --resume --out {self.run_dir}") from None
+
+    def _run_epochs(self, on_step: Callable[[StepInfo], None] | None,
+                    on_epoch: Callable[[EpochResult], None] | None) -> None:
+        while self.progress.epoch < self.recipe.epochs:
+            result = self._train_epoch(on_step)
+            self.history.append(asdict(result))
+            self.progress = Progress(epoch=self.progress.epoch + 1)
+            self.progress.completed = self.progress.epoch == self.recipe.epochs
+            self.save()
+            self._write_metrics()
+            if on_epoch:
+                on_epoch(result)
+
+    def _train_epoch(self, on_step: Callable[[StepInfo], None] | None) -> EpochResult:
+        p, r = self.progress, self.recipe
+        order = torch.randperm(len(self.train_data), device=self.device,
+                               generator=_generator(self.device, r.seed, p.epoch))
+        self.model.train()
+        started = time.perf_counter() - p.seconds
+        while p.step < self.steps_per_epoch:
+            idx = order[p.step * r.batch_size:(p.step + 1) * r.batch_size]
+            loss, correct = self._train_step(idx)
+            p.loss_sum += loss * len(idx)
+            p.correct += correct
+            p.seen += len(idx)
+            p.step += 1
+            p.seconds = time.perf_counter() - started
+            if on_step:
+                on_step(StepInfo(p.epoch + 1, r.epochs, p.step, self.steps_per_epoch, loss,
+                                 correct / len(idx), p.seen / max(p.seconds, 1e-9)))
+            if self._stop.is_set():
+                raise KeyboardInterrupt
+        val_loss, val_acc = self._validate()
+        return EpochResult(p.epoch + 1, p.loss_sum / p.seen, p.correct / p.seen, val_loss, val_acc,
+                           self._current_lr(), p.seconds, p.seen / max(p.seconds, 1e-9))
+
+    def _current_lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _train_step(self, idx: torch.Tensor) -> tuple[float, int]:
+        p, r = self.progress, self.recipe
+        global_step = p.epoch * self.steps_per_epoch + p.step
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(global_step, r.epochs * self.steps_per_epoch, r)
+        gen = _generator(self.device, r.seed, p.epoch, p.step) if r.augment else None
+        x, y = self.train_data.batch(idx, gen)
+        with _autocast(self.device):
+            logits = self.step_fn(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=r.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), int((logits.argmax(1) == y).sum())
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[float | None, float | None]:
+        if self.val_data is None:
+            return None, None
+        self.model.eval()
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(self.val_data), 2000):
+            idx = torch.arange(start, min(start + 2000, len(self.val_data)), device=self.device)
+            x, y = self.val_data.batch(idx, None)
+            with _autocast(self.device):
+                logits = self.model(x).float()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+        return loss_sum / len(self.val_data), correct / len(self.val_data)
+
+    def _write_metrics(self) -> None:
+        atomic_write_json(self.run_dir / "metrics.json", {"epochs": self.history})
+        try:
+            from mnist_edge import plots
+        except ImportError:  # matplotlib missing: curves are a nicety, metrics.json has the data
+            return
+        plots.training_curves(self.history, self.run_dir / "curves.png")
+
+
+@contextlib.contextmanager
+def _interrupt_between_steps() -> Iterator[threading.Event]:
+    """Turn Ctrl-C into a flag checked between steps, so a checkpoint never holds half a step."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _autocast(device: torch.device) -> Any:
+    # bf16 autocast on CUDA only: on CPU it would change results and break bitwise determinism.
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _load_splits(recipe: Recipe, data_dir: Any, download: bool) -> tuple[data.Split, data.Split]:
+    full = data.load_split("train", data_dir, download)
+    train, val = data.train_val_split(full, recipe.val_size, recipe.split_seed)
+    return train.subset(recipe.train_limit), val
+
+
+def prepare_run_dir(out: str | Path, resume: bool, force: bool) -> Path:
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError("exists and is not a directory", run_dir)
+    if checkpoint.is_run_dir(run_dir) and not (resume or force):
+        raise OutputError("already holds a training run; pass --resume to continue it or --force to start over",
+                          run_dir)
+    if resume and not checkpoint.is_run_dir(run_dir):
+        raise CheckpointError("nothing to resume: no config.json here", run_dir)
+    return ensure_dir(run_dir)
+
+
+def resolve_resume_recipe(config: dict, requested: dict[str, Any]) -> Recipe:
+    """The saved recipe, after checking that options given again agree with it."""
+    saved: Recipe = config["recipe_obj"]
+    conflicts = [f"{k} (saved {getattr(saved, k)!r}, given {v!r})" for k, v in requested.items()
+                 if v is not None and getattr(saved, k) != v]
+    if conflicts:
+        raise ConfigError("cannot resume with options that differ from the saved run: " + "; ".join(conflicts))
+    return saved
+
+
+def train(recipe: Recipe, out: str | Path, *, device: str = "auto", data_dir: Any = None,
+          download: bool = True, resume: bool = False, force: bool = False,
+          compile_model: bool = False, requested: dict[str, Any] | None = None,
+          on_step: Callable[[StepInfo], None] | None = None,
+          on_epoch: Callable[[EpochResult], None] | None = None,
+          on_start: Callable[[Trainer], None] | None = None) -> TrainResult:
+    """Train (or resume) a run in `out`. Checkpoints are written after each epoch and on Ctrl-C."""
+    run_dir = prepare_run_dir(out, resume, force)
+    config = checkpoint.load_config(run_dir) if resume else None
+    if config is not None:
+        recipe = resolve_resume_recipe(config, requested or {})
+    chosen = pick_device(device)
+    torch.use_deterministic_algorithms(chosen.type == "cpu")
+    trainer = Trainer(recipe.validate(), run_dir, chosen, data_dir, download, compile_model)
+    if config is not None:
+        trainer.restore(config)
+    if on_start:
+        on_start(trainer)
+    resumed = dict(config["progress"]) if config else None
+    trainer.run(on_step, on_epoch)
+    return TrainResult(run_dir, trainer.params, str(chosen), trainer.history, resumed)

@@ -1,0 +1,91 @@
+"""Measure the training targets: train a preset over several seeds, evaluate each on the test set.
+
+Prints a table and writes a JSON file with the figures and the machine they were measured on.
+
+    python scripts/train_targets.py --preset default --seeds 0,1,2 --out runs/targets
+    python scripts/train_targets.py --preset fast --seeds 0 --device cpu --out runs/targets-fast
+    python scripts/train_targets.py --preset default --arch tiny --seeds 0 --out runs/targets-tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from mnist_edge import data
+from mnist_edge.checkpoint import load_for_inference
+from mnist_edge.config import preset
+from mnist_edge.evaluate import evaluate_probabilities, softmax, torch_logits
+from mnist_edge.fileio import atomic_write_json
+from mnist_edge.train import pick_device, train
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def run_seed(args: argparse.Namespace, seed: int, test: data.Split) -> dict:
+    overrides = {"arch": args.arch, "epochs": args.epochs, "seed": seed, "lr": args.lr,
+                 "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing}
+    recipe = preset(args.preset, **overrides)
+    out = Path(args.out) / f"{recipe.arch}-{args.preset}{args.tag}-seed{seed}"
+    reached_99: list[float] = []
+
+    def on_epoch(result) -> None:
+        if not reached_99 and result.val_acc is not None and result.val_acc >= 0.99:
+            reached_99.append(result.seconds + sum(h["seconds"] for h in history_so_far))
+        history_so_far.append({"seconds": result.seconds})
+
+    history_so_far: list[dict] = []
+    started = time.perf_counter()
+    result = train(recipe, out, device=args.device, data_dir=args.data_dir, force=True, on_epoch=on_epoch)
+    wall = time.perf_counter() - started
+    model, config = load_for_inference(out)
+    norm = config["normalization"]
+    probs = softmax(torch_logits(model, test.images, norm["scale"], norm["mean"], norm["std"]))
+    report = evaluate_probabilities(recipe.arch, test.labels, probs)
+    return {"seed": seed, "arch": recipe.arch, "params": result.params, "test_accuracy": report.accuracy,
+            "train_seconds": sum(h["seconds"] for h in result.history), "wall_seconds": wall,
+            "seconds_to_99_val": reached_99[0] if reached_99 else None, "run_dir": str(out)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--arch", default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--weight-decay", type=float, default=None)
+    parser.add_argument("--label-smoothing", type=float, default=None)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="runs/targets")
+    parser.add_argument("--tag", default="", help="suffix for the summary file name")
+    args = parser.parse_args()
+    test = data.load_split("test", args.data_dir)
+    rows = [run_seed(args, int(s), test) for s in args.seeds.split(",")]
+    accs = [r["test_accuracy"] for r in rows]
+    summary = {"preset": args.preset, "arch": rows[0]["arch"], "params": rows[0]["params"],
+               "device": str(pick_device(args.device)), "machine": machine(),
+               "mean_test_accuracy": statistics.mean(accs), "min_test_accuracy": min(accs), "runs": rows}
+    name = f"{rows[0]['arch']}-{args.preset}-{args.tag}.json" if args.tag else f"{rows[0]['arch']}-{args.preset}.json"
+    atomic_write_json(Path(args.out) / name, summary)
+    for r in rows:
+        print(f"{r['arch']} seed {r['seed']}: test {r['test_accuracy']:.2%}, train {r['train_seconds']:.1f}s, "
+              f"99% val after {r['seconds_to_99_val'] and round(r['seconds_to_99_val'], 1)}s")
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

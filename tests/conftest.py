@@ -1,0 +1,33 @@
+"""Shared fixtures. MNIST is read from $MNIST_EDGE_DATA (CI sets it to ../shared/data)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def mnist_root() -> Path:
+    value = os.environ.get("MNIST_EDGE_DATA")
+    if not value:
+        pytest.skip("MNIST_EDGE_DATA is not set; point it at a folder holding MNIST/raw")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    return mnist_root()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
+    """A `tiny` model trained for one short epoch: enough to export, quantize and evaluate."""
+    pytest.importorskip("torch")
+    from mnist_edge.config import preset
+    from mnist_edge.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    recipe = preset("fast", epochs=1, train_limit=4000, val_size=1000)
+    train(recipe, out, device="cpu", data_dir=mnist_dir, download=False)
+    return out

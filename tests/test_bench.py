@@ -1,0 +1,153 @@
+"""Measurement functions of `mnist_edge.bench`, kept to fractions of a second each."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_edge import bench
+from mnist_edge.errors import ConfigError
+from tests.onnx_models import write_zoo
+
+FAST = {"seconds": 0.05, "throughput_seconds": 0.02}
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory, mnist_dir) -> dict[str, Path]:
+    return write_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return bench.sample_images(16)[0]
+
+
+@pytest.fixture(scope="module")
+def fp32_result(zoo, images) -> bench.ModelResult:
+    return bench.bench_onnx(zoo["exported"], images=images, batch_sizes=[1, 4], threads=[1, 2], **FAST)
+
+
+def test_environment_fingerprint_lists_cpu_cores_and_int8_flags():
+    env = bench.environment()
+    assert env.cpu_model and env.logical_cores >= 1 and env.usable_cores >= 1
+    assert set(bench.ISA_FLAGS) <= set(env.isa)
+    assert env.int8_dot_product == any(env.isa[f] for f in bench.INT8_DOT_FLAGS)
+    assert env.onnxruntime and "CPUExecutionProvider" in env.providers_available
+    json.dumps(asdict(env))
+
+
+def test_latency_statistics_and_their_warnings():
+    samples = np.concatenate([np.full(990, 100.0), np.full(10, 1000.0)])
+    stats = bench.latency_stats(samples, batch_size=1, threads=1, warmup_runs=10, steady=True)
+    assert stats.p50_us == 100.0 and stats.p999_us > 900
+    assert stats.mean_us == pytest.approx(109.0)
+    assert stats.cv == pytest.approx(stats.std_us / stats.mean_us)
+    assert any("CV" in w for w in stats.warnings)
+    assert not any("runs" in w for w in stats.warnings)  # 1,000 runs are enough for p99
+    assert len(stats.quantiles_us) == 201 and stats.quantiles_us[0] == 100.0
+    quiet = bench.latency_stats(np.full(200, 50.0), 1, 1, 10, steady=False)
+    assert quiet.cv == 0.0
+    assert any("only 200 runs: p99" in w for w in quiet.warnings)
+    assert any("still changing" in w for w in quiet.warnings)
+
+
+def test_warm_up_stops_once_latency_is_steady():
+    runs, steady, median = bench.warm_up(lambda: time.sleep(0.0005), max_seconds=2.0)
+    assert steady and runs >= 3 and 400 < median < 5000
+
+
+def test_an_onnx_model_is_measured_completely(fp32_result):
+    result = fp32_result
+    assert result.kind == "onnx" and result.name == "linear-fp32" and not result.quantized
+    assert result.file_bytes and result.file_bytes > 30_000
+    assert result.cold_start.total_ms == pytest.approx(
+        result.cold_start.load_ms + result.cold_start.first_inference_ms)
+    assert result.latency.batch_size == 1 and result.latency.runs >= 50
+    assert 0 < result.latency.p50_us <= result.latency.p99_us <= result.latency.max_us
+    assert {(p.batch_size, p.threads) for p in result.throughput} == {(1, 1), (4, 1), (1, 2), (4, 2)}
+    assert all(p.images_per_s > 0 for p in result.throughput)
+    assert result.peak_rss_bytes and result.peak_rss_bytes > 10_000_000
+
+
+def test_a_fixed_batch_model_is_measured_at_its_batch(zoo, images):
+    result = bench.bench_onnx(zoo["fixed8"], images=images, batch_sizes=[1, 4], threads=[1], **FAST)
+    assert result.latency.batch_size == 8
+    assert [p.batch_size for p in result.throughput] == [8]
+    assert any("fixed batch 8" in n for n in result.notes)
+
+
+def test_profile_gives_per_operator_times(zoo, images, tmp_path):
+    result = bench.bench_onnx(zoo["qdq"], images=images, batch_sizes=[1], threads=[1],
+                              profile_dir=tmp_path, **FAST)
+    assert result.quantized
+    ops = {op.op_type: op for op in result.profile}
+    assert {"QuantizeLinear", "DequantizeLinear", "Gemm"} <= set(ops)
+    assert sum(op.share for op in result.profile) == pytest.approx(1.0)
+    assert all(op.calls_per_run >= 1 for op in result.profile)
+    assert Path(result.profile_file).is_file()
+
+
+def test_the_report_is_json_ready_and_has_ratios(fp32_result, zoo, images):
+    other = bench.bench_onnx(zoo["uint8"], images=images, batch_sizes=[1, 4], threads=[1, 2], **FAST)
+    settings = bench.Settings([1, 4], [1, 2], "cpu", 0.05, 0.02, "test")
+    report = bench.report(bench.environment(), settings, [fp32_result, other])
+    (ratio,) = report.ratios
+    assert ratio.model == "uint8" and ratio.baseline == "linear-fp32"
+    assert ratio.latency_p50 == pytest.approx(other.latency.p50_us / fp32_result.latency.p50_us)
+    assert set(ratio.throughput) == {"1@1", "4@1", "1@2", "4@2"}
+    json.loads(json.dumps(asdict(report)))
+
+
+def test_bench_torch_measures_an_eager_module(images):
+    torch = pytest.importorskip("torch")
+    from mnist_edge.models import build
+
+    threads_before = torch.get_num_threads()
+    result = bench.bench_torch(build("tiny").eval(), name="torch-tiny", images=images,
+                               batch_sizes=[1, 4], threads=[1], load_ms=12.0, **FAST)
+    assert result.kind == "torch" and result.cold_start.load_ms == 12.0
+    assert result.latency.runs >= 50 and len(result.throughput) == 2
+    assert torch.get_num_threads() == threads_before
+    json.dumps(asdict(result))
+
+
+def _model(name: str, p50: float, quantized: bool = False, profile=None) -> bench.ModelResult:
+    latency = bench.latency_stats(np.full(100, p50), 1, 1, 10, True)
+    return bench.ModelResult(
+        name=name, path=name, kind="onnx", quantized=quantized, file_bytes=1000,
+        cold_start=bench.ColdStart(1.0, 0.1, 1.1), latency=latency,
+        throughput=[bench.ThroughputPoint(8, 1, 1e6 / p50, 100, 0.1)],
+        peak_rss_bytes=None, rss_before_bytes=None, profile=profile)
+
+
+def test_a_slower_int8_model_gets_its_reasons():
+    env = replace(bench.environment(), int8_dot_product=False)
+    profile = [bench.OpTime("QuantizeLinear", 1, 30, 0.3), bench.OpTime("Gemm", 1, 70, 0.7)]
+    lines = bench.explain_int8([_model("fp32", 50), _model("int8", 80, True, profile)], env)
+    (line,) = lines
+    assert line.startswith("int8 is 1.60x slower than fp32 at batch 1")
+    assert "no AVX-512 VNNI" in line and "quantize/dequantize operators take 30%" in line
+    assert "fixed per-operator costs dominate" in line
+    assert bench.explain_int8([_model("fp32", 50), _model("int8", 30, True)], env) == []
+
+
+def test_compare_gives_a_regression_verdict():
+    old = {"environment": asdict(bench.environment()),
+           "models": [asdict(_model("fp32", 50)), asdict(_model("gone", 50))]}
+    settings = bench.Settings([8], [1], "cpu", 1, 1, "test")
+    env = bench.environment()
+    slower = bench.report(env, settings, [_model("fp32", 70), _model("new", 10)])
+    verdict = bench.compare(old, slower, threshold=0.10)
+    assert verdict.verdict == "regression"
+    worse = {c.metric for c in verdict.changes if c.verdict == "worse"}
+    assert worse == {"p50 µs", "p99 µs", "img/s b8·1t"}
+    assert sorted(verdict.unmatched_models) == ["gone", "new"]
+    for p50, expected in ((52, "no change"), (30, "improvement")):
+        assert bench.compare(old, bench.report(env, settings, [_model("fp32", p50)])).verdict == expected
+    with pytest.raises(ConfigError, match="not a bench.json"):
+        bench.compare({"models": [{"name": "x"}]}, slower)

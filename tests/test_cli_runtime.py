@@ -1,0 +1,256 @@
+"""`mnist-edge run` and `mnist-edge bench` through Typer's CliRunner.
+
+Every bad input asserts the exit code and the one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnist_edge.cli import app
+from mnist_edge.data import load_split
+from tests.onnx_models import write_bad_inputs, write_good_inputs, write_zoo
+
+runner = CliRunner()
+QUICK_BENCH = ["--seconds", "0.04", "--batch-sizes", "1,4", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory, mnist_dir) -> dict[str, Path]:
+    return write_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir) -> tuple[np.ndarray, np.ndarray]:
+    test = load_split("test", download=False)
+    return test.images[:20], test.labels[:20]
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory, digits) -> dict[str, Path]:
+    return write_good_inputs(tmp_path_factory.mktemp("good"), digits[0])
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory) -> dict[str, Path]:
+    return write_bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_help_has_an_example(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Example: mnist-edge " + command in result.stdout
+
+
+def test_help_states_the_normalisation_defaults():
+    text = " ".join(invoke("run", "--help").stdout.split())
+    assert "else 255" in text and "else 0.1307" in text and "else 0.3081" in text
+    assert "raw pixels" in text
+
+
+def test_run_prints_a_table_of_predictions(zoo, good):
+    result = invoke("run", zoo["exported"], good["png"], good["npy"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "linear-fp32: 4 image(s)"
+    assert lines[1].split() == ["input", "digit", "confidence", "top-3"]
+    assert lines[2].startswith("digit.png ") and lines[3].startswith("digits.npy[0]")
+    assert result.stderr == ""
+
+
+def test_run_json_holds_digits_confidences_and_top_k(zoo, digits, tmp_path):
+    images, labels = digits
+    np.save(tmp_path / "d.npy", images)
+    result = invoke("run", zoo["uint8"], tmp_path / "d.npy", "--json", "--top", "2", "--batch-size", "7")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    rows = payload["predictions"]
+    assert [r["input"] for r in rows] == [f"d.npy[{i}]" for i in range(20)]
+    assert all(len(r["top"]) == 2 and r["top"][0]["digit"] == r["digit"] for r in rows)
+    assert np.mean([int(r["digit"]) == label for r, label in zip(rows, labels, strict=True)]) > 0.7
+    assert payload["input"] == {"layout": "NCHW", "dtype": "uint8", "batch": None}
+    assert payload["errors"] == []
+
+
+@pytest.mark.parametrize("kind", ["png16", "palette", "rgba", "photo", "npy_float", "idx"])
+def test_run_accepts_every_supported_variant(zoo, good, kind):
+    result = invoke("run", zoo["nchw"], good[kind], "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["predictions"]
+
+
+def test_run_saves_what_the_model_saw(zoo, good, tmp_path):
+    result = invoke("run", zoo["flat"], good["photo"], "--save-preprocessed", tmp_path / "seen",
+                    "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "seen").iterdir()] == ["00000_photo.png"]
+    assert json.loads((tmp_path / "out" / "predictions.json").read_text())["predictions"]
+
+
+BAD_INPUTS = {
+    "not_image": "not an image (unknown file format)",
+    "truncated": "truncated or corrupt image",
+    "empty_size": "image is empty (0x0 pixels)",
+    "bomb": "image too large: 10,000,000,000 pixels (limit 50,000,000; possible decompression bomb)",
+    "npy_object": "object arrays are not supported (pickled data is never loaded)",
+    "npy_huge": "array holds 100,000,000 images; the limit is 1,000,000 (split the file)",
+    "npy_nan": "array holds 1 NaN or infinite values",
+    "npy_shape": "array of shape (4, 27, 27) is not N x 28 x 28 or N x 784",
+    "idx_labels": "IDX file holds labels, not images",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_a_bad_input_alone_exits_2_with_one_line(zoo, bad, kind):
+    result = invoke("run", zoo["nchw"], bad[kind])
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(f"error: {bad[kind]}: {BAD_INPUTS[kind]}")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_a_bad_input_among_good_ones_is_skipped_with_exit_1(zoo, good, bad, kind):
+    result = invoke("run", zoo["nchw"], good["png"], bad[kind], good["idx"], "--json")
+    assert result.exit_code == 1
+    assert one_error_line(result).startswith(f"error: {bad[kind]}: {BAD_INPUTS[kind]}")
+    payload = json.loads(result.stdout)
+    assert [r["input"] for r in payload["predictions"]] == [
+        "digit.png", "digits-idx3-ubyte[0]", "digits-idx3-ubyte[1]"]
+    assert payload["errors"][0]["error"].startswith(BAD_INPUTS[kind])
+
+
+def test_a_missing_input_is_reported(zoo, good, tmp_path):
+    result = invoke("run", zoo["nchw"], good["png"], tmp_path / "nope.png")
+    assert result.exit_code == 1
+    assert one_error_line(result) == f"error: {tmp_path / 'nope.png'}: no such file or directory"
+
+
+BAD_MODELS = {
+    "colour": "input 'image' has shape [batch,3,32,32]: not a digit image "
+              "(expected [N,1,28,28], [N,28,28,1] or [N,784])",
+    "custom_op": "unsupported operator com.example:FancyActivation: onnxruntime has no implementation for it",
+    "escaping": "external data location leaves the model's folder",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_MODELS))
+def test_a_bad_model_exits_2_with_one_line(zoo, good, kind):
+    result = invoke("run", zoo[kind], good["png"])
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(f"error: {zoo[kind]}: {BAD_MODELS[kind]}")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "model file not found"),
+    (b"", "empty file (0 bytes), not an ONNX model"),
+    (b"definitely not protobuf" * 20, "not an ONNX model"),
+])
+def test_missing_empty_and_foreign_model_files(tmp_path, good, content, message):
+    model = tmp_path / "model.onnx"
+    if content is not None:
+        model.write_bytes(content)
+    result = invoke("run", model, good["png"])
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(f"error: {model}: {message}")
+
+
+def test_a_truncated_model_file(zoo, good, tmp_path):
+    model = tmp_path / "cut.onnx"
+    model.write_bytes(zoo["nchw"].read_bytes()[:5000])
+    result = invoke("run", model, good["png"])
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(f"error: {model}: not an ONNX model")
+
+
+def test_normalisation_options_do_not_apply_to_uint8_models(zoo, good):
+    result = invoke("run", zoo["uint8"], good["png"], "--scale", "1")
+    assert result.exit_code == 2
+    assert one_error_line(result) == "error: --scale do not apply: this model takes raw uint8 pixels"
+
+
+def test_bench_writes_json_markdown_and_png(zoo, tmp_path):
+    out = tmp_path / "bench"
+    result = invoke("bench", zoo["exported"], zoo["qdq"], *QUICK_BENCH, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [m["name"] for m in payload["models"]] == ["linear-fp32", "qdq"]
+    assert payload["models"][1]["quantized"] is True
+    assert payload["ratios"][0]["baseline"] == "linear-fp32"
+    assert payload["environment"]["isa"].keys() >= {"avx2", "avx512_vnni"}
+    assert json.loads((out / "bench.json").read_text())["models"][0]["latency"]["p50_us"] > 0
+    markdown = (out / "bench.md").read_text()
+    assert "## Latency" in markdown and "| linear-fp32 |" in markdown
+    pytest.importorskip("matplotlib")
+    assert (out / "bench.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_tables_profile_and_compare(zoo, tmp_path):
+    old = tmp_path / "old.json"
+    first = invoke("bench", zoo["nchw"], *QUICK_BENCH, "--json")
+    payload = json.loads(first.stdout)
+    payload["models"][0]["latency"]["p50_us"] = 1e-3  # an impossibly fast earlier run
+    old.write_text(json.dumps(payload))
+    result = invoke("bench", zoo["nchw"], *QUICK_BENCH, "--profile", "--out", tmp_path / "b",
+                    "--compare", old)
+    assert result.exit_code == 1, result.output  # regression
+    text = result.stdout
+    for heading in ("Footprint", "Latency", "Throughput", "Operator profile: nchw", "Comparison"):
+        assert heading in text
+    assert "verdict: regression" in text
+    assert list((tmp_path / "b" / "profiles").glob("profile_nchw*.json"))
+
+
+def test_bench_torch_baseline_from_a_checkpoint(zoo, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import mnist_edge.checkpoint
+    from mnist_edge.models import build
+
+    calls = []
+
+    def fake_load(run_dir):
+        calls.append(Path(run_dir))
+        return build("tiny").eval(), {"arch": "tiny", "normalization": {"scale": 255.0,
+                                                                       "mean": 0.1307, "std": 0.3081}}
+
+    monkeypatch.setattr(mnist_edge.checkpoint, "load_for_inference", fake_load)
+    result = invoke("bench", zoo["nchw"], *QUICK_BENCH, "--torch-checkpoint", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    models = json.loads(result.stdout)["models"]
+    assert [m["kind"] for m in models] == ["onnx", "torch"] and models[1]["name"] == "torch-tiny"
+    assert calls == [tmp_path]
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--batch-sizes", "1,x", "error: --batch-sizes must be a comma-separated list of positive integers"),
+    ("--threads", "0", "error: --threads must be a comma-separated list of positive integers"),
+    ("--provider", "tpu", "error: unknown provider 'tpu'; choose one of cpu, cuda"),
+])
+def test_bench_option_errors(zoo, option, value, message):
+    result = invoke("bench", zoo["nchw"], option, value, "--seconds", "0.02")
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(message)
+
+
+def test_bench_refuses_a_foreign_compare_file(zoo, tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text('{"something": "else"}')
+    result = invoke("bench", zoo["nchw"], *QUICK_BENCH, "--compare", old)
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(f"error: {old}: not a bench.json written by mnist-edge bench")
