@@ -307,12 +307,14 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "auto", data_dir: An
           on_epoch: Callable[[EpochResult], None] | None = None,
           on_start: Callable[[Trainer], None] | None = None) -> TrainResult:
     """Train (or resume) a run in `out`. Checkpoints are written after each epoch and on Ctrl-C."""
+    chosen = pick_device(device)  # before touching `out`: a bad option must leave no folder behind
     run_dir = prepare_run_dir(out, resume, force)
     config = checkpoint.load_config(run_dir) if resume else None
     if config is not None:
         recipe = resolve_resume_recipe(config, requested or {})
-    chosen = pick_device(device)
-    torch.use_deterministic_algorithms(chosen.type == "cpu")
+    # No torch.use_deterministic_algorithms: the CPU kernels used here are already deterministic
+    # for a fixed thread count (tests/test_train.py checks bitwise equality), and the call costs
+    # seconds of start-up by importing torch's compiler stack.
     trainer = Trainer(recipe.validate(), run_dir, chosen, data_dir, download, compile_model)
     if config is not None:
         trainer.restore(config)

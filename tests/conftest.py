@@ -28,6 +28,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
     from mnist_edge.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    recipe = preset("fast", epochs=1, train_limit=4000, val_size=1000)
+    recipe = preset("fast", arch="tiny", epochs=1, train_limit=4000, val_size=1000)
     train(recipe, out, device="cpu", data_dir=mnist_dir, download=False)
     return out

@@ -6,9 +6,12 @@ matplotlib) are imported inside the commands so `--help`, `run` and `bench` stay
 
 from __future__ import annotations
 
+from mnist_edge.cli import (  # noqa: F401,E402  (registration)
+    commands_data,
+    commands_runtime,  # noqa: F401,E402
+    commands_train,
+)
 from mnist_edge.cli.common import app
-from mnist_edge.cli import commands_data, commands_train  # noqa: F401,E402  (registration)
-from mnist_edge.cli import commands_runtime  # noqa: F401,E402
 
 
 def main() -> None:

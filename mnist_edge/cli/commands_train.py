@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -20,21 +20,21 @@ DownloadOption = typer.Option(True, "--download/--no-download", help="Download M
 def train(
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoint, metrics and curves."),
     preset: str = typer.Option("default", help="Recipe preset: seed (the original notebook), default, fast."),
-    arch: Optional[str] = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny."),
-    epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per step."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
-    optimizer: Optional[str] = typer.Option(None, help="sgd or adamw."),
-    schedule: Optional[str] = typer.Option(None, help="onecycle or none."),
-    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Random affine augmentation."),
-    seed: Optional[int] = typer.Option(None, help="Seed for weights, shuffling and augmentation."),
-    limit: Optional[int] = typer.Option(None, help="Train on the first N training images only (smoke runs)."),
-    val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set."),
+    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny."),
+    epochs: int | None = typer.Option(None, help="Number of epochs."),
+    batch_size: int | None = typer.Option(None, help="Images per step."),
+    lr: float | None = typer.Option(None, help="Peak learning rate."),
+    optimizer: str | None = typer.Option(None, help="sgd or adamw."),
+    schedule: str | None = typer.Option(None, help="onecycle or none."),
+    augment: bool | None = typer.Option(None, "--augment/--no-augment", help="Random affine augmentation."),
+    seed: int | None = typer.Option(None, help="Seed for weights, shuffling and augmentation."),
+    limit: int | None = typer.Option(None, help="Train on the first N training images only (smoke runs)."),
+    val_size: int | None = typer.Option(None, help="Validation images carved from the training set."),
     device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a run."),
-    data_dir: Optional[Path] = DataDirOption,
+    data_dir: Path | None = DataDirOption,
     download: bool = DownloadOption,
 ) -> None:
     """Train a model; checkpoints are saved every epoch and on Ctrl-C.
@@ -105,13 +105,13 @@ def _num(value: float | None) -> str:
 @command(name="eval")
 def evaluate(
     model: Path = typer.Argument(..., help="A training run folder, an exported model folder or an .onnx file."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval.json and PNGs (default: next "
+    out: Path | None = typer.Option(None, "--out", help="Folder for eval.json and PNGs (default: next "
                                        "to a run folder's checkpoint; none for ONNX models)."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report instead of tables."),
-    scale: Optional[float] = typer.Option(None, help="ONNX input scale (default: manifest, else 255)."),
-    mean: Optional[float] = typer.Option(None, help="ONNX input mean (default: manifest, else 0.1307)."),
-    std: Optional[float] = typer.Option(None, help="ONNX input std (default: manifest, else 0.3081)."),
-    data_dir: Optional[Path] = DataDirOption,
+    scale: float | None = typer.Option(None, help="ONNX input scale (default: manifest, else 255)."),
+    mean: float | None = typer.Option(None, help="ONNX input mean (default: manifest, else 0.1307)."),
+    std: float | None = typer.Option(None, help="ONNX input std (default: manifest, else 0.3081)."),
+    data_dir: Path | None = DataDirOption,
     download: bool = DownloadOption,
 ) -> None:
     """Evaluate a model on the 10,000 MNIST test images: accuracy, per-class figures, confusion.

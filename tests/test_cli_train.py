@@ -1,0 +1,109 @@
+"""`mnist-edge train` / `eval` through the CLI, every command's help, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from mnist_edge.cli import app
+
+runner = CliRunner()
+
+
+def all_commands(group, prefix: tuple[str, ...] = ()):
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):  # a command group (typer bundles its own click)
+            yield from all_commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+COMMANDS = sorted(all_commands(get_command(app)))
+
+
+def test_expected_commands_exist() -> None:
+    assert {("train",), ("eval",), ("data", "show"), ("data", "stats"), ("run",), ("bench",)} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example: mnist-edge" in result.output
+
+
+def train_args(tmp_path: Path, mnist_dir: Path, *extra: str) -> list[str]:
+    return ["train", "--preset", "fast", "--epochs", "2", "--limit", "2000", "--val-size", "300",
+            "--device", "cpu", "--data-dir", str(mnist_dir), "--no-download", "--out", str(tmp_path / "run"),
+            *extra]
+
+
+def test_train_then_eval(tmp_path: Path, mnist_dir: Path) -> None:
+    result = runner.invoke(app, train_args(tmp_path, mnist_dir))
+    assert result.exit_code == 0, result.output
+    assert "epoch   1" in result.output and "parameters" in result.output
+    result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--data-dir", str(mnist_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["count"] == 10000 and report["accuracy"] > 0.5
+    assert len(report["per_class"]) == 10 and sum(map(sum, report["confusion"])) == 10000
+    for name in ("eval.json", "eval_confusion.png", "eval_mistakes.png"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--lr", "0"], "--lr must be greater than 0"),
+    (["--lr", "-0.1"], "--lr must be greater than 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--arch", "resnet50"], "unknown architecture 'resnet50'"),
+    (["--preset", "turbo"], "unknown preset 'turbo'"),
+    (["--device", "cuda-ish"], "unknown device"),
+])
+def test_nonsensical_options(tmp_path: Path, mnist_dir: Path, extra: list[str], message: str) -> None:
+    result = runner.invoke(app, train_args(tmp_path, mnist_dir, *extra))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_names_the_places_looked_in(tmp_path: Path) -> None:
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    result = runner.invoke(app, ["train", "--data-dir", str(empty), "--no-download", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "MNIST files not found" in result.stderr and str(empty) in result.stderr
+
+
+def test_unwritable_out(tmp_path: Path, mnist_dir: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    args = train_args(tmp_path, mnist_dir)
+    args[args.index("--out") + 1] = str(blocker / "run")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "cannot create directory" in result.stderr
+    assert blocker.read_text() == "not a folder"
+
+
+def test_checkpoint_problems_through_eval(tmp_path: Path, tiny_run: Path, mnist_dir: Path) -> None:
+    result = runner.invoke(app, ["eval", str(tmp_path / "missing"), "--data-dir", str(mnist_dir)])
+    assert result.exit_code == 2 and "not a directory" in result.stderr
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{truncated")
+    result = runner.invoke(app, ["eval", str(bad), "--data-dir", str(mnist_dir)])
+    assert result.exit_code == 2 and "config.json" in result.stderr and "not valid JSON" in result.stderr
+
+
+def test_resume_conflict_and_existing_run_through_cli(tmp_path: Path, mnist_dir: Path) -> None:
+    assert runner.invoke(app, train_args(tmp_path, mnist_dir)).exit_code == 0
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    again = runner.invoke(app, train_args(tmp_path, mnist_dir))
+    assert again.exit_code == 2 and "already holds a training run" in again.stderr
+    conflict = runner.invoke(app, train_args(tmp_path, mnist_dir, "--resume", "--lr", "0.3"))
+    assert conflict.exit_code == 2 and "differ from the saved run" in conflict.stderr
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before

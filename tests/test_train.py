@@ -1,0 +1,101 @@
+"""Training on small subsets: learning happens, CPU runs are deterministic, resume is exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mnist_edge import checkpoint  # noqa: E402
+from mnist_edge.config import preset  # noqa: E402
+from mnist_edge.errors import CheckpointError, ConfigError, OutputError, TrainingInterrupted  # noqa: E402
+from mnist_edge.train import lr_at, train  # noqa: E402
+
+SMALL = {"epochs": 2, "train_limit": 1536, "val_size": 512, "batch_size": 128}
+
+
+def small_recipe(**overrides):
+    return preset("fast", **{**SMALL, **overrides})
+
+
+def weights_bytes(run_dir: Path) -> bytes:
+    return (run_dir / checkpoint.WEIGHTS).read_bytes()
+
+
+def test_learning_happens(tmp_path: Path, mnist_dir: Path) -> None:
+    result = train(small_recipe(epochs=3, train_limit=3000), tmp_path / "run", device="cpu",
+                   data_dir=mnist_dir, download=False)
+    first, last = result.history[0], result.history[-1]
+    assert last["train_loss"] < first["train_loss"]
+    assert last["val_acc"] > 0.8  # chance is 0.1
+    assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "curves.png").is_file()
+
+
+def test_cpu_training_is_bitwise_deterministic(tmp_path: Path, mnist_dir: Path) -> None:
+    recipe = small_recipe(augment=True, optimizer="sgd", lr=0.05)
+    for name in ("a", "b"):
+        train(recipe, tmp_path / name, device="cpu", data_dir=mnist_dir, download=False)
+    assert weights_bytes(tmp_path / "a") == weights_bytes(tmp_path / "b")
+    train(small_recipe(augment=True, optimizer="sgd", lr=0.05, seed=1), tmp_path / "c", device="cpu",
+          data_dir=mnist_dir, download=False)
+    assert weights_bytes(tmp_path / "a") != weights_bytes(tmp_path / "c")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_resume_after_interruption_reaches_the_same_weights(tmp_path: Path, mnist_dir: Path,
+                                                            optimizer: str) -> None:
+    recipe = small_recipe(augment=True, optimizer=optimizer)
+    train(recipe, tmp_path / "straight", device="cpu", data_dir=mnist_dir, download=False)
+
+    def interrupt(info) -> None:
+        if info.epoch == 1 and info.step == 5:  # mid-epoch, as a Ctrl-C would
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(recipe, tmp_path / "resumed", device="cpu", data_dir=mnist_dir, download=False,
+              on_step=interrupt)
+    saved = checkpoint.load_config(tmp_path / "resumed")
+    assert saved["progress"]["epoch"] == 0 and saved["progress"]["step"] == 5
+    result = train(recipe, tmp_path / "resumed", device="cpu", data_dir=mnist_dir, download=False,
+                   resume=True)
+    assert result.resumed_from["step"] == 5
+    assert weights_bytes(tmp_path / "straight") == weights_bytes(tmp_path / "resumed")
+
+
+def test_existing_run_is_not_overwritten_without_force(tmp_path: Path, mnist_dir: Path) -> None:
+    run = tmp_path / "run"
+    train(small_recipe(epochs=1), run, device="cpu", data_dir=mnist_dir, download=False)
+    before = weights_bytes(run)
+    with pytest.raises(OutputError, match="--resume.*--force"):
+        train(small_recipe(epochs=1, seed=3), run, device="cpu", data_dir=mnist_dir, download=False)
+    assert weights_bytes(run) == before
+
+
+def test_resume_with_conflicting_options_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
+    run = tmp_path / "run"
+    train(small_recipe(epochs=1), run, device="cpu", data_dir=mnist_dir, download=False)
+    with pytest.raises(ConfigError, match="lr"):
+        train(small_recipe(epochs=1), run, device="cpu", data_dir=mnist_dir, download=False, resume=True,
+              requested={"lr": 0.5})
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(small_recipe(epochs=1), tmp_path / "empty", device="cpu", data_dir=mnist_dir, resume=True)
+
+
+def test_checkpoint_rebuilds_the_model_from_the_folder_alone(tiny_run: Path) -> None:
+    model, config = checkpoint.load_for_inference(tiny_run)
+    assert config["arch"] == "tiny" and config["params"] == sum(p.numel() for p in model.parameters())
+    assert set(config["data"]["checksums"]) == {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
+    assert config["recipe"]["arch"] == "tiny" and config["normalization"]["mean"] == pytest.approx(0.1307)
+    assert not model.training
+
+
+def test_onecycle_schedule_shape() -> None:
+    recipe = preset("default")
+    rates = [lr_at(step, 1000, recipe) for step in range(1000)]
+    peak = max(range(1000), key=rates.__getitem__)
+    assert 200 <= peak <= 260 and rates[peak] == pytest.approx(recipe.lr, rel=1e-3)
+    assert rates[0] < recipe.lr / 10 and rates[-1] < recipe.lr / 100
+    assert lr_at(5, 1000, preset("seed")) == 0.01
