@@ -261,3 +261,73 @@ def _path_hint(path: Path) -> str:
         return resolved.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
         return str(resolved)
+
+
+# --- the whole export: fp32, int8, parity ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportRunResult:
+    folders: dict[str, Path]  # "fp32" and, with int8, "int8"
+    fp32: ExportResult
+    int8: Any | None  # quantize.QuantizeResult
+    parity: Any | None  # parity.ParityReport
+
+
+def output_folders(out: str | Path, int8: bool) -> dict[str, Path]:
+    """`--out exported/NAME` -> exported/NAME-fp32 (and exported/NAME-int8).
+
+    A NAME that already ends in -fp32 is not doubled: `--out exported/cnn-fp32` also works.
+    """
+    out = Path(out)
+    base = out.name.removesuffix("-fp32") or out.name
+    folders = {"fp32": out.with_name(f"{base}-fp32")}
+    if int8:
+        folders["int8"] = out.with_name(f"{base}-int8")
+    return folders
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, int8: bool = True,
+               quantize_options: Any = None, parity: bool = True, thresholds: Any = None,
+               limit: int = 0, data_dir: Any = None, download: bool = True,
+               checkpoint_hint: str | None = None, source_note: dict[str, Any] | None = None,
+               figures: bool = True) -> ExportRunResult:
+    """RUN_DIR -> NAME-fp32/ and NAME-int8/ (model.onnx + manifest.json each), then parity on
+    the test set, whose figures go into both manifests and reports beside them.
+
+    Every option, the checkpoint, the output folders and the MNIST files are checked before
+    the first file is written.
+    """
+    from mnist_edge import data
+    from mnist_edge import parity as parity_mod
+    from mnist_edge.checkpoint import load_config
+    from mnist_edge.quantize import default_options, quantize_model
+
+    check_opset(opset)
+    thresholds = (thresholds or parity_mod.Thresholds()).validate()
+    if limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {limit}")
+    config = load_config(run_dir)
+    options = (quantize_options or default_options(config["arch"])).validate() if int8 else None
+    folders = output_folders(out, int8)
+    for folder in folders.values():
+        ensure_dir(folder)
+    if int8 or parity:
+        data.locate(data_dir, download)
+    fp32 = export_checkpoint(run_dir, folders["fp32"], opset=opset, name=folders["fp32"].name,
+                             checkpoint_hint=checkpoint_hint, recipe_note=source_note)
+    int8_result = None
+    if options is not None:
+        int8_result = quantize_model(fp32.model_path, folders["int8"], options, name=folders["int8"].name,
+                                     data_dir=data_dir, download=download)
+    report = None
+    if parity:
+        command = parity_mod.parity_command(checkpoint_hint or run_dir, folders["fp32"], folders.get("int8"),
+                                            limit=limit, thresholds=thresholds)
+        report = parity_mod.run_parity(run_dir, folders["fp32"], folders.get("int8"), thresholds=thresholds,
+                                       limit=limit, data_dir=data_dir, download=download, command=command)
+        test = data.load_split("test", data_dir, download=False).subset(limit)
+        for role, folder in folders.items():
+            parity_mod.write_report(report, folder, test.images, figure=figures)
+            parity_mod.update_manifest(folder, report, role)
+    return ExportRunResult(folders, fp32, int8_result, report)

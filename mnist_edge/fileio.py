@@ -13,6 +13,15 @@ from typing import Any
 from mnist_edge.errors import OutputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_DEFAULT_MODE = 0o666 & ~_umask()
+
+
 def ensure_dir(path: str | Path) -> Path:
     """Create `path` (and parents) or raise OutputError naming it."""
     path = Path(path)
@@ -37,6 +46,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, _DEFAULT_MODE)  # mkstemp makes 0600; outputs are meant to be shared like any file
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:

@@ -54,7 +54,38 @@ def validate(manifest: Any, path: str | Path = FILENAME) -> dict[str, Any]:
         raise ManifestError("'input.std' and 'input.scale' must be positive", path)
     if Path(manifest["files"]["model"]).name != manifest["files"]["model"]:
         raise ManifestError("'files.model' must be a file name inside the model's folder", path)
+    _validate_optional(manifest, path)
     return manifest
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _validate_optional(manifest: dict[str, Any], path: str | Path) -> None:
+    """Sections written by `export`, `quantize` and `parity`: optional, but typed when present."""
+    if not _is_sha256(manifest["files"]["sha256"]):
+        raise ManifestError("'files.sha256' must be 64 lowercase hexadecimal digits", path)
+    source = manifest["source"]
+    if "checkpoint" in source and not isinstance(source["checkpoint"], str):
+        raise ManifestError("'source.checkpoint' must be a path (string)", path)
+    if "checkpoint_sha256" in source and not _is_sha256(source["checkpoint_sha256"]):
+        raise ManifestError("'source.checkpoint_sha256' must be 64 lowercase hexadecimal digits", path)
+    quantization = manifest.get("quantization")
+    if quantization is not None and not (isinstance(quantization, dict)
+                                         and isinstance(quantization.get("method"), str)):
+        raise ManifestError("'quantization' must be null or an object with a 'method'", path)
+    metrics = manifest.get("metrics")
+    if metrics is None:
+        return
+    if not isinstance(metrics, dict):
+        raise ManifestError("'metrics' must be null or an object", path)
+    accuracy = metrics.get("test_accuracy")
+    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))
+                                 or not 0 <= accuracy <= 1):
+        raise ManifestError("'metrics.test_accuracy' must be a fraction between 0 and 1", path)
+    if "test_accuracy" in metrics and not isinstance(metrics.get("measured_with"), str):
+        raise ManifestError("'metrics.measured_with' must name the command that measured the metrics", path)
 
 
 def load(folder: str | Path, verify_hash: bool = True) -> dict[str, Any]:

@@ -151,3 +151,25 @@ def test_compare_gives_a_regression_verdict():
         assert bench.compare(old, bench.report(env, settings, [_model("fp32", p50)])).verdict == expected
     with pytest.raises(ConfigError, match="not a bench.json"):
         bench.compare({"models": [{"name": "x"}]}, slower)
+
+
+def test_run_benchmark_works_without_the_cli(zoo, tmp_path):
+    from mnist_edge.benchmark import BenchRequest, parse_batch_sizes, parse_threads, run_benchmark, tables
+
+    assert parse_batch_sizes("8,1,8") == (1, 8) and parse_threads("1,N,1", cores=4) == (1, 4)
+    with pytest.raises(ConfigError, match="--threshold must be positive"):
+        run_benchmark(BenchRequest([zoo["nchw"]], threshold=0))
+    request = BenchRequest([str(zoo["exported"]), zoo["qdq"]], batch_sizes=[1, 4], threads=[1],
+                           seconds=0.03, out=tmp_path / "bench", no_torch=True)
+    outcome = run_benchmark(request)
+    assert [m.name for m in outcome.report.models] == ["linear-fp32", "qdq"]
+    assert outcome.comparison is None and not outcome.regression
+    saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert saved == json.loads(json.dumps(outcome.payload))
+    markdown = (tmp_path / "bench" / "bench.md").read_text()
+    titles = [title for title, _, _ in tables(outcome.report)]
+    assert titles[:3] == ["Footprint", "Latency (µs, batch 1 unless noted)", "Throughput (images/s)"]
+    assert all(f"## {title}" in markdown for title in titles) and "| linear-fp32 |" in markdown
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "bench" / "bench.png").read_bytes().startswith(b"\x89PNG")
+    assert outcome.notes == outcome.payload["notes"] == []

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from mnist_edge.cli import (  # noqa: F401,E402  (registration)
     commands_data,
-    commands_runtime,  # noqa: F401,E402
+    commands_export,
+    commands_pipeline,
+    commands_report,
+    commands_runtime,
     commands_train,
 )
 from mnist_edge.cli.common import app

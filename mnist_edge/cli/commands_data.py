@@ -85,23 +85,10 @@ def show_command(
 
     Example: mnist-edge data show --out figures/data --count 50 --seed 1
     """
-    import numpy as np
+    load_plots()  # a clear install hint when matplotlib is missing
+    from mnist_edge.data_figures import write_overview
 
-    from mnist_edge.data import load_split
-
-    plots = load_plots()
-    train = load_split("train", data_dir, download=not no_download)
-    test = load_split("test", data_dir, download=False)
-    chosen = np.sort(np.random.default_rng(seed).choice(len(train), size=count, replace=False))
-    written = [
-        plots.digit_grid(train.images[chosen], train.labels[chosen], out / "samples.png",
-                         title=f"{count} random training digits (seed {seed})",
-                         max_images=count),
-        plots.class_counts(np.bincount(train.labels, minlength=10),
-                           np.bincount(test.labels, minlength=10), out / "class_counts.png"),
-        plots.class_means(train.images, train.labels, out / "class_means.png"),
-        plots.pixel_histogram(train.images, out / "pixel_histogram.png"),
-    ]
+    written = write_overview(out, data_dir, not no_download, count=count, seed=seed)
     if json_output:
         print_json({"out": str(out), "files": [str(path) for path in written]})
         return

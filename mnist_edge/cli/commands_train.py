@@ -50,7 +50,7 @@ def train(
                  "optimizer": optimizer, "schedule": schedule, "augment": augment, "seed": seed,
                  "train_limit": limit, "val_size": val_size}
     recipe = make_recipe(preset, **requested)
-    with _TrainingDisplay() as display:
+    with TrainingDisplay() as display:
         result = run_training(recipe, out, device=device, data_dir=data_dir, download=download,
                               resume=resume, force=force, compile_model=compile, requested=requested,
                               on_step=display.step, on_epoch=display.epoch, on_start=display.start)
@@ -59,10 +59,10 @@ def train(
                   f"val acc {_pct(last.get('val_acc'))}. Next: mnist-edge eval {result.run_dir}")
 
 
-class _TrainingDisplay:
+class TrainingDisplay:
     """A rich progress bar for steps and one summary line per epoch."""
 
-    def __enter__(self) -> _TrainingDisplay:
+    def __enter__(self) -> TrainingDisplay:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),

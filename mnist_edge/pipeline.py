@@ -1,0 +1,336 @@
+"""The main job in one call: data check, train, eval, export, quantize, parity, bench, report.
+
+Everything lands in one folder:
+  pipeline.json   step statuses, times and input fingerprints
+  data/           stats.json and overview PNGs
+  checkpoint/     the training run (config.json, weights, metrics, curves, eval.json + PNGs)
+  exported/fp32/  model.onnx + manifest.json;  exported/int8/ likewise
+  parity/         parity.json + disagreements.png
+  bench/          bench.json, bench.md, bench.png
+  report.html     everything above in one self-contained page
+
+A step's fingerprint hashes what it depends on (options and upstream files). With `resume`, a
+step already done with the same fingerprint is skipped; a half-finished training continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mnist_edge import data
+from mnist_edge.config import Recipe
+from mnist_edge.errors import MnistEdgeError, OutputError
+from mnist_edge.fileio import atomic_write_json, ensure_dir, read_json, sha256_file
+
+STEPS = ("data", "train", "eval", "export", "quantize", "parity", "bench", "report")
+RECORD = "pipeline.json"
+_OWNED = ("data", "checkpoint", "exported", "parity", "bench", "report.html", RECORD)
+
+
+class PipelineStepError(MnistEdgeError):
+    """A step failed; the steps before it are kept and `--resume` starts again from it."""
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    recipe: Recipe
+    out: Path
+    device: str = "auto"
+    data_dir: Path | None = None
+    download: bool = True
+    resume: bool = False
+    force: bool = False
+    opset: int = 17
+    bench_seconds: float = 1.0
+    batch_sizes: str = "1,8,64,256"
+    threads: str = "1,N"
+    steps: tuple[str, ...] = STEPS
+
+
+@dataclass
+class StepRecord:
+    name: str
+    status: str = "pending"  # pending | running | done | skipped | failed
+    seconds: float = 0.0
+    message: str = ""
+    fingerprint: str = ""
+
+
+@dataclass
+class PipelineState:
+    preset_recipe: dict[str, Any]
+    arch: str
+    created: str
+    steps: list[StepRecord] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def step(self, name: str) -> StepRecord:
+        return next(s for s in self.steps if s.name == name)
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint"
+
+    @property
+    def fp32(self) -> Path:
+        return self.root / "exported" / "fp32"
+
+    @property
+    def int8(self) -> Path:
+        return self.root / "exported" / "int8"
+
+    @property
+    def parity(self) -> Path:
+        return self.root / "parity"
+
+    @property
+    def bench(self) -> Path:
+        return self.root / "bench"
+
+
+Hooks = dict[str, Callable[..., Any]]
+
+
+def run_pipeline(options: PipelineOptions, hooks: Hooks | None = None) -> PipelineState:
+    """Run the steps in order; raise PipelineStepError naming the step that failed.
+
+    `hooks` (all optional): `step_start(name, index, total)`, `step_end(record)` and the training
+    callbacks `train_step`, `train_epoch`, `train_start` (see mnist_edge.train).
+    """
+    hooks = hooks or {}
+    paths = Paths(_prepare_out(options))
+    state = _load_or_new_state(options, paths)
+    try:
+        for index, record in enumerate(state.steps):
+            if record.name not in options.steps:
+                continue
+            if "step_start" in hooks:
+                hooks["step_start"](record.name, index, len(state.steps))
+            _run_step(record, options, paths, state, hooks)
+            _save_state(paths, state)
+            if "step_end" in hooks:
+                hooks["step_end"](record)
+    except PipelineStepError:
+        _report_what_exists(paths, options)
+        raise
+    return state
+
+
+def _report_what_exists(paths: Paths, options: PipelineOptions) -> None:
+    """After a failure, a report of the steps that did finish helps more than none."""
+    if "report" not in options.steps:
+        return
+    from mnist_edge.report import build_report
+
+    try:
+        build_report(paths.root)
+    except MnistEdgeError:
+        pass  # the step's own error is the one to show
+
+
+def _prepare_out(options: PipelineOptions) -> Path:
+    out = Path(options.out)
+    if out.exists() and not out.is_dir():
+        raise OutputError("exists and is not a directory", out)
+    holds_run = (out / RECORD).is_file() or (out / "checkpoint").exists()
+    if holds_run and not (options.resume or options.force):
+        raise OutputError("already holds a pipeline run; pass --resume to continue it or --force to "
+                          "start over", out)
+    if holds_run and options.force and not options.resume:
+        for name in _OWNED:  # only what a pipeline writes: never a user's other files
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    return ensure_dir(out)
+
+
+def _load_or_new_state(options: PipelineOptions, paths: Paths) -> PipelineState:
+    record = paths.root / RECORD
+    fresh = PipelineState(options.recipe.to_dict(), options.recipe.arch,
+                          datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          [StepRecord(name) for name in STEPS])
+    if not (options.resume and record.is_file()):
+        return fresh
+    saved = read_json(record, OutputError)
+    if saved.get("preset_recipe") != options.recipe.to_dict():
+        raise PipelineStepError(
+            f"cannot resume: the recipe differs from the one this run was started with "
+            f"({RECORD} holds {saved.get('preset_recipe')})", paths.root)
+    steps = {s["name"]: StepRecord(**s) for s in saved.get("steps", [])}
+    fresh.steps = [steps.get(name, StepRecord(name)) for name in STEPS]
+    fresh.created, fresh.summary = saved.get("created", fresh.created), saved.get("summary", {})
+    return fresh
+
+
+def _save_state(paths: Paths, state: PipelineState) -> None:
+    atomic_write_json(paths.root / RECORD, asdict(state))
+
+
+def _run_step(record: StepRecord, options: PipelineOptions, paths: Paths, state: PipelineState,
+              hooks: Hooks) -> None:
+    fingerprint = _fingerprint(record.name, options, paths)
+    if options.resume and record.status in ("done", "skipped") and record.fingerprint == fingerprint:
+        record.status = "skipped"
+        record.message = "unchanged since the last run"
+        return
+    record.status, record.fingerprint = "running", fingerprint
+    started = time.perf_counter()
+    try:
+        record.message = STEP_FUNCTIONS[record.name](options, paths, state, hooks) or ""
+        record.status = "done"
+    except MnistEdgeError as exc:
+        record.status, record.message = "failed", str(exc)
+        raise PipelineStepError(f"step '{record.name}' failed: {exc}") from exc
+    finally:
+        record.seconds = round(time.perf_counter() - started, 3)
+        if record.status == "failed":
+            _save_state(paths, state)
+    # The fingerprint of a step's own outputs changes downstream fingerprints; recompute after.
+    record.fingerprint = _fingerprint(record.name, options, paths)
+
+
+# --- fingerprints -----------------------------------------------------------------------------
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_hash(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
+
+
+def _fingerprint(step: str, options: PipelineOptions, paths: Paths) -> str:
+    weights = _file_hash(paths.checkpoint / "model.safetensors")
+    fp32 = _file_hash(paths.fp32 / "model.onnx")
+    int8 = _file_hash(paths.int8 / "model.onnx")
+    inputs = {
+        "data": (str(options.data_dir),),
+        "train": (options.recipe.to_dict(), str(options.data_dir)),
+        "eval": (weights,),
+        "export": (weights, options.opset),
+        "quantize": (fp32,),
+        "parity": (weights, fp32, int8),
+        "bench": (fp32, int8, options.bench_seconds, options.batch_sizes, options.threads),
+        "report": (time.time(),),  # always rebuilt: it is cheap and reflects every other step
+    }[step]
+    return _hash(step, *inputs)
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+def _step_data(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
+    from mnist_edge.data_figures import write_overview
+
+    stats = data.stats(options.data_dir, options.download)
+    atomic_write_json(ensure_dir(paths.data) / "stats.json", asdict(stats))
+    write_overview(paths.data, options.data_dir, options.download)
+    state.summary["data"] = {"train": stats.train_count, "test": stats.test_count,
+                             "mean": stats.pixel_mean, "std": stats.pixel_std}
+    return f"{stats.train_count:,} train / {stats.test_count:,} test images, mean {stats.pixel_mean:.4f}"
+
+
+def _step_train(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
+    from mnist_edge import checkpoint
+    from mnist_edge.train import train
+
+    resume = checkpoint.is_run_dir(paths.checkpoint)
+    result = train(options.recipe, paths.checkpoint, device=options.device, data_dir=options.data_dir,
+                   download=options.download, resume=resume, force=not resume,
+                   on_step=hooks.get("train_step"), on_epoch=hooks.get("train_epoch"),
+                   on_start=hooks.get("train_start"))
+    last = result.history[-1] if result.history else {}
+    state.summary["train"] = {"params": result.params, "device": result.device,
+                              "val_acc": last.get("val_acc"),
+                              "seconds": sum(h["seconds"] for h in result.history)}
+    return f"{result.params:,} parameters on {result.device}, val acc {last.get('val_acc', 0):.2%}"
+
+
+def _step_eval(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
+    from mnist_edge.evaluation_jobs import evaluate_any
+
+    report, _ = evaluate_any(paths.checkpoint, data_dir=options.data_dir, download=options.download)
+    state.summary["eval"] = {"test_accuracy": report.accuracy}
+    return f"PyTorch test accuracy {report.accuracy:.2%}"
+
+
+def _step_export(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
+    from mnist_edge.export import export_checkpoint
+
+    result = export_checkpoint(paths.checkpoint, paths.fp32, opset=options.opset,
+                               name=f"{options.recipe.arch}-fp32", checkpoint_hint="../../checkpoint")
+    state.summary["export"] = {"bytes": result.bytes, "opset": result.opset, "exporter": result.exporter}
+    return f"fp32 ONNX {result.bytes:,} bytes, opset {result.opset} ({result.exporter})"
+
+
+def _step_quantize(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
+    from mnist_edge.quantize import default_options, quantize_model
+
+    quant = default_options(options.recipe.arch)
+    result = quantize_model(paths.fp32 / "model.onnx", paths.int8, quant, name=f"{options.recipe.arch}-int8",
+                            data_dir=options.data_dir, download=options.download)
+    state.summary["quantize"] = {"bytes": result.int8_bytes, "size_ratio": result.size_ratio,
+                                 "method": result.options.get("method")}
+    return f"int8 ONNX {result.int8_bytes:,} bytes ({result.size_ratio:.0%} of fp32), {result.options['method']}"
+
+
+def _step_parity(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
+    from mnist_edge import parity
+
+    report = parity.run_parity(paths.checkpoint, paths.fp32, paths.int8, data_dir=options.data_dir,
+                               download=options.download)
+    test = data.load_split("test", options.data_dir, download=False)
+    parity.write_report(report, paths.parity, test.images)
+    for role, folder in (("fp32", paths.fp32), ("int8", paths.int8)):
+        parity.update_manifest(folder, report, role)
+    scores = {m.role: m.accuracy for m in report.models}
+    state.summary["parity"] = {"accuracy": scores, "passed": report.passed}
+    if not report.passed:
+        broken = "; ".join(f"{b.check}: {b.message}" for b in report.breaches)
+        raise PipelineStepError(f"parity thresholds breached ({broken}); see {paths.parity / parity.REPORT_FILE}")
+    return ", ".join(f"{role} {acc:.2%}" for role, acc in scores.items()) + ", thresholds met"
+
+
+def _step_bench(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
+    from mnist_edge.benchmark import BenchRequest, parse_batch_sizes, parse_threads, run_benchmark
+
+    request = BenchRequest(models=(paths.fp32, paths.int8), batch_sizes=parse_batch_sizes(options.batch_sizes),
+                           threads=parse_threads(options.threads), seconds=options.bench_seconds,
+                           out=paths.bench, torch_checkpoint=paths.checkpoint)
+    report = run_benchmark(request).report
+    p50 = {m.name: m.latency.p50_us for m in report.models}
+    state.summary["bench"] = {"p50_us": p50, "threads": report.settings.threads[0]}
+    return ", ".join(f"{name} p50 {us:.1f} µs" for name, us in p50.items())
+
+
+def _step_report(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
+    from mnist_edge.report import build_report
+
+    _save_state(paths, state)  # the report reads pipeline.json
+    return str(build_report(paths.root))
+
+
+STEP_FUNCTIONS: dict[str, Callable[..., str]] = {
+    "data": _step_data, "train": _step_train, "eval": _step_eval, "export": _step_export,
+    "quantize": _step_quantize, "parity": _step_parity, "bench": _step_bench, "report": _step_report,
+}

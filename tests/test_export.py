@@ -1,0 +1,158 @@
+"""torch -> fp32 ONNX: every architecture, batch-norm folding, metadata, checks and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from mnist_edge import manifest as manifest_io  # noqa: E402
+from mnist_edge.config import ARCHS, LABELS  # noqa: E402
+from mnist_edge.errors import CheckpointError, ConfigError, OutputError  # noqa: E402
+from mnist_edge.export import (  # noqa: E402
+    BATCH_DIM,
+    INPUT_NAME,
+    MAX_OPSET,
+    MIN_OPSET,
+    OUTPUT_NAME,
+    add_metadata,
+    check_model,
+    check_opset,
+    export_checkpoint,
+    fold_batch_norm,
+    output_folders,
+    to_onnx,
+)
+from mnist_edge.models import build  # noqa: E402
+
+
+def random_model(arch: str) -> torch.nn.Module:
+    """An architecture with random weights and non-trivial batch-norm statistics."""
+    torch.manual_seed(0)
+    model = build(arch)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def session(proto: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_exports_with_a_dynamic_batch(arch):
+    model = random_model(arch)
+    proto, exporter = to_onnx(fold_batch_norm(model), 17)
+    add_metadata(proto, arch=arch, normalization={"scale": 255.0, "mean": 0.1307, "std": 0.3081},
+                 checkpoint_sha256="0" * 64)
+    proto = check_model(proto, 17)
+    assert exporter == "torchscript"
+    assert "BatchNormalization" not in {n.op_type for n in proto.graph.node}
+    (graph_input,) = proto.graph.input
+    assert graph_input.name == INPUT_NAME and proto.graph.output[0].name == OUTPUT_NAME
+    assert graph_input.type.tensor_type.shape.dim[0].dim_param == BATCH_DIM
+    sess = session(proto)
+    x = torch.randn(7, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        for count in (1, 7):
+            (out,) = sess.run([OUTPUT_NAME], {INPUT_NAME: x[:count].numpy()})
+            assert out.shape == (count, 10)
+            np.testing.assert_allclose(out, model(x[:count]).numpy(), atol=1e-4, rtol=0)
+
+
+def test_folding_batch_norm_keeps_the_function():
+    model = random_model("cnn")
+    folded = fold_batch_norm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in folded.modules()) == 5
+    x = torch.randn(4, 1, 28, 28)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_the_opset_is_the_one_asked_for():
+    proto, _ = to_onnx(fold_batch_norm(random_model("tiny")), MIN_OPSET)
+    assert check_model(proto, MIN_OPSET).opset_import[0].version == MIN_OPSET
+
+
+@pytest.mark.parametrize("opset", [MIN_OPSET - 1, MAX_OPSET + 1, 99])
+def test_an_opset_the_exporter_cannot_produce_is_refused(opset):
+    with pytest.raises(ConfigError, match=f"--opset {opset} cannot be produced"):
+        check_opset(opset)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "tiny-fp32"
+    export_checkpoint(tiny_run, out)
+    return out
+
+
+def test_export_writes_a_checked_model_and_a_valid_manifest(exported, tiny_run):
+    manifest = manifest_io.load(exported)  # validates and checks the sha256
+    assert manifest["files"]["model"] == "model.onnx"
+    assert manifest["input"] == {"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32",
+                                 "layout": "NCHW", "scale": 255.0, "mean": 0.1307, "std": 0.3081}
+    assert manifest["labels"] == list(LABELS)
+    assert manifest["source"]["arch"] == "tiny" and manifest["source"]["params"] > 0
+    assert Path(manifest["source"]["checkpoint"]).resolve() == tiny_run.resolve()
+    assert manifest["source"]["recipe"]["arch"] == "tiny"
+    assert manifest["export"]["opset"] == 17 and manifest["quantization"] is None
+    model = onnx.load(str(exported / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["labels"]) == list(LABELS)
+    assert props["arch"] == "tiny" and float(props["input_std"]) == pytest.approx(0.3081)
+    assert props["checkpoint_sha256"] == manifest["source"]["checkpoint_sha256"]
+    assert sorted(p.name for p in exported.iterdir()) == ["manifest.json", "model.onnx"]  # no temp files
+
+
+def test_output_folders_name_the_fp32_and_int8_siblings(tmp_path):
+    assert output_folders(tmp_path / "cnn", int8=True) == {"fp32": tmp_path / "cnn-fp32",
+                                                          "int8": tmp_path / "cnn-int8"}
+    assert output_folders(tmp_path / "cnn-fp32", int8=False) == {"fp32": tmp_path / "cnn-fp32"}
+
+
+# --- bad inputs -------------------------------------------------------------------------------
+
+
+def broken_run(tiny_run: Path, folder: Path, how: str) -> Path:
+    run = folder / how
+    shutil.copytree(tiny_run, run)
+    if how == "truncated":
+        weights = run / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif how == "foreign":
+        (run / "config.json").write_text(json.dumps({"format": "keras", "layers": []}))
+    elif how == "missing":
+        shutil.rmtree(run)
+    return run
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    ("missing", "not a directory"),
+    ("truncated", "does not match the hash"),
+    ("foreign", "not an mnist-edge checkpoint"),
+])
+def test_a_bad_checkpoint_is_refused_and_nothing_is_written(tiny_run, tmp_path, how, message):
+    run = broken_run(tiny_run, tmp_path, how)
+    with pytest.raises(CheckpointError, match=message):
+        export_checkpoint(run, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unwritable_output_is_refused(tiny_run, tmp_path):
+    (tmp_path / "file").write_text("a regular file")
+    with pytest.raises(OutputError, match="cannot create directory"):
+        export_checkpoint(tiny_run, tmp_path / "file" / "out")

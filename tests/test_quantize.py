@@ -1,0 +1,163 @@
+"""fp32 ONNX -> int8 ONNX: options, calibration data, reproducibility, bad model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime.quantization")
+
+from mnist_edge import manifest as manifest_io  # noqa: E402
+from mnist_edge.data import load_split  # noqa: E402
+from mnist_edge.errors import ConfigError, ModelFileError, OutputError  # noqa: E402
+from mnist_edge.fileio import sha256_file  # noqa: E402
+from mnist_edge.quantize import (  # noqa: E402
+    ARCH_DEFAULTS,
+    QuantizeOptions,
+    calibration_images,
+    default_options,
+    quantize_model,
+)
+from mnist_edge.runtime import Predictor  # noqa: E402
+
+QUICK = {"calib_images": 200}
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run exported to fp32 (folder with manifest.json)."""
+    pytest.importorskip("torch")
+    from mnist_edge.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("quantize") / "tiny-fp32"
+    export_checkpoint(tiny_run, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8(fp32, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("quantize") / "tiny-int8"
+    quantize_model(fp32 / "model.onnx", out, default_options("tiny", **QUICK))
+    return out
+
+
+# --- options ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"calib_images": 0}, "--calib-images must be between 1 and 60,000"),
+    ({"calib_images": 60001}, "--calib-images must be between 1"),
+    ({"mode": "half"}, "--mode must be static or dynamic"),
+    ({"calibration": "kl"}, "--calibration must be one of minmax, entropy, percentile"),
+    ({"format": "tflite"}, "--format must be one of"),
+    ({"mode": "dynamic", "format": "qdq"}, "writes QOperator models only"),
+    ({"activation_type": "int4"}, "--activation-type must be int8 or uint8"),
+    ({"percentile": 0}, "percentile must be in"),
+])
+def test_bad_options_are_refused_before_any_work(options, message):
+    with pytest.raises(ConfigError, match=message):
+        QuantizeOptions(**options).validate()
+
+
+def test_every_architecture_has_defaults_and_explicit_options_win():
+    assert set(ARCH_DEFAULTS) == {"mlp", "lenet5", "cnn", "tiny"}
+    cnn = default_options("cnn")
+    assert (cnn.mode, cnn.resolved_format, cnn.per_channel, cnn.reduce_range) == ("static", "qdq", True, True)
+    assert default_options("mlp").mode == "dynamic"
+    assert default_options("tiny", exclude=()).exclude == ()
+    assert default_options("cnn", per_channel=False, calibration=None).per_channel is False
+
+
+def test_calibration_images_come_from_the_training_set_chosen_by_seed(mnist_dir):
+    train = load_split("train", download=False)
+    first, again, other = (calibration_images(50, seed) for seed in (0, 0, 1))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    flat = {image.tobytes() for image in train.images[:60000]}
+    assert all(image.tobytes() in flat for image in first)
+
+
+# --- quantizing -------------------------------------------------------------------------------
+
+
+def test_the_int8_model_is_smaller_accurate_and_described(int8, fp32, mnist_dir):
+    manifest = manifest_io.load(int8)
+    q = manifest["quantization"]
+    assert q["method"] == "static-qdq" and q["images"] == 200 and q["calibration"] == "minmax"
+    assert q["calibration_data"].startswith("MNIST training images")
+    assert q["exclude"] == ["/0/Conv"] and q["reduce_range"] and q["float_logits"]
+    assert q["fp32_model_sha256"] == sha256_file(fp32 / "model.onnx")
+    assert manifest["source"] == manifest_io.load(fp32)["source"]
+    assert manifest["files"]["bytes"] < manifest_io.load(fp32)["files"]["bytes"]
+    test = load_split("test", download=False).subset(1000)
+    fp32_top = Predictor.load(fp32).logits(test.images).argmax(axis=1)
+    int8_top = Predictor.load(int8).logits(test.images).argmax(axis=1)
+    assert (fp32_top == int8_top).mean() > 0.98
+
+
+def test_the_logits_stay_float(int8):
+    model = onnx.load(str(int8 / "model.onnx"))
+    producer = next(n for n in model.graph.node if "logits" in n.output)
+    assert producer.op_type == "Gemm"  # fed by DequantizeLinear: onnxruntime fuses it into QGemm
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_quantization_is_reproducible_given_a_seed(fp32, int8, tmp_path):
+    again = quantize_model(fp32 / "model.onnx", tmp_path / "again", default_options("tiny", **QUICK))
+    assert sha256_file(again.model_path) == sha256_file(int8 / "model.onnx")
+
+
+def test_entropy_calibration_differs_from_minmax(fp32, int8, tmp_path):
+    # onnxruntime's own entropy settings reproduce min-max exactly; ours must not.
+    result = quantize_model(fp32 / "model.onnx", tmp_path / "entropy",
+                            default_options("tiny", calibration="entropy", **QUICK))
+    assert sha256_file(result.model_path) != sha256_file(int8 / "model.onnx")
+
+
+def test_dynamic_quantization_needs_no_calibration(fp32, tmp_path):
+    result = quantize_model(fp32 / "model.onnx", tmp_path / "dyn", QuantizeOptions(mode="dynamic"))
+    assert manifest_io.load(tmp_path / "dyn")["quantization"]["method"] == "dynamic-qoperator"
+    assert result.int8_bytes < result.fp32_bytes
+
+
+def test_an_unknown_node_to_exclude_is_named(fp32, tmp_path):
+    with pytest.raises(ConfigError, match="--exclude: no node named 'nope'"):
+        quantize_model(fp32 / "model.onnx", tmp_path / "out", QuantizeOptions(exclude=("nope",), **QUICK))
+    assert not (tmp_path / "out").exists()
+
+
+# --- bad model files ----------------------------------------------------------------------------
+
+
+def bad_model(folder: Path, kind: str, fp32: Path) -> Path:
+    path = folder / f"{kind}.onnx"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes((fp32 / "model.onnx").read_bytes()[:5000])
+    elif kind == "foreign":
+        path.write_text("this is a text file, not a model\n" * 20)
+    return path  # "missing": never written
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("missing", "model file not found"),
+    ("empty", "empty file"),
+    ("truncated", "not an ONNX model"),
+    ("foreign", "not an ONNX model"),
+])
+def test_a_bad_model_file_is_refused_and_nothing_is_written(fp32, tmp_path, kind, message):
+    path = bad_model(tmp_path, kind, fp32)
+    with pytest.raises(ModelFileError, match=message):
+        quantize_model(path, tmp_path / "out", QuantizeOptions(**QUICK))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unwritable_output_is_refused(fp32, tmp_path):
+    (tmp_path / "file").write_text("a regular file")
+    with pytest.raises(OutputError, match="cannot create directory"):
+        quantize_model(fp32 / "model.onnx", tmp_path / "file" / "out", QuantizeOptions(**QUICK))
