@@ -52,6 +52,7 @@ class PipelineOptions:
     bench_seconds: float = 1.0
     batch_sizes: str = "1,8,64,256"
     threads: str = "1,N"
+    torch_baseline: bool = True
     steps: tuple[str, ...] = STEPS
 
 
@@ -316,7 +317,8 @@ def _step_bench(options: PipelineOptions, paths: Paths, state: PipelineState, ho
 
     request = BenchRequest(models=(paths.fp32, paths.int8), batch_sizes=parse_batch_sizes(options.batch_sizes),
                            threads=parse_threads(options.threads), seconds=options.bench_seconds,
-                           out=paths.bench, torch_checkpoint=paths.checkpoint)
+                           out=paths.bench, torch_checkpoint=paths.checkpoint if options.torch_baseline else None,
+                           no_torch=not options.torch_baseline)
     report = run_benchmark(request).report
     p50 = {m.name: m.latency.p50_us for m in report.models}
     state.summary["bench"] = {"p50_us": p50, "threads": report.settings.threads[0]}

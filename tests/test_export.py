@@ -94,7 +94,7 @@ def test_an_opset_the_exporter_cannot_produce_is_refused(opset):
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("export") / "tiny-fp32"
+    out = tmp_path_factory.mktemp("export") / "quick-fp32"
     export_checkpoint(tiny_run, out)
     return out
 
@@ -105,15 +105,16 @@ def test_export_writes_a_checked_model_and_a_valid_manifest(exported, tiny_run):
     assert manifest["input"] == {"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32",
                                  "layout": "NCHW", "scale": 255.0, "mean": 0.1307, "std": 0.3081}
     assert manifest["labels"] == list(LABELS)
-    assert manifest["source"]["arch"] == "tiny" and manifest["source"]["params"] > 0
+    arch = json.loads((tiny_run / "config.json").read_text())["arch"]  # the fast preset's
+    assert manifest["source"]["arch"] == arch and manifest["source"]["params"] > 0
     assert Path(manifest["source"]["checkpoint"]).resolve() == tiny_run.resolve()
-    assert manifest["source"]["recipe"]["arch"] == "tiny"
+    assert manifest["source"]["recipe"]["arch"] == arch
     assert manifest["export"]["opset"] == 17 and manifest["quantization"] is None
     model = onnx.load(str(exported / "model.onnx"))
     onnx.checker.check_model(model, full_check=True)
     props = {p.key: p.value for p in model.metadata_props}
     assert json.loads(props["labels"]) == list(LABELS)
-    assert props["arch"] == "tiny" and float(props["input_std"]) == pytest.approx(0.3081)
+    assert props["arch"] == arch and float(props["input_std"]) == pytest.approx(0.3081)
     assert props["checkpoint_sha256"] == manifest["source"]["checkpoint_sha256"]
     assert sorted(p.name for p in exported.iterdir()) == ["manifest.json", "model.onnx"]  # no temp files
 

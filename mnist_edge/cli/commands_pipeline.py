@@ -59,3 +59,38 @@ def _hooks(display: TrainingDisplay) -> dict[str, Any]:
 
     return {"step_start": step_start, "step_end": step_end, "train_step": display.step,
             "train_epoch": display.epoch, "train_start": display.start}
+
+
+@command()
+def sweep(
+    config: Path = typer.Argument(..., help="Sweep config (TOML): [sweep], [[run]] tables and/or a [grid]."),
+    out: Path = typer.Option(..., "--out", help="Folder for one sub-folder per run plus the results."),
+    resume: bool = typer.Option(False, "--resume", help="Finish a half-done sweep, skipping finished steps."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a sweep."),
+    data_dir: Optional[Path] = DataDirOption,
+    download: bool = DownloadOption,
+) -> None:
+    """Train, export and quantize every run of a sweep, then measure each deployed int8 model.
+
+    Writes results.csv, results.md, results.json and pareto.png (accuracy vs batch-1 latency,
+    marker size = file size, the Pareto front highlighted). A failing run is recorded and the
+    sweep goes on.
+
+    Example: mnist-edge sweep sweeps/example.toml --out runs/sweep
+    """
+    from mnist_edge.sweep import load_config, run_sweep
+
+    parsed = load_config(config)
+    console.print(f"sweep [bold]{parsed.name}[/]: {len(parsed.runs)} runs -> {out}")
+    with TrainingDisplay() as display:
+        hooks = _hooks(display)
+        hooks["run_start"] = lambda spec, i, n: console.print(f"[bold]run {i + 1}/{n}: {spec.name}[/] "
+                                                              f"({spec.recipe.arch})")
+        hooks["run_end"] = lambda r: console.print(
+            f"  {r.status}: int8 {r.int8_accuracy:.2%}, {r.latency_us:.1f} µs" if r.status == "done"
+            else f"  [red]failed[/]: {r.message}")
+        results = run_sweep(parsed, out, resume=resume, force=force, data_dir=data_dir, download=download,
+                            hooks=hooks)
+    failed = sum(r.status != "done" for r in results)
+    console.print(f"[bold]done[/]: {len(results) - failed} runs measured, {failed} failed; "
+                  f"{out}/results.md, {out}/pareto.png")
