@@ -544,8 +544,10 @@ def disagreement_figure(report: ParityReport, images: np.ndarray, path: Path) ->
     # Every tile is a disagreement; red marks those the last model (int8, else fp32) gets wrong.
     last = roles[-1]
     colors = [plots.WRONG_COLOR if d.predictions[last] != d.label else "black" for d in shown]
-    title = (f"{total} test digits where the models disagree: #index (label), then "
-             f"{'/'.join(short[r] for r in roles)} predictions; red: {short[last]} wrong")
+    title = (f"{total} test digit{'' if total == 1 else 's'} where the models disagree: #index (label), "
+             f"then {'/'.join(short[r] for r in roles)} predictions; red: {short[last]} wrong")
+    if not total:
+        title = f"{' / '.join(short[r] for r in roles)}: the same prediction on every test digit"
     if total > len(shown):
         title += f"; first {len(shown)} shown"
     # `_tile_grid` is the plots module's mosaic helper; no public function takes free titles.

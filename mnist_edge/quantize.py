@@ -12,7 +12,9 @@ then the ONNX checker; the model file and its manifest are written atomically.
 
 from __future__ import annotations
 
+import io
 import tempfile
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -247,7 +249,9 @@ def quantize_model(model_path: str | Path, out_dir: str | Path, options: Quantiz
     ensure_dir(out_dir)
     images = (calibration_images(options.calib_images, options.seed, data_dir, download)
               if options.mode == "static" else None)
-    with tempfile.TemporaryDirectory(prefix="mnist-edge-quant-") as tmp:
+    # onnxruntime's calibrators print progress to stdout; a library must not (and `--json` output
+    # would break), so it is swallowed.
+    with tempfile.TemporaryDirectory(prefix="mnist-edge-quant-") as tmp, redirect_stdout(io.StringIO()):
         quantized = _quantize(model_path, Path(tmp), options, spec, images)
         data = quantized.read_bytes()
     checked = _check(data, model_path)

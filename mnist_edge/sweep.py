@@ -64,6 +64,7 @@ class RunResult:
     int8_bytes: int | None = None
     latency_us: float | None = None
     train_seconds: float | None = None
+    parity_passed: bool | None = None
     message: str = ""
 
 
@@ -167,7 +168,7 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
         options = PipelineOptions(recipe=spec.recipe, out=out / spec.name, device=config.device,
                                   data_dir=data_dir, download=download, resume=resume, force=not resume,
                                   bench_seconds=config.bench_seconds, batch_sizes="1", threads="1",
-                                  torch_baseline=False, steps=SWEEP_STEPS)
+                                  torch_baseline=False, parity_gate=False, steps=SWEEP_STEPS)
         try:
             run_pipeline(options, hooks)
             result = collect(out / spec.name, spec)
@@ -209,7 +210,7 @@ def collect(run_dir: Path, spec: RunSpec) -> RunResult:
                      int8_accuracy=scores.get("int8"), fp32_accuracy=scores.get("fp32"),
                      torch_accuracy=scores.get("pytorch"), int8_bytes=manifest["files"]["bytes"],
                      latency_us=int8_bench["latency"]["p50_us"],
-                     train_seconds=round(sum(h["seconds"] for h in history), 1))
+                     train_seconds=round(sum(h["seconds"] for h in history), 1), parity_passed=parity["passed"])
 
 
 def write_results(out: Path, results: list[RunResult]) -> dict[str, Path]:
@@ -241,13 +242,13 @@ def markdown_table(results: list[RunResult]) -> str:
     front = {done[i].name for i in pareto_indices(
         [{"name": r.name, "accuracy": r.int8_accuracy, "latency_us": r.latency_us, "size_bytes": r.int8_bytes}
          for r in done])} if done else set()
-    lines = ["| run | arch | params | int8 test acc | fp32 | PyTorch | int8 file | batch-1 p50 | train s | front |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+    lines = ["| run | arch | params | int8 test acc | fp32 | PyTorch | int8 file | batch-1 p50 | train s | parity "
+             "| front |", "|---|---|---:|---:|---:|---:|---:|---:|---:|:-:|:-:|"]
     for r in results:
         if r.status != "done":
-            lines.append(f"| {r.name} | {r.arch} | failed: {r.message} |||||||| |")
+            lines.append(f"| {r.name} | {r.arch} | failed: {r.message} ||||||||| |")
             continue
         lines.append(f"| {r.name} | {r.arch} | {r.params:,} | {r.int8_accuracy:.2%} | {r.fp32_accuracy:.2%} | "
                      f"{r.torch_accuracy:.2%} | {r.int8_bytes / 1024:.1f} KiB | {r.latency_us:.1f} µs | "
-                     f"{r.train_seconds} | {'★' if r.name in front else ''} |")
+                     f"{r.train_seconds} | {'pass' if r.parity_passed else 'FAIL'} | {'★' if r.name in front else ''} |")
     return "\n".join(lines) + "\n"
