@@ -88,8 +88,12 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def load_config(run_dir: str | Path) -> dict[str, Any]:
-    """Read and check config.json: right format, supported version, tensor files unchanged."""
+def load_config(run_dir: str | Path, for_resume: bool = False) -> dict[str, Any]:
+    """Read and check config.json: right format, supported version, tensor files unchanged.
+
+    The optimizer state is needed (and checked) only to resume: a folder holding just
+    config.json and the weights is a complete model for inference and export.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError("not a directory (expected a training run folder)", run_dir)
@@ -103,6 +107,8 @@ def load_config(run_dir: str | Path) -> dict[str, Any]:
             f"mnist-edge {__version__} (expects {FORMAT_VERSION}); retrain or use a matching version",
             path)
     for name, digest in config.get("files", {}).items():
+        if name == STATE and not for_resume:
+            continue
         file = run_dir / name
         if not file.is_file():
             raise CheckpointError("file named by config.json is missing", file)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import platform
 import shlex
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -357,12 +358,9 @@ def environment() -> dict[str, str]:
 
     env = {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
            "python": platform.python_version(), "machine": platform.machine(), "cpu": _cpu_model()}
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # only when a PyTorch model was compared
+    if torch is not None:
         env["torch"] = torch.__version__
-    except ImportError:
-        pass
     return env
 
 

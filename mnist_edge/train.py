@@ -309,7 +309,7 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "auto", data_dir: An
     """Train (or resume) a run in `out`. Checkpoints are written after each epoch and on Ctrl-C."""
     chosen = pick_device(device)  # before touching `out`: a bad option must leave no folder behind
     run_dir = prepare_run_dir(out, resume, force)
-    config = checkpoint.load_config(run_dir) if resume else None
+    config = checkpoint.load_config(run_dir, for_resume=True) if resume else None
     if config is not None:
         recipe = resolve_resume_recipe(config, requested or {})
     # No torch.use_deterministic_algorithms: the CPU kernels used here are already deterministic
