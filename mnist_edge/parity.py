@@ -548,8 +548,7 @@ def disagreement_figure(report: ParityReport, images: np.ndarray, path: Path) ->
         title = f"{' / '.join(short[r] for r in roles)}: the same prediction on every test digit"
     if total > len(shown):
         title += f"; first {len(shown)} shown"
-    # `_tile_grid` is the plots module's mosaic helper; no public function takes free titles.
-    return plots._tile_grid([images[d.index] for d in shown], titles, colors, path, title, columns=10,
+    return plots.tile_grid([images[d.index] for d in shown], titles, colors, path, title, columns=10,
                             empty_note="no disagreements")
 
 

@@ -47,7 +47,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
         plt.close(fig)
 
 
-def _tile_grid(
+def tile_grid(
     tiles: Sequence[np.ndarray],
     titles: Sequence[str],
     colors: Sequence[str],
@@ -154,7 +154,7 @@ def digit_grid(
         conf = "" if confidences is None else f" {float(confidences[i]):.0%}"
         titles.append(f"{label}\npred {pred}{conf}")
         colors.append("black" if pred == label else WRONG_COLOR)
-    return _tile_grid(list(images[:n]), titles, colors, path, title, columns)
+    return tile_grid(list(images[:n]), titles, colors, path, title, columns)
 
 
 def class_counts(train_counts: Sequence[int], test_counts: Sequence[int], path: str | Path) -> Path:
@@ -187,7 +187,7 @@ def class_means(images: np.ndarray, labels: np.ndarray, path: str | Path) -> Pat
         members = images[labels == digit]
         tiles.append(members.mean(axis=0) if len(members) else np.zeros((28, 28)))
         titles.append(f"{digit}  (n={len(members):,})")
-    return _tile_grid(tiles, titles, ["black"] * 10, path, "Mean image of each class", columns=5)
+    return tile_grid(tiles, titles, ["black"] * 10, path, "Mean image of each class", columns=5)
 
 
 def pixel_histogram(images: np.ndarray, path: str | Path) -> Path:
@@ -309,7 +309,7 @@ def mistakes_gallery(
     titles = [f"{true_labels[i]}→{predicted[i]} {confidences[i]:.0%}" for i in order]
     heading = title or "Most confident mistakes"
     heading += f" ({len(order)} of {len(wrong):,} shown)" if len(wrong) else ""
-    return _tile_grid([images[i] for i in order], titles, [WRONG_COLOR] * len(order), path,
+    return tile_grid([images[i] for i in order], titles, [WRONG_COLOR] * len(order), path,
                       heading, columns, empty_note="no mistakes")
 
 

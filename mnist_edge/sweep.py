@@ -22,10 +22,11 @@ import csv
 import io
 import itertools
 import re
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from mnist_edge.config import Recipe, preset
 from mnist_edge.errors import ConfigError, MnistEdgeError
@@ -250,5 +251,6 @@ def markdown_table(results: list[RunResult]) -> str:
             continue
         lines.append(f"| {r.name} | {r.arch} | {r.params:,} | {r.int8_accuracy:.2%} | {r.fp32_accuracy:.2%} | "
                      f"{r.torch_accuracy:.2%} | {r.int8_bytes / 1024:.1f} KiB | {r.latency_us:.1f} µs | "
-                     f"{r.train_seconds} | {'pass' if r.parity_passed else 'FAIL'} | {'★' if r.name in front else ''} |")
+                     f"{r.train_seconds} | {'pass' if r.parity_passed else 'FAIL'} | "
+                     f"{'★' if r.name in front else ''} |")
     return "\n".join(lines) + "\n"

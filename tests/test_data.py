@@ -71,7 +71,7 @@ def test_validation_split_is_fixed_disjoint_and_complete(mnist_dir: Path) -> Non
     assert np.array_equal(val_a.images, val_b.images) and np.array_equal(train_a.labels, train_b.labels)
     assert not np.array_equal(val_a.images, val_c.images)
     # Every training image lands in exactly one of the two parts.
-    keys = lambda split: {img.tobytes() + bytes([lab]) for img, lab in zip(split.images, split.labels)}  # noqa: E731
+    keys = lambda split: {img.tobytes() + bytes([lab]) for img, lab in zip(split.images, split.labels, strict=True)}  # noqa: E731
     assert sum(np.bincount(val_a.labels)) + sum(np.bincount(train_a.labels)) == 60000
     assert len(keys(val_a) & keys(data.Split(train_a.images[:5000], train_a.labels[:5000]))) == 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -17,14 +17,14 @@ _STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "red", "running":
 def pipeline(
     out: Path = typer.Option(..., "--out", help="Folder for everything: checkpoint, models, reports."),
     preset: str = typer.Option("fast", help="Recipe preset: fast, default or seed."),
-    arch: Optional[str] = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny (overrides the preset)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs (overrides the preset)."),
-    seed: Optional[int] = typer.Option(None, help="Training seed (overrides the preset)."),
+    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny (overrides the preset)."),
+    epochs: int | None = typer.Option(None, help="Epochs (overrides the preset)."),
+    seed: int | None = typer.Option(None, help="Training seed (overrides the preset)."),
     device: str = typer.Option("auto", help="Training device: auto, cpu, cuda or mps."),
     bench_seconds: float = typer.Option(1.0, help="Latency measurement time per model in the bench step."),
     resume: bool = typer.Option(False, "--resume", help="Skip steps already done with unchanged inputs."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a run."),
-    data_dir: Optional[Path] = DataDirOption,
+    data_dir: Path | None = DataDirOption,
     download: bool = DownloadOption,
 ) -> None:
     """Run the whole job: data check, train, eval, export, quantize, parity, bench and report.
@@ -67,7 +67,7 @@ def sweep(
     out: Path = typer.Option(..., "--out", help="Folder for one sub-folder per run plus the results."),
     resume: bool = typer.Option(False, "--resume", help="Finish a half-done sweep, skipping finished steps."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a sweep."),
-    data_dir: Optional[Path] = DataDirOption,
+    data_dir: Path | None = DataDirOption,
     download: bool = DownloadOption,
 ) -> None:
     """Train, export and quantize every run of a sweep, then measure each deployed int8 model.
