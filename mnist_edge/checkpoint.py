@@ -98,6 +98,8 @@ def load_config(run_dir: str | Path, for_resume: bool = False) -> dict[str, Any]
     if not run_dir.is_dir():
         raise CheckpointError("not a directory (expected a training run folder)", run_dir)
     path = run_dir / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"not a training run folder (no {CONFIG}); train one with mnist-edge train", run_dir)
     config = read_json(path, CheckpointError)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError("not an mnist-edge checkpoint config", path)

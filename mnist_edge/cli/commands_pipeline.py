@@ -55,7 +55,8 @@ def _hooks(display: TrainingDisplay) -> dict[str, Any]:
 
     def step_end(record: Any) -> None:
         style = _STATUS_STYLE.get(record.status, "white")
-        console.print(f"  [{style}]{record.status}[/] in {record.seconds:.1f}s  {record.message}")
+        took = "" if record.status == "skipped" else f" in {record.seconds:.1f}s"
+        console.print(f"  [{style}]{record.status}[/]{took}  {record.message}")
 
     return {"step_start": step_start, "step_end": step_end, "train_step": display.step,
             "train_epoch": display.epoch, "train_start": display.start}
