@@ -92,7 +92,7 @@ PRESETS: dict[str, Recipe] = {
     "default": Recipe(arch="cnn", epochs=30, batch_size=128, lr=0.1, optimizer="sgd",
                       momentum=0.9, weight_decay=5e-4, schedule="onecycle", augment=True,
                       label_smoothing=0.05),
-    "fast": Recipe(arch="lenet5", epochs=4, batch_size=128, lr=0.005, optimizer="adamw",
+    "fast": Recipe(arch="tiny", epochs=4, batch_size=128, lr=0.01, optimizer="adamw",
                    momentum=0.9, weight_decay=1e-4, schedule="onecycle", augment=False),
 }
 

@@ -379,6 +379,16 @@ def pareto_indices(points: Sequence[Mapping[str, Any]]) -> list[int]:
     return front
 
 
+def _label_offsets(x: np.ndarray, y: np.ndarray) -> list[float]:
+    """Vertical label offsets (points) that stack the labels of near-coincident points."""
+    span_x, span_y = np.ptp(x) or 1.0, np.ptp(y) or 1.0
+    offsets: list[float] = []
+    for i in range(len(x)):
+        close = sum(1 for j in range(i) if abs(x[i] - x[j]) < 0.08 * span_x and abs(y[i] - y[j]) < 0.08 * span_y)
+        offsets.append(-22.0 * close)
+    return offsets
+
+
 def pareto_front(points: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Accuracy against latency; marker area proportional to file size; the front connected."""
     fig, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
@@ -395,10 +405,11 @@ def pareto_front(points: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
                    alpha=0.5, edgecolors="black", linewidths=0.5, zorder=2, label="dominated")
         ax.scatter(latency[on_front], accuracy[on_front], s=area[on_front], color=PARETO_COLOR,
                    alpha=0.7, edgecolors="black", linewidths=0.8, zorder=3, label="Pareto-optimal")
-        for p, x, y, s in zip(points, latency, accuracy, area, strict=True):
+        for p, x, y, s, dy in zip(points, latency, accuracy, area, _label_offsets(latency, accuracy),
+                                  strict=True):
             # `s` is the marker area in points², so its radius is sqrt(s) / 2 points.
             ax.annotate(f"{p['name']}\n{_human_bytes(p['size_bytes'])}", (x, y),
-                        textcoords="offset points", xytext=(np.sqrt(s) / 2 + 4, 0),
+                        textcoords="offset points", xytext=(np.sqrt(s) / 2 + 4, dy),
                         va="center", fontsize=8)
         _log_if_wide(ax, latency, axis="x", ratio=10.0)
         _percent_axis(ax, accuracy)

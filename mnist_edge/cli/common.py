@@ -21,7 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-console = Console(highlight=False)
+# Piped output (a file, CI log) gets a wide console: rich would otherwise wrap tables at 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
