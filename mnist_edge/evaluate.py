@@ -95,7 +95,7 @@ def write_artifacts(report: EvalReport, images: np.ndarray, out_dir: str | Path,
     paths = {
         "json": atomic_write_json(out / f"{prefix}.json", report.to_dict()),
         "confusion": plots.confusion_matrix(np.array(report.confusion), out / f"{prefix}_confusion.png",
-                                            title=f"{report.model}: {report.accuracy:.2%} test accuracy"),
+                                            title=report.model),  # the plot adds the accuracy
         "mistakes": plots.mistakes_gallery(
             images[idx], np.array([m.true for m in report.mistakes]),
             np.array([m.predicted for m in report.mistakes]),

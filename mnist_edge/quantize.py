@@ -209,13 +209,9 @@ def load_model(path: str | Path) -> Any:
     import onnx
     from google.protobuf.message import DecodeError
 
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError("model file not found", path)
-    if not path.is_file():
-        raise ModelFileError("not a regular file", path)
-    if path.stat().st_size == 0:
-        raise ModelFileError("empty file (0 bytes), not an ONNX model", path)
+    from mnist_edge.runtime import check_model_file
+
+    path = check_model_file(Path(path))
     try:
         model = onnx.load(str(path))
     except (DecodeError, OSError, ValueError, RuntimeError) as exc:

@@ -220,13 +220,18 @@ def locate_model(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
                 f"folder has no {manifest_io.FILENAME} and {len(candidates)} .onnx files; "
                 "name the model file", path)
         path = candidates[0]
+    return check_model_file(path), _manifest_beside(path)
+
+
+def check_model_file(path: Path) -> Path:
+    """The checks every model reader needs first: the file exists, is a file, is not empty."""
     if not path.exists():
         raise ModelFileError("model file not found", path)
     if not path.is_file():
         raise ModelFileError("not a regular file", path)
     if path.stat().st_size == 0:
         raise ModelFileError("empty file (0 bytes), not an ONNX model", path)
-    return path, _manifest_beside(path)
+    return path
 
 
 def _manifest_beside(model_path: Path) -> dict[str, Any] | None:

@@ -31,3 +31,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
     recipe = preset("fast", arch="tiny", epochs=1, train_limit=4000, val_size=1000)
     train(recipe, out, device="cpu", data_dir=mnist_dir, download=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> dict[str, Path]:
+    """Small ONNX models of every supported layout and a few broken ones (tests/onnx_models.py)."""
+    from tests.onnx_models import write_zoo
+
+    return write_zoo(tmp_path_factory.mktemp("zoo"))

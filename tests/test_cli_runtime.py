@@ -14,15 +14,10 @@ from typer.testing import CliRunner
 
 from mnist_edge.cli import app
 from mnist_edge.data import load_split
-from tests.onnx_models import write_bad_inputs, write_good_inputs, write_zoo
+from tests.onnx_models import write_bad_inputs, write_good_inputs
 
 runner = CliRunner()
 QUICK_BENCH = ["--seconds", "0.04", "--batch-sizes", "1,4", "--threads", "1"]
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory, mnist_dir) -> dict[str, Path]:
-    return write_zoo(tmp_path_factory.mktemp("zoo"))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from mnist_edge.config import MNIST_MEAN, MNIST_STD
 from mnist_edge.data import load_split, normalize
 from mnist_edge.errors import ConfigError, InputImageError, ManifestError, ModelFileError
 from mnist_edge.runtime import Predictor, detect_layout, softmax
-from tests.onnx_models import linear_model, linear_weights, save, write_exported, write_zoo
+from tests.onnx_models import linear_model, linear_weights, save, write_exported
 
 EXPECTED = {  # zoo name -> (layout, input dtype, batch, outputs probabilities)
     "nchw": ("NCHW", np.float32, None, False),
@@ -26,11 +26,6 @@ EXPECTED = {  # zoo name -> (layout, input dtype, batch, outputs probabilities)
     "external": ("NCHW", np.float32, None, False),
     "exported": ("NCHW", np.float32, None, False),
 }
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory, mnist_dir) -> dict[str, Path]:
-    return write_zoo(tmp_path_factory.mktemp("zoo"))
 
 
 @pytest.fixture(scope="module")
