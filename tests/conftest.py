@@ -12,7 +12,7 @@ def mnist_root() -> Path:
     value = os.environ.get("MNIST_EDGE_DATA")
     if not value:
         pytest.skip("MNIST_EDGE_DATA is not set; point it at a folder holding MNIST/raw")
-    return Path(value)
+    return Path(value).resolve()  # tests symlink into tmp folders: relative paths would break
 
 
 @pytest.fixture(scope="session")
