@@ -6,7 +6,7 @@ its training can be rebuilt from the checkpoint folder alone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from mnist_edge.errors import ConfigError
@@ -104,9 +104,3 @@ def preset(name: str, **overrides: Any) -> Recipe:
     chosen = {k: v for k, v in overrides.items() if v is not None}
     return replace(PRESETS[name], **chosen).validate()
 
-
-@dataclass(frozen=True)
-class ExportOptions:
-    opset: int = 17
-    int8: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
