@@ -108,19 +108,51 @@ def load_config(run_dir: str | Path, for_resume: bool = False) -> dict[str, Any]
             f"checkpoint format version {config.get('format_version')!r} is not supported by "
             f"mnist-edge {__version__} (expects {FORMAT_VERSION}); retrain or use a matching version",
             path)
-    for name, digest in config.get("files", {}).items():
+    _check_fields(config, path)
+    _check_file_hashes(run_dir, config["files"], for_resume)
+    try:
+        config["recipe_obj"] = Recipe.from_dict(config["recipe"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"invalid recipe in checkpoint ({exc})", path) from exc
+    if config["arch"] != config["recipe_obj"].arch:
+        raise CheckpointError(f"arch {config['arch']!r} disagrees with the recipe's "
+                              f"{config['recipe_obj'].arch!r} (edited by hand?)", path)
+    return config
+
+
+# The fields later code reads, with their JSON types: a damaged but valid-JSON config.json is
+# a CheckpointError here instead of a KeyError deep inside training or export.
+_REQUIRED_FIELDS = {"arch": str, "recipe": dict, "normalization": dict, "progress": dict, "files": dict}
+
+
+def _check_fields(config: dict[str, Any], path: Path) -> None:
+    for key, kind in _REQUIRED_FIELDS.items():
+        if not isinstance(config.get(key), kind):
+            raise CheckpointError(f"field {key!r} is missing or not a JSON {kind.__name__}", path)
+    norm = config["normalization"]
+    if not all(isinstance(norm.get(k), (int, float)) for k in ("scale", "mean", "std")):
+        raise CheckpointError("normalization needs numeric scale, mean and std", path)
+
+
+def _check_file_hashes(run_dir: Path, files: dict[str, Any], for_resume: bool) -> None:
+    for name, digest in files.items():
         if name == STATE and not for_resume:
             continue
+        if name not in (WEIGHTS, STATE):
+            raise CheckpointError(f"config.json names an unexpected file {name!r}", run_dir / CONFIG)
         file = run_dir / name
         if not file.is_file():
             raise CheckpointError("file named by config.json is missing", file)
         if sha256_file(file) != digest:
             raise CheckpointError("file does not match the hash in config.json (truncated or replaced)", file)
+
+
+def restore_progress(config: dict[str, Any], path: Path) -> Progress:
+    """The saved Progress, or a CheckpointError when its fields were damaged."""
     try:
-        config["recipe_obj"] = Recipe.from_dict(config["recipe"])
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise CheckpointError(f"invalid recipe in checkpoint ({exc})", path) from exc
-    return config
+        return Progress(**config["progress"])
+    except TypeError as exc:
+        raise CheckpointError(f"invalid progress in checkpoint ({exc})", path / CONFIG) from exc
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

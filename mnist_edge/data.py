@@ -6,7 +6,9 @@ torchvision is imported only to download MNIST when it is missing.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,27 +64,32 @@ def locate(data_dir: str | Path | None = None, download: bool = True) -> Path:
     for root in roots:
         if found := _raw_dir(root):
             return found
+    why_not = "downloading is off (--no-download)"
     if download:
-        _download(roots[0])
+        why_not = _download(roots[0])
         if found := _raw_dir(roots[0]):
             return found
-    looked = ", ".join(str(r / "MNIST" / "raw") for r in roots)
+    looked = ", ".join(f"{r / 'MNIST' / 'raw'} and {r}" for r in roots)
     raise DataError(
-        f"MNIST files not found (looked in {looked}); pass --data-dir DIR or set {ENV_VAR} to a "
-        "folder holding MNIST/raw/*-ubyte, or run once online to download them"
+        f"MNIST files not found (looked in {looked}; {why_not}); pass --data-dir DIR or set "
+        f"{ENV_VAR} to a folder holding MNIST/raw/*-ubyte, or run once online to download them"
     )
 
 
-def _download(root: Path) -> None:
+def _download(root: Path) -> str:
+    """Download MNIST into `root` with torchvision; return why the files may still be missing."""
     try:
         from torchvision.datasets import MNIST
     except ImportError:
-        return  # the error raised by `locate` says how to provide the files instead
+        return "torchvision, which downloads MNIST, is not installed: pip install 'mnist-edge[train]'"
     try:
-        for train in (True, False):
-            MNIST(root=str(root), train=train, download=True)
-    except Exception:  # noqa: BLE001 - any network or disk failure means "not available"
-        return
+        # torchvision reports download progress on stdout; the library never prints.
+        with contextlib.redirect_stdout(io.StringIO()):
+            for train in (True, False):
+                MNIST(root=str(root), train=train, download=True)
+    except Exception as exc:  # noqa: BLE001 - any network or disk failure means "not available"
+        return f"download failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return "download finished but the files are incomplete"
 
 
 def read_idx(path: str | Path) -> np.ndarray:

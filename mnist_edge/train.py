@@ -153,7 +153,7 @@ class Trainer:
     def restore(self, config: dict) -> None:
         checkpoint.load_weights(self.model, self.run_dir)
         checkpoint.load_optimizer(self.optimizer, self.run_dir, config)
-        self.progress = Progress(**config["progress"])
+        self.progress = checkpoint.restore_progress(config, self.run_dir)
         self.history = list(config.get("history", []))
 
     def save(self) -> None:
@@ -300,6 +300,27 @@ def resolve_resume_recipe(config: dict, requested: dict[str, Any]) -> Recipe:
     return saved
 
 
+def check_same_data(config: dict, checksums: dict[str, str], run_dir: Path) -> None:
+    """Refuse to resume on MNIST files other than those the run started on."""
+    saved = (config.get("data") or {}).get("checksums")
+    if saved and saved != checksums:
+        changed = sorted(name for name in checksums if saved.get(name) != checksums[name])
+        raise ConfigError(f"cannot resume: the MNIST files differ from those this run was trained on "
+                          f"({', '.join(changed)}); point --data-dir at the original data", run_dir)
+
+
+def _start_trainer(recipe: Recipe, run_dir: Path, device: torch.device, config: dict | None,
+                   data_dir: Any, download: bool, compile_model: bool) -> Trainer:
+    # No torch.use_deterministic_algorithms: the CPU kernels used here are already deterministic
+    # for a fixed thread count (tests/test_train.py checks bitwise equality), and the call costs
+    # seconds of start-up by importing torch's compiler stack.
+    trainer = Trainer(recipe.validate(), run_dir, device, data_dir, download, compile_model)
+    if config is not None:
+        check_same_data(config, trainer.data_checksums, run_dir)
+        trainer.restore(config)
+    return trainer
+
+
 def train(recipe: Recipe, out: str | Path, *, device: str = "auto", data_dir: Any = None,
           download: bool = True, resume: bool = False, force: bool = False,
           compile_model: bool = False, requested: dict[str, Any] | None = None,
@@ -308,16 +329,17 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "auto", data_dir: An
           on_start: Callable[[Trainer], None] | None = None) -> TrainResult:
     """Train (or resume) a run in `out`. Checkpoints are written after each epoch and on Ctrl-C."""
     chosen = pick_device(device)  # before touching `out`: a bad option must leave no folder behind
-    run_dir = prepare_run_dir(out, resume, force)
-    config = checkpoint.load_config(run_dir, for_resume=True) if resume else None
+    config = checkpoint.load_config(out, for_resume=True) if resume and checkpoint.is_run_dir(out) else None
     if config is not None:
         recipe = resolve_resume_recipe(config, requested or {})
-    # No torch.use_deterministic_algorithms: the CPU kernels used here are already deterministic
-    # for a fixed thread count (tests/test_train.py checks bitwise equality), and the call costs
-    # seconds of start-up by importing torch's compiler stack.
-    trainer = Trainer(recipe.validate(), run_dir, chosen, data_dir, download, compile_model)
-    if config is not None:
-        trainer.restore(config)
+    fresh = not Path(out).exists()
+    run_dir = prepare_run_dir(out, resume, force)
+    try:
+        trainer = _start_trainer(recipe, run_dir, chosen, config, data_dir, download, compile_model)
+    except BaseException:
+        if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a run that never started leaves no empty folder behind
+        raise
     if on_start:
         on_start(trainer)
     resumed = dict(config["progress"]) if config else None

@@ -56,6 +56,34 @@ def test_foreign_config_and_missing_folder(run_copy: Path, tmp_path: Path) -> No
 
 
 def test_weights_of_another_architecture(run_copy: Path) -> None:
-    edit_config(run_copy, arch="cnn")
+    config = json.loads((run_copy / checkpoint.CONFIG).read_text())
+    edit_config(run_copy, arch="cnn", recipe={**config["recipe"], "arch": "cnn"})
     with pytest.raises(CheckpointError, match="do not fit the architecture"):
         checkpoint.load_for_inference(run_copy)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"arch": None}, "field 'arch' is missing"),
+    ({"progress": "epoch 3"}, "field 'progress' is missing or not a JSON dict"),
+    ({"normalization": {"scale": 255}}, "normalization needs numeric scale, mean and std"),
+    ({"files": ["model.safetensors"]}, "field 'files'"),
+    ({"files": {"../../etc/passwd": "0" * 64}}, "unexpected file"),
+])
+def test_damaged_config_fields_are_checkpoint_errors(run_copy: Path, changes: dict, message: str) -> None:
+    edit_config(run_copy, **changes)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load_for_inference(run_copy)
+
+
+def test_arch_disagreeing_with_recipe(run_copy: Path) -> None:
+    config = json.loads((run_copy / checkpoint.CONFIG).read_text())
+    edit_config(run_copy, recipe={**config["recipe"], "arch": "mlp"})
+    with pytest.raises(CheckpointError, match="disagrees with the recipe"):
+        checkpoint.load_config(run_copy)
+
+
+def test_damaged_progress_fields(run_copy: Path) -> None:
+    edit_config(run_copy, progress={"epoch": 1, "batches": 3})
+    config = checkpoint.load_config(run_copy)
+    with pytest.raises(CheckpointError, match="invalid progress"):
+        checkpoint.restore_progress(config, run_copy)

@@ -15,6 +15,8 @@ runner = CliRunner()
 
 
 def all_commands(group, prefix: tuple[str, ...] = ()):
+    """Every command and command group, the top-level app (the empty tuple) included."""
+    yield prefix
     for name, cmd in group.commands.items():
         if hasattr(cmd, "commands"):  # a command group (typer bundles its own click)
             yield from all_commands(cmd, (*prefix, name))
@@ -29,7 +31,7 @@ def test_expected_commands_exist() -> None:
     assert {("train",), ("eval",), ("data", "show"), ("data", "stats"), ("run",), ("bench",)} <= set(COMMANDS)
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "mnist-edge")
 def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -107,3 +109,89 @@ def test_resume_conflict_and_existing_run_through_cli(tmp_path: Path, mnist_dir:
     conflict = runner.invoke(app, train_args(tmp_path, mnist_dir, "--resume", "--lr", "0.3"))
     assert conflict.exit_code == 2 and "differ from the saved run" in conflict.stderr
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+
+
+def one_error_line(result, *needles: str) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_failed_start_leaves_no_folder(tmp_path: Path) -> None:
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    out = tmp_path / "new" / "run"
+    result = runner.invoke(app, ["train", "--data-dir", str(empty), "--no-download", "--out", str(out)])
+    one_error_line(result, "MNIST files not found")
+    assert not out.exists()
+
+
+def test_resume_with_another_preset_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
+    assert runner.invoke(app, train_args(tmp_path, mnist_dir)).exit_code == 0
+    args = train_args(tmp_path, mnist_dir, "--resume")
+    args[args.index("--preset") + 1] = "seed"
+    one_error_line(runner.invoke(app, args), "differ from the saved run", "arch (saved 'tiny', given 'mlp')")
+
+
+def test_resume_on_other_data_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
+    from tests.test_data import mnist_copy_with
+
+    assert runner.invoke(app, train_args(tmp_path, mnist_dir)).exit_code == 0
+    labels = (mnist_dir / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes()
+    changed = labels[:-1] + bytes([(labels[-1] + 1) % 10])  # still valid labels, other data
+    other = mnist_copy_with(tmp_path, mnist_dir, "t10k-labels-idx1-ubyte", changed)
+    args = train_args(tmp_path, mnist_dir, "--resume")
+    args[args.index("--data-dir") + 1] = str(other)
+    one_error_line(runner.invoke(app, args), "MNIST files differ", "t10k-labels-idx1-ubyte")
+
+
+@pytest.mark.parametrize("damage, needles", [
+    ("truncate-weights", ("model.safetensors", "truncated or replaced")),
+    ("truncate-state", ("state.safetensors", "truncated or replaced")),
+    ("other-version", ("config.json", "format version 7 is not supported")),
+    ("foreign", ("config.json", "not an mnist-edge checkpoint")),
+])
+def test_broken_checkpoint_through_cli(tmp_path: Path, tiny_run: Path, mnist_dir: Path, damage: str,
+                                       needles: tuple[str, ...]) -> None:
+    import shutil
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    if damage.startswith("truncate"):
+        target = run / ("model.safetensors" if damage.endswith("weights") else "state.safetensors")
+        target.write_bytes(target.read_bytes()[:64])
+    elif damage == "other-version":
+        (run / "config.json").write_text(json.dumps({**config, "format_version": 7}))
+    else:
+        (run / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    resume = runner.invoke(app, ["train", "--resume", "--out", str(run), "--device", "cpu",
+                                 "--data-dir", str(mnist_dir), "--no-download"])
+    one_error_line(resume, *needles)
+    if damage != "truncate-state":  # eval needs no optimizer state
+        one_error_line(runner.invoke(app, ["eval", str(run), "--data-dir", str(mnist_dir)]), *needles)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_ctrl_c_before_training_exits_130(tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnist_edge import data
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "load_split", interrupted)
+    result = runner.invoke(app, train_args(tmp_path, mnist_dir))
+    assert result.exit_code == 130 and result.stderr.strip() == "error: interrupted"
+    assert not (tmp_path / "run").exists()
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mnist_edge", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "Example: mnist-edge" in result.stdout

@@ -86,3 +86,47 @@ def test_corrupt_file_in_data_dir_is_named(tmp_path: Path, mnist_dir: Path) -> N
     (raw / "t10k-labels-idx1-ubyte").write_bytes((source / "t10k-labels-idx1-ubyte").read_bytes()[:5000])
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*truncated"):
         data.load_split("test", tmp_path, download=False)
+
+
+def test_failed_download_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    torchvision_datasets = pytest.importorskip("torchvision.datasets")
+
+    def offline(*_args, **_kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(torchvision_datasets, "MNIST", offline)
+    with pytest.raises(DataError, match="download failed: ConnectionError: no route to host") as info:
+        data.locate(tmp_path, download=True)
+    message = str(info.value)
+    assert str(tmp_path / "MNIST" / "raw") in message and "--data-dir" in message
+
+
+def test_no_download_is_named_as_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="downloading is off"):
+        data.locate(tmp_path, download=False)
+
+
+def mnist_copy_with(tmp_path: Path, mnist_dir: Path, name: str, content: bytes) -> Path:
+    """A data folder linking the real MNIST files, with `name` replaced by `content`."""
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    source = data.locate(mnist_dir, download=False)
+    for file in data.FILES.values():
+        if file == name:
+            (raw / file).write_bytes(content)
+        else:
+            os.symlink(source / file, raw / file)
+    return tmp_path / "data"
+
+
+def test_corrupt_data_through_the_cli_is_one_line(tmp_path: Path, mnist_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mnist_edge.cli import app
+
+    folder = mnist_copy_with(tmp_path, mnist_dir, "train-images-idx3-ubyte", b"\x89PNG not idx")
+    result = CliRunner().invoke(app, ["data", "stats", "--data-dir", str(folder), "--no-download"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "train-images-idx3-ubyte" in lines[0] and "bad magic" in lines[0]

@@ -99,3 +99,19 @@ def test_onecycle_schedule_shape() -> None:
     assert 200 <= peak <= 260 and rates[peak] == pytest.approx(recipe.lr, rel=1e-3)
     assert rates[0] < recipe.lr / 10 and rates[-1] < recipe.lr / 100
     assert lr_at(5, 1000, preset("seed")) == 0.01
+
+
+def test_a_real_sigint_stops_after_the_step_and_saves(tmp_path: Path, mnist_dir: Path) -> None:
+    import os
+    import signal
+
+    def press_ctrl_c(info) -> None:
+        if info.epoch == 1 and info.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler only sets a flag: the step completes
+
+    with pytest.raises(TrainingInterrupted, match="epoch 1, step 3"):
+        train(small_recipe(epochs=1), tmp_path / "run", device="cpu", data_dir=mnist_dir, download=False,
+              on_step=press_ctrl_c)
+    saved = checkpoint.load_config(tmp_path / "run", for_resume=True)
+    assert saved["progress"]["step"] == 3 and not saved["progress"]["completed"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

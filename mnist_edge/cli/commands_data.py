@@ -12,7 +12,8 @@ import typer
 from mnist_edge.cli.common import app, command, fail, print_json
 
 data_app = typer.Typer(
-    help="Look at the MNIST data: counts, pixel statistics and figures.",
+    help="Look at the MNIST data: counts, pixel statistics and figures.\n\n"
+    "Example: mnist-edge data stats",
     no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")

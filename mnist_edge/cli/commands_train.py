@@ -19,7 +19,8 @@ DownloadOption = typer.Option(True, "--download/--no-download", help="Download M
 @command()
 def train(
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoint, metrics and curves."),
-    preset: str = typer.Option("default", help="Recipe preset: seed (the original notebook), default, fast."),
+    preset: str | None = typer.Option(None, help="Recipe preset: seed (the original notebook), default "
+                                      "(used when none is given), fast."),
     arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny."),
     epochs: int | None = typer.Option(None, help="Number of epochs."),
     batch_size: int | None = typer.Option(None, help="Images per step."),
@@ -49,7 +50,10 @@ def train(
     requested = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "optimizer": optimizer, "schedule": schedule, "augment": augment, "seed": seed,
                  "train_limit": limit, "val_size": val_size}
-    recipe = make_recipe(preset, **requested)
+    recipe = make_recipe(preset or "default", **requested)
+    if resume and preset is not None:
+        # A preset given again on --resume must agree with the saved run in every field it sets.
+        requested = recipe.to_dict()
     with TrainingDisplay() as display:
         result = run_training(recipe, out, device=device, data_dir=data_dir, download=download,
                               resume=resume, force=force, compile_model=compile, requested=requested,

@@ -15,7 +15,8 @@ from mnist_edge.errors import MnistEdgeError, TrainingInterrupted
 
 app = typer.Typer(
     name="mnist-edge",
-    help="Train, quantize, export, run and benchmark handwritten-digit models.",
+    help="Train, quantize, export, run and benchmark handwritten-digit models.\n\n"
+    "Example: mnist-edge pipeline --preset fast --out runs/fast",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -42,6 +43,8 @@ def handles_errors(func: F) -> F:
             return func(*args, **kwargs)
         except TrainingInterrupted as exc:
             raise fail(str(exc), code=130) from None
+        except KeyboardInterrupt:  # Ctrl-C outside training's own handler (loading data, exporting)
+            raise fail("interrupted", code=130) from None
         except MnistEdgeError as exc:
             raise fail(str(exc)) from None
 
