@@ -6,6 +6,7 @@ training side and the torch-free runtime share one evaluation. Only `torch_logit
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mnist_edge.config import LABELS
-from mnist_edge.fileio import atomic_write_json, ensure_dir
+from mnist_edge.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class EvalReport:
     per_class: list[ClassFigures]
     confusion: list[list[int]]
     mistakes: list[Mistake]
+    params: int | None = None  # None when the source does not say (a foreign ONNX model)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +73,7 @@ def per_class_figures(confusion: np.ndarray) -> list[ClassFigures]:
 
 
 def evaluate_probabilities(model: str, labels: np.ndarray, probabilities: np.ndarray,
-                           max_mistakes: int = 40) -> EvalReport:
+                           max_mistakes: int = 40, params: int | None = None) -> EvalReport:
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
     matrix = confusion_matrix(labels, predicted, probabilities.shape[1])
@@ -82,27 +84,96 @@ def evaluate_probabilities(model: str, labels: np.ndarray, probabilities: np.nda
         model=model, count=int(len(labels)), correct=correct, accuracy=correct / len(labels),
         per_class=per_class_figures(matrix), confusion=matrix.tolist(),
         mistakes=[Mistake(int(i), int(labels[i]), int(predicted[i]), float(confidence[i])) for i in worst],
+        params=params,
     )
+
+
+def confusion_lines(report: EvalReport) -> list[str]:
+    """The confusion matrix as aligned text rows (true class down, predicted across) for a terminal."""
+    width = max(4, *(len(f"{n:,}") for row in report.confusion for n in row))
+    labels = [c.label for c in report.per_class]
+    lines = ["true\\pred  " + " ".join(f"{label:>{width}}" for label in labels)]
+    for label, row in zip(labels, report.confusion, strict=True):
+        lines.append(f"{label:>9}  " + " ".join(f"{n:>{width},}" for n in row))
+    return lines
 
 
 def write_artifacts(report: EvalReport, images: np.ndarray, out_dir: str | Path,
                     prefix: str = "eval") -> dict[str, Path]:
     """JSON report, confusion-matrix PNG and a gallery of the most confident mistakes."""
-    from mnist_edge import plots  # matplotlib only when pictures are asked for
-
     out = ensure_dir(out_dir)
     idx = np.array([m.index for m in report.mistakes], dtype=np.int64)
-    paths = {
+    true = np.array([m.true for m in report.mistakes], dtype=np.int64)
+    predicted = np.array([m.predicted for m in report.mistakes], dtype=np.int64)
+    confidence = np.array([m.confidence for m in report.mistakes], dtype=np.float64)
+    confusion_png, mistakes_png = _figure_makers()
+    return {
         "json": atomic_write_json(out / f"{prefix}.json", report.to_dict()),
-        "confusion": plots.confusion_matrix(np.array(report.confusion), out / f"{prefix}_confusion.png",
-                                            title=report.model),  # the plot adds the accuracy
-        "mistakes": plots.mistakes_gallery(
-            images[idx], np.array([m.true for m in report.mistakes]),
-            np.array([m.predicted for m in report.mistakes]),
-            np.array([m.confidence for m in report.mistakes]),
-            out / f"{prefix}_mistakes.png", title=f"{report.model}: most confident mistakes"),
+        "confusion": confusion_png(np.array(report.confusion), out / f"{prefix}_confusion.png",
+                                   title=report.model),  # the figure adds the accuracy
+        "mistakes": mistakes_png(images[idx], true, predicted, confidence, out / f"{prefix}_mistakes.png",
+                                 title=f"{report.model}: most confident mistakes"),
     }
-    return paths
+
+
+def _figure_makers() -> tuple[Any, Any]:
+    """Matplotlib's figures when it is installed; else Pillow's plainer ones, so the light
+    install (no matplotlib) still gets the PNGs when it evaluates an ONNX model."""
+    try:
+        from mnist_edge import plots
+    except ImportError:
+        return pillow_confusion, pillow_mistakes
+    return plots.confusion_matrix, plots.mistakes_gallery
+
+
+def pillow_confusion(matrix: np.ndarray, path: Path, title: str = "", cell: int = 44) -> Path:
+    """Counts in cells shaded by the fraction of the true class (row), as plots.confusion_matrix."""
+    from PIL import Image, ImageDraw
+
+    n = len(matrix)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    left, top = 40, 56
+    image = Image.new("RGB", (left + n * cell + 10, top + n * cell + 30), "white")
+    draw = ImageDraw.Draw(image)
+    accuracy = np.trace(matrix) / max(int(matrix.sum()), 1)
+    draw.text((8, 6), f"{title}\naccuracy {accuracy:.2%} on {int(matrix.sum()):,} images", fill="black")
+    for i in range(n):
+        draw.text((left + i * cell + cell // 2, top - 8), str(i), fill="black", anchor="ms")
+        draw.text((left - 8, top + i * cell + cell // 2), str(i), fill="black", anchor="rm")
+        for j in range(n):
+            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
+            shade = int(255 * (1 - 0.8 * share[i, j]))
+            draw.rectangle(box, fill=(shade, shade, 255))
+            if matrix[i, j]:
+                colour = "white" if share[i, j] > 0.5 else "black"
+                draw.text((box[0] + cell // 2, box[1] + cell // 2), f"{int(matrix[i, j]):,}",
+                          fill=colour, anchor="mm")
+    draw.text((left, top + n * cell + 8), "rows: true digit, columns: predicted", fill="black")
+    return _save_png(image, path)
+
+
+def pillow_mistakes(images: np.ndarray, true: np.ndarray, predicted: np.ndarray, confidence: np.ndarray,
+                    path: Path, title: str = "", columns: int = 10, zoom: int = 3) -> Path:
+    """The mistakes in the given order, each captioned "true->predicted p%"."""
+    from PIL import Image, ImageDraw
+
+    tile, caption = 28 * zoom, 14
+    grid_rows = max(1, -(-len(images) // columns))
+    image = Image.new("RGB", (columns * (tile + 4) + 4, 24 + grid_rows * (tile + caption + 4)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((4, 6), title if len(images) else f"{title}: no mistakes", fill="black")
+    for k, digit in enumerate(images):
+        x, y = 4 + (k % columns) * (tile + 4), 24 + (k // columns) * (tile + caption + 4)
+        image.paste(Image.fromarray(digit).resize((tile, tile), Image.Resampling.NEAREST), (x, y))
+        draw.text((x, y + tile + 1), f"{true[k]}->{predicted[k]} {confidence[k]:.0%}", fill=(200, 30, 30))
+    return _save_png(image, path)
+
+
+def _save_png(image: Any, path: Path) -> Path:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def torch_logits(model: Any, images: np.ndarray, scale: float, mean: float, std: float,

@@ -39,6 +39,10 @@ NOISE_FLOOR = 0.15
 INK_LEVEL = 0.3
 
 _EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF"})
+# Pillow reports truncated or corrupt data as OSError ("image file is truncated"), SyntaxError
+# (broken PNG chunks), ValueError, EOFError or struct.error (short EXIF or header fields),
+# depending on the format; OSError also covers the file system's own errors.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 _SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP"}
 
 
@@ -64,13 +68,7 @@ def open_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image
     """Decode an image file, refusing oversized, truncated and non-image files with a clear reason."""
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (on stderr) above its own limit; our cap, checked below, is lower.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        check_size(image, max_pixels)
-        _draft_large_jpeg(image)
-        image.load()
+        return _decode(path, max_pixels)
     except InputImageError as exc:
         raise InputImageError(exc.reason, path) from exc
     except Image.DecompressionBombError as exc:
@@ -81,19 +79,39 @@ def open_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image
             f"image too large: {size} (limit {max_pixels:,}; possible decompression bomb)", path) from exc
     except UnidentifiedImageError as exc:
         raise InputImageError(_unidentified_reason(path), path) from exc
-    except FileNotFoundError as exc:
-        raise InputImageError("no such file", path) from exc
-    except IsADirectoryError as exc:
-        raise InputImageError("is a directory, not an image", path) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        # Pillow reports truncated or corrupt data as OSError ("image file is truncated"),
-        # SyntaxError (broken PNG chunks) or ValueError, depending on the format.
-        raise InputImageError(f"truncated or corrupt image ({_first_line(exc)})", path) from exc
-    # Phone photos store their rotation in EXIF; apply it so the digit stands upright. Only
-    # formats that carry EXIF are asked: parsing for it costs as much as decoding a small PNG.
-    if image.format in _EXIF_FORMATS or "exif" in image.info:
-        image = ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS as exc:
+        raise InputImageError(_decode_error_reason(exc), path) from exc
+
+
+def _decode(path: Path, max_pixels: int) -> Image.Image:
+    with warnings.catch_warnings():
+        # Pillow warns (on stderr) above its own limit; our cap, checked below, is lower. It
+        # also warns about corrupt metadata it skips, which would clutter the CLI's output.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        image = Image.open(path)
+        check_size(image, max_pixels)
+        _draft_large_jpeg(image)
+        image.load()
+        # Phone photos store their rotation in EXIF; apply it so the digit stands upright. Only
+        # formats that carry EXIF are asked: parsing it costs as much as decoding a small PNG.
+        # Inside the caller's try: a corrupt EXIF block raises like corrupt pixel data.
+        if image.format in _EXIF_FORMATS or "exif" in image.info:
+            image = ImageOps.exif_transpose(image)
     return image
+
+
+def _decode_error_reason(exc: BaseException) -> str:
+    """File-system errors (they carry an errno) say so; Pillow's own errors mean bad data."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not an image"
+    if isinstance(exc, PermissionError):
+        return "cannot read (permission denied)"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"cannot read ({exc.strerror or exc})"
+    return f"truncated or corrupt image ({_first_line(exc)})"
 
 
 def check_size(image: Image.Image, max_pixels: int = MAX_PIXELS) -> None:

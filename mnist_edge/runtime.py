@@ -10,9 +10,11 @@ with a fixed or dynamic batch and float32 (normalised: (pixel / scale - mean) / 
 the model once at load time.
 
 External data: onnxruntime itself refuses locations that are absolute or resolve (symlinks
-included) outside the model's folder (tested with 1.32; added in its 2025-2026 releases, so
-older versions may not). This module turns that refusal into a ModelFileError rather than
-parsing the protobuf again: the light install has no onnx package.
+included) outside the model's folder. The check arrived in 1.24.1 (microsoft/onnxruntime#26776)
+and 1.24.2 stopped it refusing legitimately symlinked layouts such as the Hugging Face cache
+(#27374), hence `onnxruntime>=1.24.2` in pyproject.toml: older releases read any file a model
+names. This module turns that refusal into a ModelFileError rather than parsing the protobuf
+again: the light install has no onnx package.
 """
 
 from __future__ import annotations

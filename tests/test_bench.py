@@ -173,3 +173,29 @@ def test_run_benchmark_works_without_the_cli(zoo, tmp_path):
     pytest.importorskip("matplotlib")
     assert (tmp_path / "bench" / "bench.png").read_bytes().startswith(b"\x89PNG")
     assert outcome.notes == outcome.payload["notes"] == []
+
+
+def test_warm_up_sizes_its_blocks_from_a_warm_call_not_the_cold_one(monkeypatch):
+    sizes = []
+
+    def fake_sample(_call, runs):
+        sizes.append(runs)
+        return np.full(runs, 50_000.0 if len(sizes) == 1 else 100.0)  # µs: a slow cold first call
+
+    monkeypatch.setattr(bench, "_sample", fake_sample)
+    runs, steady, median = bench.warm_up(lambda: None, max_seconds=1.0)
+    block = int(bench._BLOCK_SECONDS * 1e6 / 100.0)
+    assert sizes == [1, 5, block, block, block]
+    assert steady and median == 100.0 and runs == 1 + 5 + 3 * block
+
+
+def test_model_bytes_count_external_data_of_any_name(tmp_path, zoo):
+    from tests.onnx_models import linear_model, save
+
+    model = save(linear_model(), tmp_path / "foreign.onnx", external_data="weights.bin")
+    (tmp_path / "unrelated.bin").write_bytes(b"x" * 1000)
+    expected = model.stat().st_size + (tmp_path / "weights.bin").stat().st_size
+    assert bench.external_data_files(model) == [(tmp_path / "weights.bin").resolve()]
+    assert bench._model_bytes(model) == expected
+    assert bench._model_bytes(zoo["nchw"]) == zoo["nchw"].stat().st_size
+    assert bench.external_data_files(zoo["escaping"]) == []  # outside the folder: not the model's

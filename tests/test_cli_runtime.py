@@ -249,3 +249,73 @@ def test_bench_refuses_a_foreign_compare_file(zoo, tmp_path):
     result = invoke("bench", zoo["nchw"], *QUICK_BENCH, "--compare", old)
     assert result.exit_code == 2
     assert one_error_line(result).startswith(f"error: {old}: not a bench.json written by mnist-edge bench")
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_MODELS))
+def test_a_bad_model_through_bench_and_eval_exits_2_with_one_line(zoo, mnist_dir, kind):
+    for args in (("bench", zoo[kind], *QUICK_BENCH), ("eval", zoo[kind], "--data-dir", mnist_dir)):
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert one_error_line(result).startswith(f"error: {zoo[kind]}: {BAD_MODELS[kind]}")
+
+
+def test_infinite_values_in_an_array_are_refused(zoo, good, tmp_path):
+    array = np.zeros((2, 28, 28), np.float32)
+    array[1, 3, 4] = np.inf
+    np.save(tmp_path / "inf.npy", array)
+    result = invoke("run", zoo["nchw"], tmp_path / "inf.npy")
+    assert result.exit_code == 2
+    assert one_error_line(result) == f"error: {tmp_path / 'inf.npy'}: array holds 1 NaN or infinite values"
+
+
+# --- eval of ONNX models ---------------------------------------------------------------------
+
+
+def test_eval_of_a_folder_with_one_onnx_file_and_no_manifest(zoo, mnist_dir, tmp_path):
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "model.onnx").write_bytes(zoo["nchw"].read_bytes())
+    result = invoke("eval", tmp_path / "bare", "--data-dir", mnist_dir, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["accuracy"] > 0.8 and report["params"] is None
+
+
+def test_eval_reports_the_manifest_parameter_count_and_writes_files(zoo, mnist_dir, tmp_path):
+    result = invoke("eval", zoo["exported"], "--data-dir", mnist_dir, "--json", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["params"] == 7850
+    assert json.loads((tmp_path / "eval.json").read_text())["params"] == 7850
+    for name in ("eval_confusion.png", "eval_mistakes.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda d: d / "exportd" / "cnn-int8", "not found: not a directory nor a file"),
+    (lambda d: d / "model.onx", "not found: not a directory nor a file"),
+    (lambda d: d, "neither a training run folder (no config.json) nor a model folder"),
+])
+def test_eval_of_a_missing_or_empty_target_names_it(mnist_dir, tmp_path, make, message):
+    target = make(tmp_path)
+    result = invoke("eval", target, "--data-dir", mnist_dir)
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(f"error: {target}: {message}")
+
+
+def test_eval_refuses_normalisation_options_for_a_checkpoint(mnist_dir, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    result = invoke("eval", tmp_path, "--data-dir", mnist_dir, "--mean", "0.5", "--std", "0.5")
+    assert result.exit_code == 2
+    assert one_error_line(result) == (f"error: {tmp_path}: --mean, --std apply to ONNX models only: "
+                                      "a checkpoint uses the normalisation it was trained with")
+
+
+def test_confusion_lines_are_a_compact_aligned_table():
+    from mnist_edge.evaluate import confusion_lines, evaluate_probabilities
+
+    labels = np.repeat(np.arange(10), 3)
+    probabilities = np.eye(10)[labels]
+    probabilities[0] = np.eye(10)[7]  # one 0 taken for a 7
+    lines = confusion_lines(evaluate_probabilities("m", labels, probabilities))
+    assert len(lines) == 11 and len({len(line) for line in lines}) == 1
+    assert lines[0].split() == ["true\\pred", *map(str, range(10))]
+    assert lines[1].split() == ["0", "2", "0", "0", "0", "0", "0", "0", "1", "0", "0"]

@@ -122,3 +122,34 @@ def test_save_images_writes_what_the_model_saw(tmp_path, digits):
     written = save_images(tmp_path / "seen", ["a.png", "d.npy[1]"], digits[:2])
     assert [p.name for p in written] == ["00000_a.png", "00001_d_npy_1_.png"]
     assert np.array_equal(np.asarray(Image.open(written[1])), digits[1])
+
+
+@pytest.mark.parametrize("suffix", ["-idx3-ubyte", "-idx3-ubyte.gz"])
+def test_idx_files_over_the_image_limit_are_refused_before_reading(tmp_path, monkeypatch, suffix):
+    import gzip
+
+    from mnist_edge import inputs
+    from tests.onnx_models import idx_bytes
+
+    monkeypatch.setattr(inputs, "MAX_ARRAY_IMAGES", 2)
+    for count in (2, 3):
+        raw = idx_bytes(np.zeros((count, 28, 28), np.uint8))
+        path = tmp_path / f"{count}{suffix}"
+        path.write_bytes(gzip.compress(raw) if suffix.endswith(".gz") else raw)
+        if count == 2:
+            assert inputs.load_idx(path).shape == (2, 28, 28)
+            continue
+        with pytest.raises(InputImageError, match="more than the limit of 2 images") as caught:
+            inputs.load_idx(path)
+        assert caught.value.path == path
+
+
+def test_preprocessed_images_are_written_atomically(tmp_path, monkeypatch):
+    from mnist_edge import inputs
+
+    calls = []
+    real = inputs.atomic_write_bytes
+    monkeypatch.setattr(inputs, "atomic_write_bytes", lambda path, data: calls.append(path) or real(path, data))
+    written = save_images(tmp_path, ["a.png"], np.zeros((1, 28, 28), np.uint8))
+    assert calls == written and Image.open(written[0]).size == (28, 28)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00000_a.png"]  # no temporary file left

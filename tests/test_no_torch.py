@@ -110,3 +110,29 @@ def test_the_torch_baseline_is_skipped_or_refused_without_torch(files):
     assert report["code"] == 2
     assert "error: --torch-checkpoint needs PyTorch: pip install 'mnist-edge[train]'" in output
     assert report["loaded"] == []
+
+
+def test_eval_with_out_writes_the_report_and_pngs_without_matplotlib(files, tmp_path):
+    out = tmp_path / "eval"
+    report, output = light_run("eval", files["model"], "--out", out)
+    assert report["code"] == 0, output
+    assert report["loaded"] == [] and "Traceback" not in output
+    assert json.loads((out / "eval.json").read_text())["count"] == 10000
+    for name in ("eval_confusion.png", "eval_mistakes.png"):
+        assert Image.open(out / name).format == "PNG"
+
+
+def test_eval_finds_a_bare_model_folder_and_names_what_a_checkpoint_needs(files, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "model.onnx").write_bytes((files["model"] / "model.onnx").read_bytes())
+    report, output = light_run("eval", bare, "--json")
+    assert report["code"] == 0, output
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    report, output = light_run("eval", run)
+    assert report["code"] == 2 and report["loaded"] == [] and "Traceback" not in output
+    assert f"error: {run}: eval of a PyTorch checkpoint needs torch: pip install 'mnist-edge[train]'" in output
+    report, output = light_run("eval", tmp_path / "misspelled")
+    assert report["code"] == 2 and "not found" in output and "Traceback" not in output

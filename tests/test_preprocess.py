@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -153,3 +154,40 @@ def test_float_images_with_nan_are_refused():
     pixels[3, 3] = np.nan
     with pytest.raises(InputImageError, match="NaN"):
         to_mnist(Image.fromarray(pixels, "F"))
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (PermissionError(13, "Permission denied"), "cannot read (permission denied)"),
+    (OSError(5, "Input/output error"), "cannot read (Input/output error)"),
+    (OSError("image file is truncated"), "truncated or corrupt image (image file is truncated)"),
+])
+def test_file_system_errors_are_told_apart_from_corrupt_data(tmp_path, monkeypatch, error, reason):
+    from mnist_edge import preprocess
+
+    path = tmp_path / "digit.png"
+    Image.new("L", (40, 40)).save(path)
+
+    def refuse(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(preprocess.Image, "open", refuse)
+    with pytest.raises(InputImageError) as caught:
+        open_image(path)
+    assert caught.value.reason == reason and caught.value.path == path
+
+
+@pytest.mark.parametrize("error", [SyntaxError("bad tag"), ValueError("bad value"),
+                                   struct.error("unpack requires a buffer of 4 bytes")])
+def test_corrupt_exif_is_an_input_error(tmp_path, monkeypatch, error):
+    from mnist_edge import preprocess
+
+    path = tmp_path / "photo.jpg"
+    Image.new("L", (40, 40), 255).save(path, format="JPEG")
+
+    def broken(_image):
+        raise error
+
+    monkeypatch.setattr(preprocess.ImageOps, "exif_transpose", broken)
+    with pytest.raises(InputImageError, match="truncated or corrupt image") as caught:
+        to_mnist(path)
+    assert caught.value.path == path

@@ -138,6 +138,8 @@ def evaluate(
 
 
 def _render_eval(report: Any) -> None:
+    from mnist_edge.evaluate import confusion_lines
+
     table = Table(title=f"{report.model}: test accuracy {report.accuracy:.2%} "
                         f"({report.correct:,}/{report.count:,})")
     for column in ("digit", "precision", "recall", "f1", "support"):
@@ -145,3 +147,8 @@ def _render_eval(report: Any) -> None:
     for row in report.per_class:
         table.add_row(row.label, f"{row.precision:.2%}", f"{row.recall:.2%}", f"{row.f1:.4f}", str(row.support))
     console.print(table)
+    if report.params is not None:
+        console.print(f"parameters: {report.params:,}")
+    # typer.echo, not rich: plain aligned lines, never re-wrapped.
+    typer.echo("confusion (rows: true digit, columns: predicted)")
+    typer.echo("\n".join(confusion_lines(report)))
