@@ -23,7 +23,8 @@ from __future__ import annotations
 import io
 import json
 import warnings
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ from mnist_edge import manifest as manifest_io
 from mnist_edge.checkpoint import WEIGHTS, load_for_inference
 from mnist_edge.config import LABELS
 from mnist_edge.errors import ConfigError, ModelFileError
-from mnist_edge.fileio import atomic_write_bytes, ensure_dir, sha256_file
+from mnist_edge.fileio import atomic_write_bytes, check_creatable, sha256_file, staged_dir
+from mnist_edge.parity import PARITY_FILES
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -109,12 +111,13 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, *, opset: int = 
 
     Everything is checked before the first byte is written: the opset, the checkpoint, the
     output folder, then the model itself (onnx.checker full check, strict shape inference and
-    a smoke comparison with PyTorch). Both files are written atomically.
+    a smoke comparison with PyTorch). OUT_DIR is built aside and moved into place once both
+    files are complete; an old parity report beside an earlier model is removed.
     """
     check_opset(opset)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, config = load_for_inference(run_dir)
-    ensure_dir(out_dir)
+    check_creatable(out_dir)
     folded = fold_batch_norm(model)
     norm = config["normalization"]
     proto, exporter = to_onnx(folded, opset)
@@ -122,12 +125,14 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, *, opset: int = 
                  checkpoint_sha256=sha256_file(run_dir / WEIGHTS))
     proto = check_model(proto, opset)
     smoke = smoke_test(proto, model)
-    model_path = atomic_write_bytes(out_dir / MODEL_FILE, proto.SerializeToString())
     params = sum(p.numel() for p in model.parameters())
-    manifest = fp32_manifest(model_path, name or out_dir.name, config, params, opset, exporter,
-                             run_dir, checkpoint_hint, recipe_note)
-    manifest_path = manifest_io.save(out_dir, manifest)
-    return ExportResult(model_path, manifest_path, config["arch"], params, opset, exporter,
+    with staged_dir(out_dir, stale=PARITY_FILES, last=(manifest_io.FILENAME,)) as stage:
+        staged = atomic_write_bytes(stage / MODEL_FILE, proto.SerializeToString())
+        manifest = fp32_manifest(staged, name or out_dir.name, config, params, opset, exporter,
+                                 run_dir, checkpoint_hint, recipe_note)
+        manifest_io.save(stage, manifest)
+    model_path = out_dir / MODEL_FILE
+    return ExportResult(model_path, out_dir / manifest_io.FILENAME, config["arch"], params, opset, exporter,
                         model_path.stat().st_size, smoke)
 
 
@@ -296,12 +301,13 @@ def export_run(run_dir: str | Path, out: str | Path, *, opset: int = DEFAULT_OPS
     the test set, whose figures go into both manifests and reports beside them.
 
     Every option, the checkpoint, the output folders and the MNIST files are checked before
-    the first file is written.
+    the first file is written. Both folders are built aside and moved into place only when
+    everything worked, so a failure (or Ctrl-C) leaves no new or half-written folder.
     """
     from mnist_edge import data
     from mnist_edge import parity as parity_mod
     from mnist_edge.checkpoint import load_config
-    from mnist_edge.quantize import default_options, quantize_model
+    from mnist_edge.quantize import default_options
 
     check_opset(opset)
     thresholds = (thresholds or parity_mod.Thresholds()).validate()
@@ -311,23 +317,57 @@ def export_run(run_dir: str | Path, out: str | Path, *, opset: int = DEFAULT_OPS
     options = (quantize_options or default_options(config["arch"])).validate() if int8 else None
     folders = output_folders(out, int8)
     for folder in folders.values():
-        ensure_dir(folder)
+        check_creatable(folder)
     if int8 or parity:
         data.locate(data_dir, download)
-    fp32 = export_checkpoint(run_dir, folders["fp32"], opset=opset, name=folders["fp32"].name,
+    with ExitStack() as stack:
+        staged = {role: stack.enter_context(staged_dir(folder, stale=PARITY_FILES, last=(manifest_io.FILENAME,)))
+                  for role, folder in folders.items()}
+        fp32, int8_result = _export_models(run_dir, staged, folders, opset, options, checkpoint_hint,
+                                           source_note, data_dir, download)
+        report = None
+        if parity:
+            report = _parity_into(run_dir, staged, folders, thresholds, limit, data_dir, download,
+                                  checkpoint_hint, figures)
+    int8_result = None if int8_result is None else _moved(int8_result, folders["int8"])
+    return ExportRunResult(folders, _moved(fp32, folders["fp32"]), int8_result, report)
+
+
+def _export_models(run_dir: str | Path, staged: dict[str, Path], folders: dict[str, Path], opset: int,
+                   options: Any, checkpoint_hint: str | None, source_note: dict[str, Any] | None,
+                   data_dir: Any, download: bool) -> tuple[ExportResult, Any]:
+    """The fp32 model into staged["fp32"], the int8 one (when `options`) into staged["int8"]."""
+    from mnist_edge.quantize import quantize_model
+
+    fp32 = export_checkpoint(run_dir, staged["fp32"], opset=opset, name=folders["fp32"].name,
                              checkpoint_hint=checkpoint_hint, recipe_note=source_note)
-    int8_result = None
-    if options is not None:
-        int8_result = quantize_model(fp32.model_path, folders["int8"], options, name=folders["int8"].name,
-                                     data_dir=data_dir, download=download)
-    report = None
-    if parity:
-        command = parity_mod.parity_command(checkpoint_hint or run_dir, folders["fp32"], folders.get("int8"),
-                                            limit=limit, thresholds=thresholds)
-        report = parity_mod.run_parity(run_dir, folders["fp32"], folders.get("int8"), thresholds=thresholds,
-                                       limit=limit, data_dir=data_dir, download=download, command=command)
-        test = data.load_split("test", data_dir, download=False).subset(limit)
-        for role, folder in folders.items():
-            parity_mod.write_report(report, folder, test.images, figure=figures)
-            parity_mod.update_manifest(folder, report, role)
-    return ExportRunResult(folders, fp32, int8_result, report)
+    if options is None:
+        return fp32, None
+    return fp32, quantize_model(fp32.model_path, staged["int8"], options, name=folders["int8"].name,
+                                data_dir=data_dir, download=download)
+
+
+def _parity_into(run_dir: str | Path, staged: dict[str, Path], folders: dict[str, Path], thresholds: Any,
+                 limit: int, data_dir: Any, download: bool, checkpoint_hint: str | None,
+                 figures: bool) -> Any:
+    """Parity of the staged models; the report names the folders they are about to move to."""
+    from mnist_edge import data
+    from mnist_edge import parity as parity_mod
+
+    command = parity_mod.parity_command(checkpoint_hint or run_dir, folders["fp32"], folders.get("int8"),
+                                        limit=limit, thresholds=thresholds)
+    report = parity_mod.run_parity(run_dir, staged["fp32"], staged.get("int8"), thresholds=thresholds,
+                                   limit=limit, data_dir=data_dir, download=download, command=command)
+    report.models = [replace(m, path=str(folders[m.role] / Path(m.path).name)) if m.role in folders else m
+                     for m in report.models]
+    test = data.load_split("test", data_dir, download=False).subset(limit)
+    for role, folder in staged.items():
+        parity_mod.write_report(report, folder, test.images, figure=figures)
+        parity_mod.update_manifest(folder, report, role)
+    return report
+
+
+def _moved(result: Any, folder: Path) -> Any:
+    """An export or quantize result whose files were built aside, pointing at where they are now."""
+    return replace(result, model_path=folder / result.model_path.name,
+                   manifest_path=folder / result.manifest_path.name)

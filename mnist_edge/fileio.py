@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ def _umask() -> int:
 
 
 _DEFAULT_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
 
 
 def ensure_dir(path: str | Path) -> Path:
@@ -34,29 +38,104 @@ def ensure_dir(path: str | Path) -> Path:
     return path
 
 
+def check_creatable(path: str | Path) -> Path:
+    """Fail now, naming `path`, when it could not be created as a directory later.
+
+    Creates nothing: commands check their output folders before the work, and create them
+    only once there is something complete to put in them.
+    """
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())  # "." or "/" at worst
+    if not existing.is_dir():
+        raise OutputError(f"cannot create directory ({os.strerror(errno.ENOTDIR)})", path)
+    if not os.access(existing, os.W_OK):
+        raise OutputError("directory is not writable", existing)
+    return path
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)`, fsync, then rename over `path`.
 
     `write` receives a temporary path in the same directory (so the rename is atomic) and
     must create the file there; libraries that only accept a file name (safetensors, onnx,
-    matplotlib) work through this.
+    matplotlib) work through this. A failing write (disk full, permission denied) is an
+    OutputError naming `path`, and the temporary file is removed.
     """
     path = Path(path)
     ensure_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write ({exc.strerror or exc})", path) from exc
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, _DEFAULT_MODE)  # mkstemp makes 0600; outputs are meant to be shared like any file
     try:
+        os.chmod(tmp, _DEFAULT_MODE)  # mkstemp makes 0600; outputs are meant to be shared like any file
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write ({exc.strerror or exc})", path) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
+
+
+@contextmanager
+def staged_dir(final: str | Path, stale: Iterable[str] = (), last: Iterable[str] = ()) -> Iterator[Path]:
+    """A temporary sibling of `final` to build a folder in, moved into place only when the block
+    succeeds; on any error (or Ctrl-C) it is deleted, with any parent folder made for it, and
+    `final` is left as it was.
+
+    A new folder appears whole with one rename. An existing folder keeps its other files: the
+    `stale` names (files describing its previous content, such as a parity report) are removed,
+    then each built file replaces its namesake, the `last` names (the manifest) at the end.
+    """
+    final = check_creatable(final)
+    made = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
+    ensure_dir(final.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot create directory ({exc.strerror or exc})", final) from exc
+    try:
+        yield tmp
+        _publish(tmp, final, set(stale), list(last))
+        made = []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders made for a failed output again, deepest first, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _publish(tmp: Path, final: Path, stale: set[str], last: list[str]) -> None:
+    try:
+        if not final.exists():
+            os.chmod(tmp, _DIR_MODE)  # mkdtemp makes 0700; like ensure_dir's folders instead
+            os.rename(tmp, final)
+            _fsync_dir(final.parent)
+            return
+        for name in stale:
+            (final / name).unlink(missing_ok=True)
+        # The manifest names the model's hash: it goes last, so it never describes a missing file.
+        order = {name: rank for rank, name in enumerate(last, start=1)}
+        for item in sorted(tmp.iterdir(), key=lambda p: order.get(p.name, 0)):
+            os.replace(item, final / item.name)
+    except OSError as exc:
+        raise OutputError(f"cannot move the new files into place ({exc.strerror or exc})", final) from exc
+    _fsync_dir(final)
 
 
 def _fsync_dir(directory: Path) -> None:

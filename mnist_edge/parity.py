@@ -28,6 +28,8 @@ from mnist_edge.fileio import atomic_write_json, ensure_dir
 
 REPORT_FILE = "parity.json"
 FIGURE_FILE = "parity_disagreements.png"
+# What parity writes beside a model; `export` and `quantize` remove them when they replace the model.
+PARITY_FILES = (REPORT_FILE, FIGURE_FILE)
 MAX_FIGURE_DIGITS = 60
 MAX_LISTED = 1000
 # Images run through the per-layer analysis: every int8/fp32 disagreement plus a sample.
@@ -172,8 +174,8 @@ def resolve_models(paths: list[str | Path]) -> Targets:
     """One or two model paths -> the fp32 and int8 models to compare.
 
     Each path is an exported folder, an .onnx file, or the NAME given to `export --out` (whose
-    NAME-fp32 and NAME-int8 folders are then used). Given only an fp32 folder NAME-fp32, its
-    sibling NAME-int8 is used when it exists. Roles come from the manifests (`quantization`)
+    NAME-fp32 and NAME-int8 folders are then used). Given only a folder NAME-fp32 (NAME-int8),
+    its sibling NAME-int8 (NAME-fp32) is used when it exists. Roles come from the manifests (`quantization`)
     or, for bare files, from the operators in the file.
     """
     if not 1 <= len(paths) <= 2:
@@ -194,11 +196,23 @@ def resolve_models(paths: list[str | Path]) -> Targets:
             raise ConfigError(f"two {role} models given ({roles[role]} and {path}); "
                               "give one fp32 and one int8")
         roles[role] = path
-    if len(found) == 1 and "fp32" in roles and roles["fp32"].name.endswith("-fp32"):
-        sibling = roles["fp32"].with_name(roles["fp32"].name[: -len("-fp32")] + "-int8")
-        if sibling.exists():
-            roles["int8"] = sibling
+    if len(found) == 1:
+        _add_sibling(roles)
     return Targets(roles.get("fp32"), roles.get("int8"))
+
+
+def _add_sibling(roles: dict[str, Path]) -> None:
+    """One folder NAME-fp32 or NAME-int8 given: its export sibling joins when it exists.
+
+    Without it an int8 model is compared only with PyTorch (checked against the int8 limit all
+    the same), and fp32 vs int8, the pair the per-layer analysis needs, would be missing.
+    """
+    ((role, path),) = roles.items()
+    other = "int8" if role == "fp32" else "fp32"
+    if path.name.endswith(f"-{role}"):
+        sibling = path.with_name(path.name.removesuffix(f"-{role}") + f"-{other}")
+        if sibling.exists():
+            roles[other] = sibling
 
 
 def _is_int8(path: Path) -> bool:
@@ -232,28 +246,43 @@ def compare(reference: str, candidate: str, logits: dict[str, np.ndarray],
 
 
 def check(pairs: list[PairComparison], thresholds: Thresholds) -> list[Breach]:
+    """The breaches of `thresholds`. int8 is held to its accuracy limit against fp32 ONNX, or
+    against PyTorch when no fp32 model was compared (an int8 model alone must not pass unchecked)."""
+    found = {(p.reference, p.candidate): p for p in pairs}
     breaches = []
-    for pair in pairs:
-        label = f"{pair.candidate} vs {pair.reference}"
-        if (pair.reference, pair.candidate) == ("pytorch", "fp32"):
-            if pair.max_abs_logit_diff > thresholds.fp32_max_abs_diff:
-                breaches.append(Breach(
-                    "max abs logit diff", label, pair.max_abs_logit_diff, thresholds.fp32_max_abs_diff,
-                    f"fp32 ONNX logits differ from PyTorch by up to {pair.max_abs_logit_diff:.3g} "
-                    f"(limit {thresholds.fp32_max_abs_diff:.3g})"))
-            if pair.agreement < thresholds.fp32_min_agreement:
-                breaches.append(Breach(
-                    "top-1 agreement", label, pair.agreement, thresholds.fp32_min_agreement,
-                    f"fp32 ONNX and PyTorch disagree on {pair.disagree_count} images "
-                    f"({pair.agreement:.2%} agreement, limit {thresholds.fp32_min_agreement:.2%})"))
-        if (pair.reference, pair.candidate) == ("fp32", "int8"):
-            drop = -pair.accuracy_delta_points
-            if drop > thresholds.int8_max_drop_points + 1e-9:
-                breaches.append(Breach(
-                    "int8 accuracy drop (points)", label, drop, thresholds.int8_max_drop_points,
-                    f"int8 accuracy {pair.candidate_accuracy:.2%} is {drop:.2f} points below fp32 "
-                    f"{pair.reference_accuracy:.2%} (limit {thresholds.int8_max_drop_points:.2f})"))
+    if ("pytorch", "fp32") in found:
+        breaches += _fp32_breaches(found["pytorch", "fp32"], thresholds)
+    int8 = found.get(("fp32", "int8")) or found.get(("pytorch", "int8"))
+    if int8 is not None:
+        breaches += _int8_breaches(int8, thresholds)
     return breaches
+
+
+def _fp32_breaches(pair: PairComparison, thresholds: Thresholds) -> list[Breach]:
+    label, breaches = f"{pair.candidate} vs {pair.reference}", []
+    if pair.max_abs_logit_diff > thresholds.fp32_max_abs_diff:
+        breaches.append(Breach(
+            "max abs logit diff", label, pair.max_abs_logit_diff, thresholds.fp32_max_abs_diff,
+            f"fp32 ONNX logits differ from PyTorch by up to {pair.max_abs_logit_diff:.3g} "
+            f"(limit {thresholds.fp32_max_abs_diff:.3g})"))
+    if pair.agreement < thresholds.fp32_min_agreement:
+        breaches.append(Breach(
+            "top-1 agreement", label, pair.agreement, thresholds.fp32_min_agreement,
+            f"fp32 ONNX and PyTorch disagree on {pair.disagree_count} images "
+            f"({pair.agreement:.2%} agreement, limit {thresholds.fp32_min_agreement:.2%})"))
+    return breaches
+
+
+def _int8_breaches(pair: PairComparison, thresholds: Thresholds) -> list[Breach]:
+    drop = -pair.accuracy_delta_points
+    if drop <= thresholds.int8_max_drop_points + 1e-9:
+        return []
+    reference = {"fp32": "fp32", "pytorch": "PyTorch"}[pair.reference]
+    return [Breach(
+        "int8 accuracy drop (points)", f"{pair.candidate} vs {pair.reference}", drop,
+        thresholds.int8_max_drop_points,
+        f"int8 accuracy {pair.candidate_accuracy:.2%} is {drop:.2f} points below {reference} "
+        f"{pair.reference_accuracy:.2%} (limit {thresholds.int8_max_drop_points:.2f})")]
 
 
 def torch_logits_of(run_dir: str | Path, images: np.ndarray) -> tuple[str, np.ndarray]:
@@ -395,12 +424,20 @@ def layer_errors(fp32: Any, int8: Any, images: np.ndarray, disagreements: list[i
         return LayerReport(len(chosen), [], [], kernel,
                            advice + ["per-layer errors need a QDQ model (quantize --format qdq)"])
     layers = _qdq_layer_errors(fp32.model_path, int8.model_path, fp32.input_name, x)
-    worst = sorted(layers, key=lambda e: min(e.own_qdq_db or np.inf, e.weight_db or np.inf))
-    suspects = list(dict.fromkeys(e.node for e in worst))[:TOP_SUSPECTS]
+    suspects = rank_suspects(layers)
     if suspects:
         advice.append("largest quantization error first: try `mnist-edge quantize ... --exclude "
                       + " --exclude ".join(shlex.quote(s) for s in suspects[:2]) + "`")
     return LayerReport(len(chosen), layers, suspects, kernel, advice)
+
+
+def rank_suspects(layers: list[LayerError]) -> list[str]:
+    """The nodes with the largest quantization error first: the lower of each layer's own-output
+    and weight SQNR ranks it (0 dB, the worst possible, is a real figure, not a missing one)."""
+    def worst(e: LayerError) -> float:
+        return min((db for db in (e.own_qdq_db, e.weight_db) if db is not None), default=np.inf)
+
+    return list(dict.fromkeys(e.node for e in sorted(layers, key=worst)))[:TOP_SUSPECTS]
 
 
 def kernel_check(int8: Any, images: np.ndarray) -> KernelCheck:

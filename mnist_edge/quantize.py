@@ -25,7 +25,8 @@ import numpy as np
 from mnist_edge import manifest as manifest_io
 from mnist_edge.config import LABELS, Normalization
 from mnist_edge.errors import ConfigError, ModelFileError
-from mnist_edge.fileio import atomic_write_bytes, ensure_dir, read_json, sha256_file
+from mnist_edge.fileio import atomic_write_bytes, check_creatable, read_json, sha256_file, staged_dir
+from mnist_edge.parity import PARITY_FILES
 
 MODEL_FILE = "model.onnx"
 MODES = ("static", "dynamic")
@@ -129,11 +130,37 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Options that only static quantization uses (the flag as the user types it).
+STATIC_ONLY = {"calibration": "--calibration", "calib_images": "--calib-images", "seed": "--seed",
+               "float_logits": "--float-logits/--quantized-logits"}
+
+
 def default_options(arch: str | None, **overrides: Any) -> QuantizeOptions:
     """The best options for `arch` with explicit options (those not None) laid over them."""
     base = QuantizeOptions(**ARCH_DEFAULTS.get(arch or "", {}))
     chosen = {k: v for k, v in overrides.items() if v is not None}
-    return replace(base, **chosen).validate()
+    options = replace(base, **chosen)
+    _refuse_static_only(options, chosen, arch)
+    return options.validate()
+
+
+def _refuse_static_only(options: QuantizeOptions, chosen: dict[str, Any], arch: str | None) -> None:
+    """Explicit static-only options with a dynamic mode are an error, not silently ignored.
+
+    Switching to static instead would quietly leave the architecture's measured best mode (the
+    mlp's dynamic mode keeps every prediction; static changes 2), so the user decides.
+    """
+    if options.mode != "dynamic":
+        return
+    given = [flag for key, flag in STATIC_ONLY.items() if key in chosen]
+    given += [f"--{key.replace('_', '-')} {chosen[key]}" for key, static in
+              (("format", "qdq"), ("activation_type", "int8")) if chosen.get(key) == static]
+    if not given:
+        return
+    what = f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --mode static"
+    if "mode" in chosen:
+        raise ConfigError(f"{what} only, not to --mode dynamic")
+    raise ConfigError(f"{what}; {arch} defaults to dynamic: add --mode static")
 
 
 # --- calibration data --------------------------------------------------------------------------
@@ -232,7 +259,11 @@ def node_names(model: Any) -> list[str]:
 
 def quantize_model(model_path: str | Path, out_dir: str | Path, options: QuantizeOptions, *,
                    name: str | None = None, data_dir: Any = None, download: bool = True) -> QuantizeResult:
-    """MODEL.onnx -> OUT_DIR/model.onnx (int8) + OUT_DIR/manifest.json (metrics left empty)."""
+    """MODEL.onnx -> OUT_DIR/model.onnx (int8) + OUT_DIR/manifest.json (metrics left empty).
+
+    OUT_DIR is built aside and moved into place only once both files are complete: a failure
+    leaves no new folder, and an old parity report beside an earlier model is removed.
+    """
     options.validate()
     model_path, out_dir = Path(model_path), Path(out_dir)
     model = load_model(model_path)
@@ -240,23 +271,25 @@ def quantize_model(model_path: str | Path, out_dir: str | Path, options: Quantiz
     if missing:
         raise ConfigError(f"--exclude: no node named {', '.join(map(repr, missing))} in {model_path}; "
                           f"nodes: {', '.join(node_names(model))}")
+    check_creatable(out_dir)
     source_manifest = _manifest_beside(model_path)
     spec = _input_spec(model, source_manifest)
     images = (calibration_images(options.calib_images, options.seed, data_dir, download)
               if options.mode == "static" else None)
-    ensure_dir(out_dir)
     # onnxruntime's calibrators print progress to stdout; a library must not (and `--json` output
     # would break), so it is swallowed.
     with tempfile.TemporaryDirectory(prefix="mnist-edge-quant-") as tmp, redirect_stdout(io.StringIO()):
         quantized = _quantize(model_path, Path(tmp), options, spec, images)
         data = quantized.read_bytes()
     checked = _check(data, model_path)
-    out_path = atomic_write_bytes(out_dir / MODEL_FILE, data)
-    manifest = int8_manifest(out_path, name or out_dir.name, model, sha256_file(model_path), source_manifest,
-                             spec, options, checked)
-    manifest_path = manifest_io.save(out_dir, manifest)
-    return QuantizeResult(out_path, manifest_path, options.describe(), model_path.stat().st_size,
-                          out_path.stat().st_size)
+    with staged_dir(out_dir, stale=PARITY_FILES, last=(manifest_io.FILENAME,)) as stage:
+        staged = atomic_write_bytes(stage / MODEL_FILE, data)
+        manifest = int8_manifest(staged, name or out_dir.name, model, sha256_file(model_path), source_manifest,
+                                 spec, options, checked)
+        manifest_io.save(stage, manifest)
+    out_path = out_dir / MODEL_FILE
+    return QuantizeResult(out_path, out_dir / manifest_io.FILENAME, options.describe(),
+                          model_path.stat().st_size, out_path.stat().st_size)
 
 
 @dataclass(frozen=True)

@@ -177,3 +177,95 @@ def test_quantize_refuses_zero_calibration_images(exported, tmp_path):
 def test_parity_refuses_a_missing_model(tiny_run, tmp_path):
     line = one_error_line(invoke("parity", tiny_run, tmp_path / "nothing"))
     assert "no such model file or folder" in line
+
+
+def test_quantize_refuses_static_only_options_for_the_mlp_default(tmp_path):
+    mlp = Path(__file__).resolve().parents[1] / "exported" / "mlp-fp32"
+    line = one_error_line(invoke("quantize", mlp, "--out", tmp_path / "out", "--calibration", "entropy",
+                                 "--calib-images", "5000"))
+    assert "--calibration, --calib-images apply to --mode static; mlp defaults to dynamic: add --mode static" in line
+    line = one_error_line(invoke("quantize", mlp, "--out", tmp_path / "out", "--format", "qdq"))
+    assert "--format qdq applies to --mode static; mlp defaults to dynamic" in line and "--mode dynamic" not in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    ("missing", "not a directory (expected a training run folder)"),
+    ("truncated", "does not match the hash in config.json"),
+    ("foreign", "not an mnist-edge checkpoint config"),
+])
+def test_parity_refuses_a_bad_checkpoint(tiny_run, exported, tmp_path, how, message):
+    run = bad_run(tiny_run, tmp_path, how)
+    line = one_error_line(invoke("parity", run, exported, "--limit", "10", "--out", tmp_path / "out"))
+    assert message in line and str(run) in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("empty", "empty file (0 bytes), not an ONNX model"),
+    ("truncated", "not an ONNX model (protobuf parsing failed"),
+    ("foreign", "not an ONNX model (protobuf parsing failed"),
+])
+def test_parity_refuses_a_bad_model_file(tiny_run, exported, tmp_path, kind, message):
+    path = bad_model(tmp_path, kind, exported.with_name("quick-fp32") / "model.onnx")
+    line = one_error_line(invoke("parity", tiny_run, path, "--limit", "10", "--out", tmp_path / "out"))
+    assert message in line and str(path) in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_parity_refuses_an_unwritable_out_before_measuring(tiny_run, exported, tmp_path, monkeypatch):
+    import mnist_edge.parity
+
+    def never(*args, **kwargs):
+        raise AssertionError("parity ran although --out cannot be created")
+
+    monkeypatch.setattr(mnist_edge.parity, "run_parity", never)
+    (tmp_path / "file").write_text("a regular file")
+    line = one_error_line(invoke("parity", tiny_run, exported, "--out", tmp_path / "file" / "sub"))
+    assert "cannot create directory (Not a directory)" in line and str(tmp_path / "file" / "sub") in line
+
+
+# --- a real int8 breach ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_pair(exported, tmp_path_factory) -> Path:
+    """OUT/bad-fp32 (a copy of the good fp32) and OUT/bad-int8, calibrated on each activation's
+    90th percentile: most of the signal is clipped and tens of points are lost."""
+    from mnist_edge.quantize import QuantizeOptions, quantize_model
+
+    base = tmp_path_factory.mktemp("cli-bad") / "bad"
+    fp32 = shutil.copytree(exported.with_name("quick-fp32"), base.with_name("bad-fp32"))
+    quantize_model(fp32 / "model.onnx", base.with_name("bad-int8"),
+                   QuantizeOptions(calib_images=200, calibration="percentile", percentile=90.0))
+    return base
+
+
+def test_an_int8_breach_shows_the_layer_table_and_the_exclude_advice(tiny_run, bad_pair, tmp_path):
+    result = invoke("parity", tiny_run, bad_pair, *QUICK_PARITY, "--out", tmp_path)  # --layers auto
+    assert result.exit_code == 1, result.output
+    assert "thresholds breached" in result.stdout and "int8 accuracy drop" in result.stdout
+    assert "int8 error per layer" in result.stdout and "◀" in result.stdout
+    assert "advice: largest quantization error first: try `mnist-edge quantize ... --exclude" in result.stdout
+    saved = json.loads((tmp_path / "parity.json").read_text())
+    layers = saved["layer_report"]
+    assert layers["layers"] and layers["suspects"]
+    assert any(f"--exclude {layers['suspects'][0]}" in line for line in layers["advice"])
+
+
+def test_an_int8_breach_in_json(tiny_run, bad_pair, tmp_path):
+    result = invoke("parity", tiny_run, bad_pair, *QUICK_PARITY, "--out", tmp_path, "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert not report["passed"] and report["layer_report"]["layers"]
+    assert any("--exclude" in line for line in report["layer_report"]["advice"])
+
+
+def test_an_int8_model_alone_is_held_to_its_limit_against_pytorch(tiny_run, bad_pair, tmp_path):
+    alone = shutil.copytree(bad_pair.with_name("bad-int8"), tmp_path / "alone-int8")  # no -fp32 beside it
+    result = invoke("parity", tiny_run, alone, *QUICK_PARITY, "--out", tmp_path / "report", "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert [(p["reference"], p["candidate"]) for p in report["pairs"]] == [("pytorch", "int8")]
+    assert [(b["check"], b["pair"]) for b in report["breaches"]] == [("int8 accuracy drop (points)",
+                                                                     "int8 vs pytorch")]

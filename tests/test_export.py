@@ -15,7 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from mnist_edge import manifest as manifest_io  # noqa: E402
 from mnist_edge.config import ARCHS, LABELS  # noqa: E402
-from mnist_edge.errors import CheckpointError, ConfigError, OutputError  # noqa: E402
+from mnist_edge.errors import CheckpointError, ConfigError, ModelFileError, OutputError  # noqa: E402
 from mnist_edge.export import (  # noqa: E402
     BATCH_DIM,
     INPUT_NAME,
@@ -157,3 +157,69 @@ def test_an_unwritable_output_is_refused(tiny_run, tmp_path):
     (tmp_path / "file").write_text("a regular file")
     with pytest.raises(OutputError, match="cannot create directory"):
         export_checkpoint(tiny_run, tmp_path / "file" / "out")
+
+
+# --- nothing half-written -----------------------------------------------------------------------
+
+QUICK_INT8 = {"calib_images": 50}
+
+
+def _fail(*args, **kwargs):
+    raise ModelFileError("injected failure")
+
+
+@pytest.mark.parametrize("stage", ["mnist_edge.export.smoke_test", "mnist_edge.quantize._quantize",
+                                   "mnist_edge.parity.run_parity"])
+def test_a_failing_export_leaves_no_new_folder_behind(tiny_run, tmp_path, monkeypatch, stage):
+    from mnist_edge.export import export_run
+    from mnist_edge.quantize import QuantizeOptions
+
+    monkeypatch.setattr(stage, _fail)
+    with pytest.raises(ModelFileError, match="injected"):
+        export_run(tiny_run, tmp_path / "new" / "m", quantize_options=QuantizeOptions(**QUICK_INT8), limit=50)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_export_leaves_existing_folders_as_they_were(tiny_run, tmp_path, monkeypatch):
+    from mnist_edge.export import export_run
+    from mnist_edge.quantize import QuantizeOptions
+
+    for role in ("fp32", "int8"):
+        (tmp_path / f"m-{role}").mkdir()
+        (tmp_path / f"m-{role}" / "model.onnx").write_bytes(b"the previous model")
+    monkeypatch.setattr("mnist_edge.quantize._quantize", _fail)
+    with pytest.raises(ModelFileError, match="injected"):
+        export_run(tiny_run, tmp_path / "m", quantize_options=QuantizeOptions(**QUICK_INT8), parity=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-fp32", "m-int8"]
+    for role in ("fp32", "int8"):
+        assert [p.name for p in (tmp_path / f"m-{role}").iterdir()] == ["model.onnx"]
+        assert (tmp_path / f"m-{role}" / "model.onnx").read_bytes() == b"the previous model"
+
+
+def test_exporting_again_without_parity_removes_the_old_parity_report(tiny_run, tmp_path):
+    from mnist_edge.export import export_run
+
+    folder = tmp_path / "m-fp32"
+    folder.mkdir()
+    for name in ("parity.json", "parity_disagreements.png", "notes.txt"):
+        (folder / name).write_text("about the previous model")
+    result = export_run(tiny_run, tmp_path / "m", int8=False, parity=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx", "notes.txt"]
+    assert result.fp32.model_path == folder / "model.onnx" and manifest_io.load(folder)["metrics"] is None
+
+
+def test_the_results_and_reports_name_the_final_folders(tiny_run, tmp_path):
+    from mnist_edge.export import export_run
+    from mnist_edge.parity import Thresholds
+    from mnist_edge.quantize import QuantizeOptions
+
+    result = export_run(tiny_run, tmp_path / "m", quantize_options=QuantizeOptions(**QUICK_INT8), limit=50,
+                        thresholds=Thresholds(int8_max_drop_points=100), figures=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-fp32", "m-int8"]  # no temporary folders
+    assert result.fp32.model_path == tmp_path / "m-fp32" / "model.onnx"
+    assert result.int8.model_path == tmp_path / "m-int8" / "model.onnx" and result.int8.model_path.is_file()
+    assert {m.role: m.path for m in result.parity.models if m.role != "pytorch"} == {
+        role: str(tmp_path / f"m-{role}" / "model.onnx") for role in ("fp32", "int8")}
+    saved = json.loads((tmp_path / "m-int8" / "parity.json").read_text())
+    assert str(tmp_path / "m-int8") in json.dumps(saved["models"]) and ".tmp" not in json.dumps(saved)
+    assert manifest_io.load(tmp_path / "m-int8")["metrics"]["test_images"] == 50

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,12 @@ from mnist_edge.errors import ConfigError, ModelFileError  # noqa: E402
 from mnist_edge.parity import (  # noqa: E402
     FIGURE_FILE,
     REPORT_FILE,
+    LayerError,
     Thresholds,
     check,
     compare,
     parity_command,
+    rank_suspects,
     resolve_models,
     run_parity,
     update_manifest,
@@ -40,6 +43,18 @@ def exported(tiny_run, tmp_path_factory) -> dict[str, Path]:
     options = default_options(None, calib_images=200)
     result = export_run(tiny_run, base, parity=False, quantize_options=options)
     return {"base": base, **result.folders}
+
+
+@pytest.fixture(scope="module")
+def bad_int8(exported, tmp_path_factory) -> Path:
+    """A genuinely bad int8 model, alone in its folder (no NAME-fp32 beside it): calibrated on the
+    90th percentile of each activation, which clips most of the signal (tens of points lost)."""
+    from mnist_edge.quantize import QuantizeOptions, quantize_model
+
+    out = tmp_path_factory.mktemp("lone") / "bad-int8"
+    options = QuantizeOptions(calib_images=200, calibration="percentile", percentile=90.0)
+    quantize_model(exported["fp32"] / "model.onnx", out, options)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +95,38 @@ def test_thresholds_turn_figures_into_breaches():
     assert check(pairs, Thresholds(fp32_max_abs_diff=1e-3, int8_max_drop_points=0.5)) == []
 
 
+def test_int8_without_fp32_is_held_to_its_limit_against_pytorch():
+    labels = np.zeros(100, dtype=np.int64)
+    torch_logits = np.tile(np.eye(10, dtype=np.float32)[0], (100, 1))
+    int8 = torch_logits.copy()
+    int8[:9] = np.eye(10, dtype=np.float32)[1]  # a 9-point loss
+    pair = compare("pytorch", "int8", {"pytorch": torch_logits, "int8": int8}, labels)
+    (breach,) = check([pair], Thresholds())
+    assert (breach.check, breach.pair, breach.measured) == ("int8 accuracy drop (points)", "int8 vs pytorch",
+                                                             pytest.approx(9.0))
+    assert "below PyTorch" in breach.message
+    assert check([pair], Thresholds(int8_max_drop_points=10)) == []
+
+
+def test_with_fp32_present_int8_is_judged_against_fp32_only():
+    labels = np.zeros(100, dtype=np.int64)
+    right, wrong = np.eye(10, dtype=np.float32)[0], np.eye(10, dtype=np.float32)[1]
+    logits = {"pytorch": np.tile(right, (100, 1)), "fp32": np.tile(right, (100, 1))}
+    logits["fp32"][:5] = wrong  # fp32 itself 5 points down, an fp32 breach
+    logits["int8"] = logits["fp32"].copy()  # int8 loses nothing against fp32
+    pairs = [compare(a, b, logits, labels) for a, b in (("pytorch", "fp32"), ("fp32", "int8"), ("pytorch", "int8"))]
+    assert [b.check for b in check(pairs, Thresholds(fp32_max_abs_diff=10))] == ["top-1 agreement"]
+
+
+def test_suspects_rank_a_0_db_layer_first():
+    def layer(node: str, own: float | None, weight: float | None) -> LayerError:
+        return LayerError(node, node, "Conv", None, own, weight)
+
+    layers = [layer("good", 40.0, 35.0), layer("zero", 0.0, 30.0), layer("head", None, 12.0),
+              layer("negative", 25.0, -3.0)]
+    assert rank_suspects(layers) == ["negative", "zero", "head"]
+
+
 @pytest.mark.parametrize(("thresholds", "message"), [
     (Thresholds(fp32_max_abs_diff=-1), "--max-logit-diff"),
     (Thresholds(fp32_min_agreement=1.5), "--min-agreement"),
@@ -100,12 +147,13 @@ def test_the_command_reproduces_the_thresholds():
 # --- finding the models -------------------------------------------------------------------------
 
 
-def test_models_are_found_from_the_export_name_or_a_member(exported):
+def test_models_are_found_from_the_export_name_or_a_member(exported, bad_int8):
     both = (exported["fp32"], exported["int8"])
     assert tuple(resolve_models([exported["base"]]).__dict__.values()) == both
     assert tuple(resolve_models([exported["fp32"]]).__dict__.values()) == both
+    assert tuple(resolve_models([exported["int8"]]).__dict__.values()) == both  # the fp32 sibling joins
     assert tuple(resolve_models([exported["int8"], exported["fp32"]]).__dict__.values()) == both
-    assert resolve_models([exported["int8"]]).fp32 is None
+    assert tuple(resolve_models([bad_int8]).__dict__.values()) == (None, bad_int8)  # no sibling there
 
 
 def test_model_resolution_errors(exported, tmp_path):
@@ -151,6 +199,24 @@ def test_reports_and_manifests_are_written(report, exported, tmp_path):
     assert metrics["reference"] == "fp32 ONNX" and metrics["test_images"] == LIMIT
     assert metrics["measured_with"].startswith("mnist-edge parity ")
     assert "--limit 400" in metrics["measured_with"]
+
+
+def test_a_bad_int8_model_checked_only_against_pytorch_fails(tiny_run, bad_int8):
+    report = run_parity(tiny_run, None, bad_int8, limit=LIMIT, layers="never")
+    assert [(p.reference, p.candidate) for p in report.pairs] == [("pytorch", "int8")]
+    assert not report.passed
+    (breach,) = report.breaches
+    assert breach.check == "int8 accuracy drop (points)" and breach.pair == "int8 vs pytorch"
+    assert breach.measured > 5
+
+
+def test_a_bad_int8_model_gets_the_per_layer_analysis_automatically(tiny_run, exported, bad_int8, tmp_path):
+    fp32 = shutil.copytree(exported["fp32"], tmp_path / "bad-fp32")  # the sibling bad-int8 lacks
+    report = run_parity(tiny_run, fp32, bad_int8, limit=LIMIT)  # layers="auto"
+    assert [b.check for b in report.breaches] == ["int8 accuracy drop (points)"]
+    layers = report.layer_report
+    assert layers is not None and layers.layers and layers.suspects
+    assert any("--exclude " + layers.suspects[0] in line for line in layers.advice)
 
 
 def test_parity_needs_two_models(tiny_run):

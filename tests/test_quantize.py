@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,26 @@ def test_every_architecture_has_defaults_and_explicit_options_win():
     assert default_options("cnn", per_channel=False, calibration=None).per_channel is False
 
 
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"calibration": "entropy", "calib_images": 5000},
+     "--calibration, --calib-images apply to --mode static; mlp defaults to dynamic: add --mode static"),
+    ({"format": "qdq"}, "--format qdq applies to --mode static; mlp defaults to dynamic: add --mode static"),
+    ({"seed": 3}, "--seed applies to --mode static; mlp defaults"),
+    ({"mode": "dynamic", "calibration": "entropy"}, "--calibration applies to --mode static only, not to --mode "
+                                                   "dynamic"),
+    ({"mode": "dynamic", "activation_type": "int8"}, "--activation-type int8 applies to --mode static only"),
+])
+def test_static_only_options_with_a_dynamic_mode_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        default_options("mlp", **overrides)
+
+
+def test_static_only_options_work_once_static_is_chosen():
+    options = default_options("mlp", mode="static", calibration="entropy", format="qdq")
+    assert (options.mode, options.calibration, options.resolved_format) == ("static", "entropy", "qdq")
+    assert default_options("mlp", per_channel=False).mode == "dynamic"  # applies to both modes
+
+
 def test_calibration_images_come_from_the_training_set_chosen_by_seed(mnist_dir):
     train = load_split("train", download=False)
     first, again, other = (calibration_images(50, seed) for seed in (0, 0, 1))
@@ -138,6 +159,46 @@ def test_an_unknown_node_to_exclude_is_named(fp32, tmp_path):
     with pytest.raises(ConfigError, match="--exclude: no node named 'nope'"):
         quantize_model(fp32 / "model.onnx", tmp_path / "out", QuantizeOptions(exclude=("nope",), **QUICK))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_quantization_leaves_no_folder_behind(fp32, tmp_path, monkeypatch):
+    import mnist_edge.quantize as quantize
+
+    def fail(*args, **kwargs):
+        raise ModelFileError("quantization failed: injected", fp32 / "model.onnx")
+
+    monkeypatch.setattr(quantize, "_quantize", fail)
+    with pytest.raises(ModelFileError, match="injected"):
+        quantize_model(fp32 / "model.onnx", tmp_path / "new" / "out", QuantizeOptions(**QUICK))
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_failing_write_leaves_an_existing_folder_as_it_was(fp32, int8, tmp_path, monkeypatch):
+    import mnist_edge.manifest as manifest_module
+
+    out = tmp_path / "out"
+    shutil.copytree(int8, out)
+    (out / "parity.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise OutputError("cannot write (No space left on device)", out / "manifest.json")
+
+    monkeypatch.setattr(manifest_module, "atomic_write_json", fail)
+    with pytest.raises(OutputError, match="No space left"):
+        quantize_model(fp32 / "model.onnx", out, quick_options(fp32, per_channel=False))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary folder either
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_requantizing_removes_the_parity_report_of_the_old_model(fp32, int8, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(int8, out)
+    for name in ("parity.json", "parity_disagreements.png", "notes.txt"):
+        (out / name).write_text("about the old model")
+    quantize_model(fp32 / "model.onnx", out, quick_options(fp32, per_channel=False))
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "notes.txt"]
+    assert manifest_io.load(out)["quantization"]["per_channel"] is False
 
 
 # --- bad model files ----------------------------------------------------------------------------

@@ -203,10 +203,13 @@ def parity(
     Example: mnist-edge parity runs/default exported/cnn --max-int8-drop 0.05
     """
     from mnist_edge.data import load_split
+    from mnist_edge.fileio import check_creatable
     from mnist_edge.parity import folder_of, parity_command, resolve_models, run_parity, write_report
     from mnist_edge.parity import update_manifest as upd
 
     thresholds = _thresholds(max_logit_diff, min_agreement, max_int8_drop)
+    if out is not None:
+        check_creatable(out)  # before the evaluation, not after it
     targets = resolve_models(list(models))
     report = run_parity(run_dir, targets.fp32, targets.int8, thresholds=thresholds, limit=limit,
                         layers=layers, data_dir=data_dir, download=download, threads=threads,
