@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -628,7 +628,7 @@ def report(env: Environment, settings: Settings, models: list[ModelResult]) -> B
         environment=env, settings=settings, models=models,
         ratios=[ratio(m, models[0]) for m in models[1:]] if models else [],
         explanations=explain_int8(models, env),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 

@@ -25,7 +25,7 @@ import json
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +244,7 @@ def fp32_manifest(model_path: Path, name: str, config: dict[str, Any], params: i
     return {
         "schema_version": manifest_io.SCHEMA_VERSION,
         "name": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": manifest_io.describe_file(model_path),
         "input": {"name": INPUT_NAME, "shape": [BATCH_DIM, 1, 28, 28], "dtype": "float32",
                   "layout": "NCHW", "scale": norm["scale"], "mean": norm["mean"], "std": norm["std"]},

@@ -16,7 +16,7 @@ import shlex
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -345,7 +345,7 @@ def run_parity(run_dir: str | Path | None, fp32: str | Path | None, int8: str | 
         images=len(test), data=str(data.locate(data_dir, download=False)), models=models, pairs=pairs,
         thresholds=thresholds, breaches=breaches, passed=not breaches,
         command=command or parity_command(run_dir, fp32, int8, limit=limit),
-        environment=environment(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        environment=environment(), created=datetime.now(UTC).isoformat(timespec="seconds"),
         disagreements=listed)
     int8_breach = any(b.check.startswith("int8") for b in breaches)
     wanted = layers == "always" or (layers == "auto" and int8_breach)

@@ -10,7 +10,8 @@ Everything lands in one folder:
   report.html     everything above in one self-contained page
 
 A step's fingerprint hashes what it depends on (options and upstream files). With `resume`, a
-step already done with the same fingerprint is skipped; a half-finished training continues.
+step already done with the same fingerprint, whose output files are all still there, is skipped;
+a half-finished training continues.
 """
 
 from __future__ import annotations
@@ -21,18 +22,30 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mnist_edge import data
-from mnist_edge.config import Recipe
-from mnist_edge.errors import MnistEdgeError, OutputError
+from mnist_edge.config import DEVICES, Recipe
+from mnist_edge.errors import ConfigError, MnistEdgeError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, ensure_dir, read_json, sha256_file
 
 STEPS = ("data", "train", "eval", "export", "quantize", "parity", "bench", "report")
 RECORD = "pipeline.json"
 _OWNED = ("data", "checkpoint", "exported", "parity", "bench", "report.html", RECORD)
+# What each step leaves behind: fingerprints cover a step's inputs, so a resumed run checks these
+# too and redoes a step whose outputs were deleted.
+STEP_OUTPUTS = {
+    "data": ("data/stats.json",),
+    "train": ("checkpoint/config.json", "checkpoint/model.safetensors", "checkpoint/metrics.json"),
+    "eval": ("checkpoint/eval.json",),
+    "export": ("exported/fp32/model.onnx", "exported/fp32/manifest.json"),
+    "quantize": ("exported/int8/model.onnx", "exported/int8/manifest.json"),
+    "parity": ("parity/parity.json",),
+    "bench": ("bench/bench.json",),
+    "report": ("report.html",),
+}
 
 
 class PipelineStepError(MnistEdgeError):
@@ -61,7 +74,7 @@ class PipelineOptions:
 @dataclass
 class StepRecord:
     name: str
-    status: str = "pending"  # pending | running | done | skipped | failed
+    status: str = "pending"  # pending | running | done | skipped | failed | interrupted
     seconds: float = 0.0
     message: str = ""
     fingerprint: str = ""
@@ -114,10 +127,13 @@ Hooks = dict[str, Callable[..., Any]]
 def run_pipeline(options: PipelineOptions, hooks: Hooks | None = None) -> PipelineState:
     """Run the steps in order; raise PipelineStepError naming the step that failed.
 
+    Ctrl-C raises TrainingInterrupted (in any step, not only training): the run can be resumed.
+
     `hooks` (all optional): `step_start(name, index, total)`, `step_end(record)` and the training
     callbacks `train_step`, `train_epoch`, `train_start` (see mnist_edge.train).
     """
     hooks = hooks or {}
+    _check_options(options)
     paths = Paths(_prepare_out(options))
     state = _load_or_new_state(options, paths)
     try:
@@ -148,11 +164,28 @@ def _report_what_exists(paths: Paths, options: PipelineOptions) -> None:
         pass  # the step's own error is the one to show
 
 
+def _check_options(options: PipelineOptions) -> None:
+    # Before any folder is made: otherwise a typo would surface only at the train or bench step.
+    if options.device not in DEVICES:
+        raise ConfigError(f"unknown device {options.device!r}; choose one of {', '.join(DEVICES)}")
+    if not options.bench_seconds > 0:
+        raise ConfigError(f"--bench-seconds must be greater than 0, got {options.bench_seconds}")
+    unknown = [name for name in options.steps if name not in STEPS]
+    if unknown:
+        raise ConfigError(f"unknown pipeline steps {', '.join(unknown)}; the steps are {', '.join(STEPS)}")
+
+
 def _prepare_out(options: PipelineOptions) -> Path:
     out = Path(options.out)
     if out.exists() and not out.is_dir():
         raise OutputError("exists and is not a directory", out)
-    holds_run = (out / RECORD).is_file() or (out / "checkpoint").exists()
+    entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    foreign = sorted(entries - set(_OWNED))
+    if foreign and not options.force:
+        raise OutputError(f"holds files that are not a pipeline run ({', '.join(foreign[:3])}"
+                          f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new --out, or pass --force",
+                          out)
+    holds_run = bool(entries & set(_OWNED))
     if holds_run and not (options.resume or options.force):
         raise OutputError("already holds a pipeline run; pass --resume to continue it or --force to "
                           "start over", out)
@@ -169,7 +202,7 @@ def _prepare_out(options: PipelineOptions) -> Path:
 def _load_or_new_state(options: PipelineOptions, paths: Paths) -> PipelineState:
     record = paths.root / RECORD
     fresh = PipelineState(options.recipe.to_dict(), options.recipe.arch,
-                          datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          datetime.now(UTC).isoformat(timespec="seconds"),
                           [StepRecord(name) for name in STEPS])
     if not (options.resume and record.is_file()):
         return fresh
@@ -191,7 +224,8 @@ def _save_state(paths: Paths, state: PipelineState) -> None:
 def _run_step(record: StepRecord, options: PipelineOptions, paths: Paths, state: PipelineState,
               hooks: Hooks) -> None:
     fingerprint = _fingerprint(record.name, options, paths)
-    if options.resume and record.status in ("done", "skipped") and record.fingerprint == fingerprint:
+    if options.resume and record.status in ("done", "skipped") and record.fingerprint == fingerprint \
+            and _outputs_exist(record.name, paths):
         record.status = "skipped"
         record.message = "unchanged since the last run"
         return
@@ -199,16 +233,31 @@ def _run_step(record: StepRecord, options: PipelineOptions, paths: Paths, state:
     started = time.perf_counter()
     try:
         record.message = STEP_FUNCTIONS[record.name](options, paths, state, hooks) or ""
-        record.status = "done"
+    except (TrainingInterrupted, KeyboardInterrupt) as exc:
+        # Not a failure: the step reruns on --resume (training from its last saved step).
+        message = f"step '{record.name}' interrupted; what is done is saved: run the same command with --resume"
+        _stopped(record, "interrupted", message, started, paths, state)
+        raise TrainingInterrupted(message, paths.root) from exc
     except MnistEdgeError as exc:
-        record.status, record.message = "failed", str(exc)
+        _stopped(record, "failed", str(exc), started, paths, state)
         raise PipelineStepError(f"step '{record.name}' failed: {exc}") from exc
-    finally:
-        record.seconds = round(time.perf_counter() - started, 3)
-        if record.status == "failed":
-            _save_state(paths, state)
+    except Exception as exc:  # a bug: pipeline.json says so, then the traceback shows it
+        _stopped(record, "failed", f"{type(exc).__name__}: {exc}", started, paths, state)
+        raise
+    record.status, record.seconds = "done", round(time.perf_counter() - started, 3)
     # The fingerprint of a step's own outputs changes downstream fingerprints; recompute after.
     record.fingerprint = _fingerprint(record.name, options, paths)
+
+
+def _stopped(record: StepRecord, status: str, message: str, started: float, paths: Paths,
+             state: PipelineState) -> None:
+    record.status, record.message = status, message
+    record.seconds = round(time.perf_counter() - started, 3)
+    _save_state(paths, state)
+
+
+def _outputs_exist(step: str, paths: Paths) -> bool:
+    return all((paths.root / rel).is_file() for rel in STEP_OUTPUTS[step])
 
 
 # --- fingerprints -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import io
 import tempfile
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -475,7 +475,7 @@ def int8_manifest(model_path: Path, name: str, fp32: Any, fp32_sha256: str,
     export.update({"opset": opset, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__})
     return {
         "schema_version": manifest_io.SCHEMA_VERSION, "name": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": manifest_io.describe_file(model_path),
         **base,
         "export": export,

@@ -6,6 +6,7 @@ Config (TOML):
     [sweep]
     preset = "fast"          # base recipe of every run
     bench_seconds = 1.0
+    device = "auto"          # training device (config.DEVICES)
 
     [[run]]                  # explicit runs: a name plus recipe overrides
     name = "notebook-mlp"
@@ -22,20 +23,27 @@ import csv
 import io
 import itertools
 import re
+import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tomllib
-
-from mnist_edge.config import Recipe, preset
-from mnist_edge.errors import ConfigError, MnistEdgeError
+from mnist_edge.config import DEVICES, PRESETS, Recipe, preset
+from mnist_edge.errors import ConfigError, MnistEdgeError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, atomic_write_text, ensure_dir, read_json
+
+if TYPE_CHECKING:
+    from mnist_edge.pipeline import PipelineOptions
+
 
 _RECIPE_KEYS = {f.name for f in fields(Recipe)}
 _SWEEP_KEYS = {"name", "preset", "bench_seconds", "device"}
 _RUN_KEYS = _RECIPE_KEYS | {"name", "preset"}
 RESULTS = "results.json"
+MARKER = "sweep.json"
+# A run name becomes a folder under --out: no separators, no '..', nothing the sweep writes itself.
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_RESERVED = {".", "..", MARKER, RESULTS, "results.csv", "results.md", "pareto.png"}
 
 
 @dataclass(frozen=True)
@@ -69,17 +77,54 @@ class RunResult:
     message: str = ""
 
 
-def _line_of(text: str, key: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if re.match(rf"\s*\[*\s*{re.escape(key)}\s*[\]=]", line):
-            return number
-    return None
+@dataclass(frozen=True)
+class _Table:
+    """Where keys live in the file: the `index`-th `[name]`/`[[name]]` table; name None is the top level."""
+
+    name: str | None = None
+    index: int = 0
 
 
-def _fail(path: Path, text: str, key: str, problem: str) -> ConfigError:
-    line = _line_of(text, key)
-    where = f"line {line}: " if line else ""
-    return ConfigError(f"{where}key '{key}': {problem}", path)
+_TOP = _Table()
+
+
+def _headers(lines: list[str]) -> list[tuple[int, str]]:
+    """(line index, table name) of every `[name]` and `[[name]]` header."""
+    pattern = re.compile(r"\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
+    return [(n, m.group(1)) for n, line in enumerate(lines) if (m := pattern.match(line))]
+
+
+def _line_of(text: str, key: str, table: _Table) -> int | None:
+    """The line of `key` inside `table`; at the top level, the header of a table named `key` counts too."""
+    lines = text.splitlines()
+    headers = _headers(lines)
+    if table.name is None:
+        named = next((n for n, name in headers if name.split(".")[0] == key), None)
+        if named is not None:
+            return named + 1
+        return _key_line(lines, key, 0, headers[0][0] if headers else len(lines))
+    starts = [n for n, name in headers if name == table.name]
+    if table.index >= len(starts):
+        return None
+    start = starts[table.index]
+    end = next((n for n, _ in headers if n > start), len(lines))
+    return _key_line(lines, key, start + 1, end)
+
+
+def _key_line(lines: list[str], key: str, start: int, end: int) -> int | None:
+    pattern = re.compile(rf"\s*[\"']?{re.escape(key)}[\"']?\s*[=.]")
+    return next((n + 1 for n in range(start, end) if pattern.match(lines[n])), None)
+
+
+@dataclass(frozen=True)
+class _Source:
+    path: Path
+    text: str
+
+    def fail(self, key: str, problem: str, table: _Table = _TOP) -> ConfigError:
+        line = _line_of(self.text, key, table)
+        where = f"line {line}: " if line else ""
+        return ConfigError(f"{where}key '{key}': {problem}", self.path)
 
 
 def load_config(path: str | Path) -> SweepConfig:
@@ -94,71 +139,116 @@ def load_config(path: str | Path) -> SweepConfig:
         raise ConfigError(f"cannot read sweep config ({exc})", path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path) from exc
-    for key in raw:
+    source = _Source(path, text)
+    for key, value in raw.items():
         if key not in ("sweep", "run", "grid"):
-            raise _fail(path, text, key, "unknown table; expected [sweep], [[run]] and/or [grid]")
-    head = raw.get("sweep", {})
+            raise source.fail(key, "unknown table; expected [sweep], [[run]] and/or [grid]")
+        tables = value if key == "run" and isinstance(value, list) else [value]
+        if not all(isinstance(table, dict) for table in tables):
+            raise source.fail(key, f"must be written as {'[[run]] tables' if key == 'run' else f'a [{key}] table'}")
+    head = _sweep_table(source, raw.get("sweep", {}))
+    base = head.get("preset", "fast")
+    located = [(_explicit_run(source, base, i, entry), _Table("run", i)) for i, entry in enumerate(raw.get("run", []))]
+    located += [(spec, _Table("grid")) for spec in _grid_runs(source, base, raw.get("grid", {}))]
+    if not located:
+        raise ConfigError("no runs: add [[run]] tables or a [grid]", path)
+    _check_unique(source, located)
+    return SweepConfig(path, str(head.get("name", path.stem)), float(head.get("bench_seconds", 1.0)),
+                       head.get("device", "auto"), tuple(spec for spec, _ in located))
+
+
+def _sweep_table(source: _Source, head: dict[str, Any]) -> dict[str, Any]:
+    where = _Table("sweep")
     for key in head:
         if key not in _SWEEP_KEYS:
-            raise _fail(path, text, key, f"unknown [sweep] key; expected one of {', '.join(sorted(_SWEEP_KEYS))}")
-    base = head.get("preset", "fast")
-    runs = [_explicit_run(path, text, base, i, entry) for i, entry in enumerate(raw.get("run", []))]
-    runs += _grid_runs(path, text, base, raw.get("grid", {}))
-    if not runs:
-        raise ConfigError("no runs: add [[run]] tables or a [grid]", path)
-    names = [r.name for r in runs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise _fail(path, text, "name", f"run names must be unique, repeated: {', '.join(duplicates)}")
+            raise source.fail(key, f"unknown [sweep] key; expected one of {', '.join(sorted(_SWEEP_KEYS))}", where)
     seconds = head.get("bench_seconds", 1.0)
-    if not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise _fail(path, text, "bench_seconds", "must be a positive number")
-    return SweepConfig(path, str(head.get("name", path.stem)), float(seconds), str(head.get("device", "auto")),
-                       tuple(runs))
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise source.fail("bench_seconds", "must be a positive number", where)
+    if head.get("device", "auto") not in DEVICES:
+        raise source.fail("device", f"unknown device {head['device']!r}; choose one of {', '.join(DEVICES)}", where)
+    _check_preset(source, head.get("preset", "fast"), where)
+    return head
 
 
-def _recipe(path: Path, text: str, base: str, overrides: dict[str, Any]) -> Recipe:
+def _check_preset(source: _Source, name: Any, where: _Table) -> None:
+    if not isinstance(name, str) or name not in PRESETS:
+        raise source.fail("preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}", where)
+
+
+def _check_unique(source: _Source, located: list[tuple[RunSpec, _Table]]) -> None:
+    # Case-insensitive: on macOS and Windows, 'A' and 'a' are the same folder.
+    seen: set[str] = set()
+    for spec, where in located:
+        if spec.name.casefold() in seen:
+            raise source.fail("name", f"run names must be unique (ignoring case): {spec.name!r} repeats an earlier "
+                              "run", where)
+        seen.add(spec.name.casefold())
+
+
+def _check_name(source: _Source, name: Any, where: _Table) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in _RESERVED:
+        raise source.fail("name", f"{name!r} is not a usable run name (it becomes a folder under --out): use "
+                          "letters, digits, '.', '_' and '-' only, not '.', '..' or a results file name", where)
+    return name
+
+
+def _recipe(source: _Source, base: str, overrides: dict[str, Any], where: _Table) -> Recipe:
+    """Check the overrides one key at a time, so that an error names the key at fault."""
     for key, value in overrides.items():
         expected = type(getattr(Recipe(), key))
         ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
         if not ok or (expected is not bool and isinstance(value, bool)):
-            raise _fail(path, text, key, f"expected {expected.__name__}, got {value!r}")
-    try:
-        return preset(base, **{k: float(v) if isinstance(getattr(Recipe(), k), float) else v
-                               for k, v in overrides.items()})
-    except ConfigError as exc:
-        key = next(iter(overrides), "preset")
-        raise _fail(path, text, key, exc.reason) from exc
+            raise source.fail(key, f"expected {expected.__name__}, got {value!r}", where)
+        try:
+            preset(base, **{key: _coerce(key, value)})
+        except ConfigError as exc:
+            raise source.fail(key, exc.reason, where) from exc
+    return preset(base, **{k: _coerce(k, v) for k, v in overrides.items()})
 
 
-def _explicit_run(path: Path, text: str, base: str, index: int, entry: dict[str, Any]) -> RunSpec:
+def _coerce(key: str, value: Any) -> Any:
+    # TOML writes 1 for 1.0; a float field takes either.
+    return float(value) if isinstance(getattr(Recipe(), key), float) else value
+
+
+def _explicit_run(source: _Source, base: str, index: int, entry: dict[str, Any]) -> RunSpec:
+    where = _Table("run", index)
     for key in entry:
         if key not in _RUN_KEYS:
-            raise _fail(path, text, key, f"unknown [[run]] key; recipe keys are {', '.join(sorted(_RECIPE_KEYS))}")
+            raise source.fail(key, f"unknown [[run]] key; recipe keys are {', '.join(sorted(_RECIPE_KEYS))}", where)
+    if "preset" in entry:
+        _check_preset(source, entry["preset"], where)
     overrides = {k: v for k, v in entry.items() if k not in ("name", "preset")}
-    recipe = _recipe(path, text, entry.get("preset", base), overrides)
-    return RunSpec(str(entry.get("name", f"run{index + 1}-{recipe.arch}")), recipe)
+    recipe = _recipe(source, entry.get("preset", base), overrides, where)
+    name = _check_name(source, entry.get("name", f"run{index + 1}-{recipe.arch}"), where)
+    return RunSpec(name, recipe)
 
 
-def _grid_runs(path: Path, text: str, base: str, grid: dict[str, Any]) -> list[RunSpec]:
+def _grid_runs(source: _Source, base: str, grid: dict[str, Any]) -> list[RunSpec]:
+    where = _Table("grid")
     for key, values in grid.items():
         if key not in _RECIPE_KEYS:
-            raise _fail(path, text, key, f"unknown [grid] key; recipe keys are {', '.join(sorted(_RECIPE_KEYS))}")
+            raise source.fail(key, f"unknown [grid] key; recipe keys are {', '.join(sorted(_RECIPE_KEYS))}", where)
         if not isinstance(values, list) or not values:
-            raise _fail(path, text, key, "a [grid] key takes a non-empty list of values")
+            raise source.fail(key, "a [grid] key takes a non-empty list of values", where)
     keys = list(grid)
     runs = []
     for combo in itertools.product(*(grid[k] for k in keys)) if keys else []:
         overrides = dict(zip(keys, combo, strict=True))
         name = "-".join(f"{k}{v}" if k != "arch" else str(v) for k, v in overrides.items())
-        runs.append(RunSpec(name, _recipe(path, text, base, overrides)))
+        recipe = _recipe(source, base, overrides, where)
+        runs.append(RunSpec(_check_name(source, name, where), recipe))
     return runs
 
 
 def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, force: bool = False,
               data_dir: Any = None, download: bool = True, hooks: dict[str, Any] | None = None) -> list[RunResult]:
-    """Run every config; a failing run is recorded and the sweep goes on. Writes the results."""
-    from mnist_edge.pipeline import PipelineOptions, run_pipeline
+    """Run every config; a failing run is recorded and the sweep goes on. Writes the results.
+
+    An interrupted training (Ctrl-C) stops the whole sweep; `resume` continues it.
+    """
+    from mnist_edge.pipeline import PipelineOptions
 
     out = _prepare(Path(out), config, resume, force)
     hooks = hooks or {}
@@ -171,10 +261,10 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
                                   bench_seconds=config.bench_seconds, batch_sizes="1", threads="1",
                                   torch_baseline=False, parity_gate=False, steps=SWEEP_STEPS)
         try:
-            run_pipeline(options, hooks)
-            result = collect(out / spec.name, spec)
-        except MnistEdgeError as exc:
-            result = RunResult(spec.name, spec.recipe.arch, "failed", message=str(exc))
+            result = _run_one(spec, options, hooks)
+        except TrainingInterrupted as exc:
+            raise TrainingInterrupted(f"run '{spec.name}' interrupted; state saved, continue with: mnist-edge "
+                                      f"sweep {config.path} --resume --out {out}") from exc
         results.append(result)
         write_results(out, results)
         if "run_end" in hooks:
@@ -182,15 +272,35 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
     return results
 
 
+def _run_one(spec: RunSpec, options: PipelineOptions, hooks: dict[str, Any]) -> RunResult:
+    from mnist_edge.pipeline import run_pipeline
+
+    try:
+        run_pipeline(options, hooks)
+    except TrainingInterrupted:
+        raise
+    except MnistEdgeError as exc:
+        return RunResult(spec.name, spec.recipe.arch, "failed", message=str(exc))
+    try:
+        return collect(options.out, spec)
+    except MnistEdgeError as exc:
+        problem = str(exc)
+    except Exception as exc:  # a hand-edited or foreign result file loses this run, not the whole sweep
+        problem = f"{options.out}: {type(exc).__name__}: {exc}"
+    return RunResult(spec.name, spec.recipe.arch, "failed", message=f"cannot read its results: {problem}")
+
+
 SWEEP_STEPS = ("train", "export", "quantize", "parity", "bench")
 
 
 def _prepare(out: Path, config: SweepConfig, resume: bool, force: bool) -> Path:
-    marker = out / "sweep.json"
+    marker = out / MARKER
+    if out.exists() and not out.is_dir():
+        raise OutputError("exists and is not a directory", out)
     if marker.is_file() and not (resume or force):
-        raise ConfigError("already holds a sweep; pass --resume to finish it or --force to start over", out)
-    if (out.exists() and any(out.iterdir()) and not marker.is_file() and not force):
-        raise ConfigError("holds other files; choose an empty or new --out, or pass --force", out)
+        raise OutputError("already holds a sweep; pass --resume to finish it or --force to start over", out)
+    if out.exists() and any(out.iterdir()) and not marker.is_file() and not force:
+        raise OutputError("holds other files (not a sweep); choose an empty or new --out, or pass --force", out)
     ensure_dir(out)
     atomic_write_json(marker, {"config": str(config.path), "name": config.name,
                                "runs": [{"name": r.name, "recipe": r.recipe.to_dict()} for r in config.runs]})
@@ -207,11 +317,17 @@ def collect(run_dir: Path, spec: RunSpec) -> RunResult:
     bench = read_json(run_dir / "bench" / "bench.json", ConfigError)
     int8_bench = next(m for m in bench["models"] if m["path"].endswith(str(Path("int8") / "model.onnx")))
     history = read_json(run_dir / "checkpoint" / "metrics.json", ConfigError)["epochs"]
-    return RunResult(spec.name, spec.recipe.arch, "done", params=manifest["source"]["params"],
-                     int8_accuracy=scores.get("int8"), fp32_accuracy=scores.get("fp32"),
-                     torch_accuracy=scores.get("pytorch"), int8_bytes=manifest["files"]["bytes"],
-                     latency_us=int8_bench["latency"]["p50_us"],
-                     train_seconds=round(sum(h["seconds"] for h in history), 1), parity_passed=parity["passed"])
+    result = RunResult(spec.name, spec.recipe.arch, "done", params=manifest["source"]["params"],
+                       int8_accuracy=scores["int8"], fp32_accuracy=scores["fp32"],
+                       torch_accuracy=scores["pytorch"], int8_bytes=manifest["files"]["bytes"],
+                       latency_us=int8_bench["latency"]["p50_us"],
+                       train_seconds=round(sum(h["seconds"] for h in history), 1), parity_passed=parity["passed"])
+    # The results table formats these as numbers: a hand-edited file must fail here, for this run only.
+    figures = (result.params, result.int8_accuracy, result.fp32_accuracy, result.torch_accuracy,
+               result.int8_bytes, result.latency_us)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in figures):
+        raise ConfigError("parity, manifest or bench figures are not numbers", run_dir)
+    return result
 
 
 def write_results(out: Path, results: list[RunResult]) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""The pipeline on a small subset: every artifact, resume skipping, a failing step."""
+"""The pipeline on a small subset: every artifact, resume skipping, a failing step; with stand-in steps:
+unexpected errors, Ctrl-C, foreign --out folders and deleted outputs."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
+from mnist_edge import pipeline  # noqa: E402
 from mnist_edge.cli import app  # noqa: E402
 from mnist_edge.config import preset  # noqa: E402
-from mnist_edge.errors import OutputError  # noqa: E402
+from mnist_edge.errors import OutputError, TrainingInterrupted  # noqa: E402
 from mnist_edge.pipeline import STEPS, PipelineOptions, PipelineStepError, run_pipeline  # noqa: E402
 
 SMALL = preset("fast", arch="tiny", epochs=1, train_limit=2000, val_size=500)
@@ -73,10 +75,105 @@ def test_a_failing_step_stops_keeps_earlier_steps_and_resumes(tmp_path: Path, mn
     assert status["train"] == "skipped" and status["export"] == "done"
 
 
-def test_cli_bad_preset_and_occupied_out(tmp_path: Path, finished_run: Path) -> None:
-    runner = CliRunner()
-    result = runner.invoke(app, ["pipeline", "--preset", "turbo", "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "unknown preset 'turbo'" in result.stderr
-    assert not (tmp_path / "x").exists()
-    result = runner.invoke(app, ["pipeline", "--out", str(finished_run)])
+def test_cli_occupied_out(finished_run: Path) -> None:
+    result = CliRunner().invoke(app, ["pipeline", "--out", str(finished_run)])
     assert result.exit_code == 2 and "already holds a pipeline run" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "turbo"], "unknown preset 'turbo'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--bench-seconds", "0"], "--bench-seconds must be greater than 0"),
+])
+def test_cli_bad_options_exit_2_before_any_folder(tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["pipeline", *args, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+# --- stand-in steps: the pipeline's bookkeeping without training --------------------------------
+
+
+@pytest.fixture
+def fake_steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace every step with one that writes the step's expected outputs; returns the calls made."""
+    calls: list[str] = []
+
+    def fake(name: str):
+        def step(options: PipelineOptions, paths: pipeline.Paths, state: pipeline.PipelineState, hooks: dict) -> str:
+            calls.append(name)
+            for rel in pipeline.STEP_OUTPUTS[name]:
+                (paths.root / rel).parent.mkdir(parents=True, exist_ok=True)
+                (paths.root / rel).write_text(name)
+            return "fake"
+        return step
+
+    for name in STEPS:
+        monkeypatch.setitem(pipeline.STEP_FUNCTIONS, name, fake(name))
+    return calls
+
+
+def messages(out: Path) -> dict[str, str]:
+    return {s["name"]: s["message"] for s in json.loads((out / "pipeline.json").read_text())["steps"]}
+
+
+def test_unexpected_error_is_recorded_then_raised(tmp_path: Path, fake_steps: list[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> str:
+        raise KeyError("history")
+
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "train", broken)
+    with pytest.raises(KeyError):
+        run_pipeline(options(tmp_path / "run", tmp_path))
+    assert statuses(tmp_path / "run")["train"] == "failed"
+    assert messages(tmp_path / "run")["train"] == "KeyError: 'history'"
+
+
+def interrupted(*args: object) -> str:
+    raise TrainingInterrupted("interrupted at epoch 1, step 3; state saved")
+
+
+def test_interrupted_training_leaves_a_resumable_run(tmp_path: Path, fake_steps: list[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    train = pipeline.STEP_FUNCTIONS["train"]
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "train", interrupted)
+    with pytest.raises(TrainingInterrupted, match="step 'train' interrupted.*--resume"):
+        run_pipeline(options(out, tmp_path))
+    assert statuses(out)["data"] == "done" and statuses(out)["train"] == "interrupted"
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "train", train)
+    run_pipeline(options(out, tmp_path, resume=True))
+    assert statuses(out) == {name: "skipped" if name == "data" else "done" for name in STEPS}
+
+
+def test_cli_interrupt_exits_130(tmp_path: Path, fake_steps: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "train", interrupted)
+    result = CliRunner().invoke(app, ["pipeline", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.stderr and "--resume" in result.stderr
+    assert statuses(tmp_path / "run")["train"] == "interrupted"
+
+
+@pytest.mark.parametrize("foreign", ["config.json", "sweep.json", "notes.txt"])
+def test_out_holding_other_files_needs_force(tmp_path: Path, fake_steps: list[str], foreign: str) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / foreign).write_text("{}")
+    with pytest.raises(OutputError, match=f"not a pipeline run \\({foreign}\\).*--force"):
+        run_pipeline(options(out, tmp_path))
+    assert not (out / "pipeline.json").exists()
+    result = CliRunner().invoke(app, ["pipeline", "--out", str(out)])
+    assert result.exit_code == 2 and "not a pipeline run" in result.stderr
+    run_pipeline(options(out, tmp_path, force=True))
+    assert (out / foreign).read_text() == "{}"  # --force never deletes what a pipeline did not write
+    assert statuses(out)["report"] == "done"
+
+
+def test_resume_redoes_a_done_step_whose_outputs_are_gone(tmp_path: Path, fake_steps: list[str]) -> None:
+    out = tmp_path / "run"
+    run_pipeline(options(out, tmp_path))
+    (out / "bench" / "bench.json").unlink()
+    fake_steps.clear()
+    run_pipeline(options(out, tmp_path, resume=True))
+    assert fake_steps == ["bench", "report"]
+    assert statuses(out)["bench"] == "done" and (out / "bench" / "bench.json").is_file()

@@ -1,12 +1,16 @@
-"""Sweep configs (errors name the key and line) and a tiny sweep with resume."""
+"""Sweep configs (errors name the key and line), failing runs, the CLI, and a tiny sweep with resume."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from mnist_edge.errors import ConfigError
+from mnist_edge import manifest, pipeline
+from mnist_edge.cli import app
+from mnist_edge.errors import ConfigError, OutputError, TrainingInterrupted
 from mnist_edge.sweep import load_config, run_sweep
 
 
@@ -41,6 +45,20 @@ def test_grid_expands_to_every_combination(tmp_path: Path) -> None:
     ('[sweep]\npreset = "fast"\n[runs]\narch = 1\n', "line 3: key 'runs': unknown table"),
     ('[[run]]\narch = "mlp\n', "not valid TOML"),
     ('[sweep]\nname = "x"\n', "no runs"),
+    # the failing key and its own line, not the first key of the run nor its first mention in the file
+    ('[[run]]\nname = "a"\narch = "mlp"\nepochs = 2\n\n[[run]]\nname = "b"\narch = "mlp"\nepochs = 0\n',
+     "line 9: key 'epochs': --epochs must be at least 1"),
+    ('[[run]]\nname = "a"\n[[run]]\nname = "A"\n', "line 4: key 'name': run names must be unique"),
+    ('[sweep]\npreset = "turbo"\n[[run]]\narch = "mlp"\n', "line 2: key 'preset': unknown preset 'turbo'"),
+    ('[[run]]\narch = "mlp"\n[[run]]\npreset = "turbo"\n', "line 4: key 'preset': unknown preset"),
+    ('[grid]\narch = ["tiny"]\nlr = [0.01, -1.0]\n', "line 3: key 'lr': --lr must be greater than 0"),
+    ('[[run]]\nname = "../../escape"\n', "line 2: key 'name': '../../escape' is not a usable run name"),
+    ('[[run]]\narch = "mlp"\n[[run]]\nname = ".."\n', "line 4: key 'name': '..' is not a usable run name"),
+    ('[[run]]\nname = "results.md"\n', "line 2: key 'name': 'results.md' is not a usable run name"),
+    ('[sweep]\nname = "x"\ndevice = "tpu"\n[[run]]\narch = "mlp"\n', "line 3: key 'device': unknown device 'tpu'"),
+    ('[sweep]\nbench_seconds = true\n[[run]]\narch = "mlp"\n', "line 2: key 'bench_seconds'"),
+    ('run = [1]\n', "line 1: key 'run': must be written as [[run]] tables"),
+    ('grid = 3\n[[run]]\narch = "mlp"\n', "line 1: key 'grid': must be written as a [grid] table"),
 ])
 def test_malformed_configs_name_key_and_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
@@ -59,7 +77,89 @@ def test_small_sweep_measures_and_resumes(tmp_path: Path, mnist_dir: Path) -> No
     for name in ("results.csv", "results.md", "results.json", "pareto.png"):
         assert (out / name).is_file()
     assert "★" in (out / "results.md").read_text()
-    with pytest.raises(ConfigError, match="already holds a sweep"):
+    with pytest.raises(OutputError, match="already holds a sweep"):
         run_sweep(config, out, data_dir=mnist_dir, download=False)
     again = run_sweep(config, out, resume=True, data_dir=mnist_dir, download=False)
     assert [r.int8_accuracy for r in again] == [r.int8_accuracy for r in results]
+
+
+def fake_pipeline(bench_models: dict[str, list], interrupt: str = "") -> object:
+    """A stand-in for run_pipeline writing the files `collect` reads; a run's bench models are chosen per run."""
+
+    def run(options: pipeline.PipelineOptions, hooks: object = None) -> None:
+        name = options.out.name
+        if name == interrupt:
+            raise TrainingInterrupted("interrupted at epoch 1, step 3")
+        for rel, obj in (("parity/parity.json", {"passed": True, "models": [
+                             {"role": r, "accuracy": 0.9} for r in ("pytorch", "fp32", "int8")]}),
+                         ("bench/bench.json", {"models": bench_models[name]}),
+                         ("checkpoint/metrics.json", {"epochs": [{"seconds": 1.0}]})):
+            (options.out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (options.out / rel).write_text(json.dumps(obj))
+
+    return run
+
+
+def no_torch_sweep(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run, runs: str = "good") -> Path:
+    monkeypatch.setattr(pipeline, "run_pipeline", run)
+    monkeypatch.setattr(manifest, "load", lambda folder: {"source": {"params": 10}, "files": {"bytes": 100}})
+    return write(tmp_path, "".join(f'[[run]]\nname = "{name}"\narch = "mlp"\n' for name in runs.split()))
+
+
+def test_unreadable_results_fail_that_run_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = [{"path": "x/exported/int8/model.onnx", "latency": {"p50_us": 12.0}}]
+    odd = [{"path": "x/exported/int8/model.onnx"}]  # no latency: KeyError
+    run = fake_pipeline({"none": [], "odd": odd, "good": good})  # no int8 model: StopIteration
+    config = load_config(no_torch_sweep(monkeypatch, tmp_path, run, "none odd good"))
+    results = run_sweep(config, tmp_path / "out")
+    assert [r.status for r in results] == ["failed", "failed", "done"]
+    assert "StopIteration" in results[0].message and "KeyError: 'latency'" in results[1].message
+    assert results[2].latency_us == 12.0
+    assert "failed: cannot read its results" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_interrupted_training_stops_the_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = [{"path": "x/exported/int8/model.onnx", "latency": {"p50_us": 12.0}}]
+    run = fake_pipeline({"a": good, "b": good}, interrupt="a")
+    config = load_config(no_torch_sweep(monkeypatch, tmp_path, run, "a b"))
+    with pytest.raises(TrainingInterrupted, match="run 'a' interrupted.*--resume"):
+        run_sweep(config, tmp_path / "out")
+    assert not (tmp_path / "out" / "b").exists()
+
+
+def test_out_holding_something_else_is_refused(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[[run]]\narch = "mlp"\n'))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a directory"):
+        run_sweep(config, tmp_path / "file")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "pipeline.json").write_text("{}")
+    with pytest.raises(OutputError, match="not a sweep"):
+        run_sweep(config, tmp_path / "other")
+
+
+def test_cli_malformed_config_is_one_line_naming_key_and_line(tmp_path: Path) -> None:
+    config = write(tmp_path, '[[run]]\narch = "mlp"\n\n[[run]]\narch = "cnn"\nepochs = 0\n')
+    result = CliRunner().invoke(app, ["sweep", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "line 6: key 'epochs'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_out_holding_another_run_needs_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(options: pipeline.PipelineOptions, hooks: object = None) -> None:
+        raise pipeline.PipelineStepError("step 'train' failed: on purpose")
+
+    config = no_torch_sweep(monkeypatch, tmp_path, failing)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pipeline.json").write_text("{}")  # a pipeline run, not a sweep
+    runner = CliRunner()
+    result = runner.invoke(app, ["sweep", str(config), "--out", str(out)])
+    assert result.exit_code == 2 and "not a sweep" in result.stderr and "--force" in result.stderr
+    result = runner.invoke(app, ["sweep", str(config), "--out", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert "0 runs measured, 1 failed" in result.stdout and (out / "results.md").is_file()
+    result = runner.invoke(app, ["sweep", str(config), "--out", str(out)])
+    assert result.exit_code == 2 and "already holds a sweep" in result.stderr

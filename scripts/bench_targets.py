@@ -1,0 +1,68 @@
+"""Check the runtime speed targets side by side in one run, and print figures, ratios and verdicts.
+
+Benchmarks, in one process and one run (so the ratios compare like with like on a noisy,
+shared machine): the shipped cnn fp32 and int8 models, the tiny int8 model and, from the cnn
+manifest's source checkpoint, the PyTorch eager cnn; all at batch 1 on one thread. Then it
+states each target with the measured figure and a verdict:
+
+  cnn int8 at least as fast as cnn fp32 (batch 1, one thread)
+  onnxruntime fp32 at least 2x faster than PyTorch eager (batch 1, one thread)
+  default int8 batch-1 p50 <= 40 microseconds on one thread
+
+`run` throughput over 1,000 PNG files is measured by scripts/bench_run_images.py.
+
+    python scripts/bench_targets.py --seconds 3 --out runs/bench-targets
+
+Exit code 0 whatever the verdicts: this reports, it does not gate (timings here are noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mnist_edge.benchmark import BenchRequest, run_benchmark
+
+MODELS = ("exported/cnn-fp32", "exported/cnn-int8", "exported/tiny-int8")
+P50_TARGET_US = 40.0
+
+
+def verdicts(models: dict[str, dict]) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) rows from {model name: {"p50": us}}."""
+    fp32, int8 = models["cnn-fp32"]["p50"], models["cnn-int8"]["p50"]
+    rows = [("cnn int8 at least as fast as fp32", f"{int8:.1f} vs {fp32:.1f} us: {int8 / fp32:.2f}x",
+             "met" if int8 <= fp32 else "not met")]
+    torch_p50 = next((m["p50"] for name, m in models.items() if m["kind"] == "torch"), None)
+    if torch_p50 is not None:
+        rows.append(("onnxruntime fp32 >= 2x faster than PyTorch eager",
+                     f"{fp32:.1f} vs {torch_p50:.1f} us: {torch_p50 / fp32:.1f}x",
+                     "met" if torch_p50 >= 2 * fp32 else "not met"))
+    for name in ("cnn-int8", "tiny-int8"):
+        p50 = models[name]["p50"]
+        rows.append((f"{name} batch-1 p50 <= {P50_TARGET_US:.0f} us", f"{p50:.1f} us",
+                     "met" if p50 <= P50_TARGET_US else "not met"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0, help="latency measurement time per model")
+    parser.add_argument("--out", type=Path, help="also write bench.json, bench.md and bench.png here")
+    args = parser.parse_args()
+    request = BenchRequest(models=MODELS, batch_sizes=(1,), threads=(1,), seconds=args.seconds, out=args.out)
+    report = run_benchmark(request).report
+    env = report.environment
+    print(f"machine: {env.cpu_model}, {env.logical_cores} logical cores, onnxruntime {env.onnxruntime}")
+    measured = {}
+    for model in report.models:
+        measured[Path(model.path).parent.name if model.kind == "onnx" else model.name] = {
+            "p50": model.latency.p50_us, "kind": model.kind}
+        warnings = "; ".join(model.latency.warnings)
+        print(f"  {model.name:<24} p50 {model.latency.p50_us:8.1f} us  p99 {model.latency.p99_us:8.1f} us  "
+              f"cv {model.latency.cv:.1%}" + (f"  ({warnings})" if warnings else ""))
+    for target, figure, verdict in verdicts(measured):
+        print(f"{verdict:>8}: {target}: {figure}")
+
+
+if __name__ == "__main__":
+    main()
