@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_edge.benchmark import BenchRequest, run_benchmark
+from mnist_edge.benchmark import BenchRequest, isa_text, run_benchmark
 
 MODELS = ("exported/cnn-fp32", "exported/cnn-int8", "exported/tiny-int8")
 P50_TARGET_US = 40.0
@@ -52,7 +52,8 @@ def main() -> None:
     request = BenchRequest(models=MODELS, batch_sizes=(1,), threads=(1,), seconds=args.seconds, out=args.out)
     report = run_benchmark(request).report
     env = report.environment
-    print(f"machine: {env.cpu_model}, {env.logical_cores} logical cores, onnxruntime {env.onnxruntime}")
+    print(f"machine: {env.cpu_model}, {env.logical_cores} logical cores, {isa_text(env)}, "
+          f"onnxruntime {env.onnxruntime}")
     measured = {}
     for model in report.models:
         measured[Path(model.path).parent.name if model.kind == "onnx" else model.name] = {
