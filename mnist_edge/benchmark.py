@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,9 +134,13 @@ class BenchOutcome:
 # --- the run --------------------------------------------------------------------------------
 
 
-def run_benchmark(request: BenchRequest) -> BenchOutcome:
+def run_benchmark(request: BenchRequest,
+                  on_model: Callable[[str, int, int], None] | None = None) -> BenchOutcome:
     """Measure every model of `request` (then the PyTorch baseline, if any) and, when
-    `request.out` is set, write bench.json, bench.md and bench.png there."""
+    `request.out` is set, write bench.json, bench.md and bench.png there.
+
+    `on_model(name, index, total)` is called before each model is measured (progress display).
+    """
     from mnist_edge.fileio import ensure_dir
 
     # Every option is checked before the first measurement: a typo should not cost a minute.
@@ -155,15 +159,21 @@ def run_benchmark(request: BenchRequest) -> BenchOutcome:
     profile_dir = None
     if request.profile:
         profile_dir = out / "profiles" if out else Path(tempfile.mkdtemp(prefix="mnist-edge-profile-"))
-    results = [measure.bench_onnx(path, images=images, batch_sizes=sizes, threads=counts,
-                                  seconds=request.seconds,
-                                  throughput_seconds=settings.throughput_seconds,
-                                  provider=request.provider, profile_dir=profile_dir,
-                                  scale=request.scale, mean=request.mean, std=request.std)
-               for path in request.models]
+    total = len(request.models) + (checkpoint is not None)
+    results = []
+    for index, path in enumerate(request.models):
+        if on_model:
+            on_model(str(path), index, total)
+        results.append(measure.bench_onnx(path, images=images, batch_sizes=sizes, threads=counts,
+                                          seconds=request.seconds,
+                                          throughput_seconds=settings.throughput_seconds,
+                                          provider=request.provider, profile_dir=profile_dir,
+                                          scale=request.scale, mean=request.mean, std=request.std))
     # PyTorch last: importing it adds hundreds of MB to the process, which would blur the
     # ONNX models' memory figures.
     if checkpoint is not None:
+        if on_model:
+            on_model(f"PyTorch eager ({checkpoint})", total - 1, total)
         results.append(_bench_torch(checkpoint, images, settings))
     _unique_names(results)
     report = measure.report(measure.environment(request.provider), settings, results)

@@ -371,7 +371,7 @@ def _step_bench(options: PipelineOptions, paths: Paths, state: PipelineState, ho
                            threads=parse_threads(options.threads), seconds=options.bench_seconds,
                            out=paths.bench, torch_checkpoint=paths.checkpoint if options.torch_baseline else None,
                            no_torch=not options.torch_baseline)
-    report = run_benchmark(request).report
+    report = run_benchmark(request, on_model=hooks.get("bench_model")).report
     p50 = {m.name: m.latency.p50_us for m in report.models}
     state.summary["bench"] = {"p50_us": p50, "threads": report.settings.threads[0]}
     return ", ".join(f"{name} p50 {us:.1f} µs" for name, us in p50.items())

@@ -161,8 +161,10 @@ def test_run_benchmark_works_without_the_cli(zoo, tmp_path):
         run_benchmark(BenchRequest([zoo["nchw"]], threshold=0))
     request = BenchRequest([str(zoo["exported"]), zoo["qdq"]], batch_sizes=[1, 4], threads=[1],
                            seconds=0.03, out=tmp_path / "bench", no_torch=True)
-    outcome = run_benchmark(request)
+    announced = []
+    outcome = run_benchmark(request, on_model=lambda name, i, n: announced.append((Path(name).name, i, n)))
     assert [m.name for m in outcome.report.models] == ["linear-fp32", "qdq"]
+    assert announced == [(Path(zoo["exported"]).name, 0, 2), (Path(zoo["qdq"]).name, 1, 2)]
     assert outcome.comparison is None and not outcome.regression
     saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert saved == json.loads(json.dumps(outcome.payload))

@@ -30,11 +30,24 @@ def statuses(out: Path) -> dict[str, str]:
     return {s["name"]: s["status"] for s in json.loads((out / "pipeline.json").read_text())["steps"]}
 
 
+PROGRESS: list[tuple] = []  # what the progress hooks of `finished_run` were told
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("pipeline") / "run"
-    run_pipeline(options(out, mnist_dir))
+    hooks = {"step_start": lambda name, i, n: PROGRESS.append(("step", name, i, n)),
+             "bench_model": lambda name, i, n: PROGRESS.append(("bench", name, i, n))}
+    run_pipeline(options(out, mnist_dir), hooks)
     return out
+
+
+def test_progress_names_each_step_and_each_benchmarked_model(finished_run: Path) -> None:
+    steps = [event for event in PROGRESS if event[0] == "step"]
+    assert steps == [("step", name, i, len(STEPS)) for i, name in enumerate(STEPS)]
+    benched = [event for event in PROGRESS if event[0] == "bench"]
+    assert [(Path(name).name, i, n) for _, name, i, n in benched[:2]] == [("fp32", 0, 3), ("int8", 1, 3)]
+    assert benched[2][1].startswith("PyTorch eager") and benched[2][2:] == (2, 3)
 
 
 def test_every_step_leaves_its_artifacts(finished_run: Path) -> None:

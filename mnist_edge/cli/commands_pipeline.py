@@ -58,8 +58,11 @@ def _hooks(display: TrainingDisplay) -> dict[str, Any]:
         took = "" if record.status == "skipped" else f" in {record.seconds:.1f}s"
         console.print(f"  [{style}]{record.status}[/]{took}  {record.message}")
 
+    def bench_model(name: str, index: int, total: int) -> None:
+        console.print(f"  measuring {index + 1}/{total}: {name}")
+
     return {"step_start": step_start, "step_end": step_end, "train_step": display.step,
-            "train_epoch": display.epoch, "train_start": display.start}
+            "train_epoch": display.epoch, "train_start": display.start, "bench_model": bench_model}
 
 
 @command()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -175,7 +176,11 @@ def bench(
         threads=benchmark.parse_threads(threads), provider=provider, seconds=seconds, out=out,
         profile=profile, torch_checkpoint=torch_checkpoint, no_torch=no_torch, compare=compare,
         threshold=threshold, scale=scale, mean=mean, std=std)
-    outcome = benchmark.run_benchmark(request)
+    # A transient status line on stderr: stdout carries the tables or the JSON, and nothing of
+    # it is left behind (or written at all when stderr is not a terminal).
+    with Console(stderr=True).status("measuring") as status:
+        outcome = benchmark.run_benchmark(
+            request, on_model=lambda name, i, n: status.update(f"measuring {i + 1}/{n}: {name}"))
     if json_output:
         print_json(outcome.payload)
     else:
