@@ -11,6 +11,8 @@ plots = pytest.importorskip("mnist_edge.plots")  # matplotlib is an optional ext
 plt = pytest.importorskip("matplotlib.pyplot")
 Image = pytest.importorskip("PIL.Image")
 
+from mnist_edge.errors import OutputError  # noqa: E402
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -153,7 +155,7 @@ def test_a_failed_write_leaves_no_file_and_closes_the_figure(tmp_path, digits, m
         raise OSError("disk full")
 
     monkeypatch.setattr(plots.Figure, "savefig", broken_savefig)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="hist.png: cannot write .*disk full"):
         plots.pixel_histogram(digits[0], tmp_path / "hist.png")
     assert list(tmp_path.iterdir()) == []
     assert plt.get_fignums() == []
