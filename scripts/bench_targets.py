@@ -11,7 +11,7 @@ states each target with the measured figure and a verdict:
 
 `run` throughput over 1,000 PNG files is measured by scripts/bench_run_images.py.
 
-    python scripts/bench_targets.py --seconds 3 --out runs/bench-targets
+    python scripts/bench_targets.py --seconds 3 --repeat 3
 
 Exit code 0 whatever the verdicts: this reports, it does not gate (timings here are noisy).
 """
@@ -19,6 +19,7 @@ Exit code 0 whatever the verdicts: this reports, it does not gate (timings here 
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 from mnist_edge.benchmark import BenchRequest, isa_text, run_benchmark
@@ -47,20 +48,27 @@ def verdicts(models: dict[str, dict]) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="latency measurement time per model")
-    parser.add_argument("--out", type=Path, help="also write bench.json, bench.md and bench.png here")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="whole side-by-side runs; the verdicts use each model's median p50 over them")
+    parser.add_argument("--out", type=Path, help="also write the last run's bench.json, bench.md and bench.png here")
     args = parser.parse_args()
     request = BenchRequest(models=MODELS, batch_sizes=(1,), threads=(1,), seconds=args.seconds, out=args.out)
-    report = run_benchmark(request).report
+    p50s: dict[str, list[float]] = {}
+    kinds: dict[str, str] = {}
+    for run in range(args.repeat):
+        report = run_benchmark(request).report
+        for model in report.models:
+            name = Path(model.path).parent.name if model.kind == "onnx" else model.name
+            p50s.setdefault(name, []).append(model.latency.p50_us)
+            kinds[name] = model.kind
+        print(f"run {run + 1}: " + ", ".join(f"{name} {values[-1]:.1f} us" for name, values in p50s.items()))
     env = report.environment
     print(f"machine: {env.cpu_model}, {env.logical_cores} logical cores, {isa_text(env)}, "
           f"onnxruntime {env.onnxruntime}")
-    measured = {}
-    for model in report.models:
-        measured[Path(model.path).parent.name if model.kind == "onnx" else model.name] = {
-            "p50": model.latency.p50_us, "kind": model.kind}
-        warnings = "; ".join(model.latency.warnings)
-        print(f"  {model.name:<24} p50 {model.latency.p50_us:8.1f} us  p99 {model.latency.p99_us:8.1f} us  "
-              f"cv {model.latency.cv:.1%}" + (f"  ({warnings})" if warnings else ""))
+    measured = {name: {"p50": statistics.median(values), "kind": kinds[name]} for name, values in p50s.items()}
+    for name, values in p50s.items():
+        print(f"  {name:<24} median p50 {measured[name]['p50']:8.1f} us  (runs: "
+              + ", ".join(f"{v:.1f}" for v in values) + ")")
     for target, figure, verdict in verdicts(measured):
         print(f"{verdict:>8}: {target}: {figure}")
 

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = ROOT / "exported"
 REQUIRED = ("cnn-fp32", "cnn-int8", "tiny-int8", "mlp-fp32", "mlp-int8")
 FOLDERS = sorted(p.parent for p in EXPORTED.glob("*/manifest.json"))
-# The claims were measured on an AMD Zen 3 CPU (AVX2). int8 kernels for other instruction sets
-# (VNNI, Arm dot products) may round a requantization differently and flip an image or two;
+# The claims were measured on the CPU the README names. int8 kernels for other instruction sets
+# (AVX2 without VNNI, VNNI, Arm dot products) may round a requantization differently and flip an image or two;
 # fp32 logits move by ~1e-5 at most, which changes no prediction on MNIST's test set.
 INT8_TOLERANCE_IMAGES = 2
 
