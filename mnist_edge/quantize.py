@@ -53,7 +53,8 @@ class QuantizeOptions:
     weight_type: str = "int8"
     # 7-bit weights: on x86 CPUs without VNNI (AVX2, AVX-512F) onnxruntime multiplies uint8
     # activations by int8 weights with vpmaddubsw, whose int16 sums saturate with 8-bit
-    # weights. Measured on Zen 3: 14 of 10,000 cnn predictions change without it, 1 with it.
+    # weights. Measured on Zen 3 with the previous cnn layout: 14 of 10,000 predictions change
+    # without it, 1 with it.
     reduce_range: bool = True
     # Keep the model's output (logits) in float: the last layer dequantizes straight from its
     # int32 accumulator instead of rounding the logits to 8 bits (QDQ format only).
