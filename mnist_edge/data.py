@@ -92,13 +92,25 @@ def _download(root: Path) -> str:
     return "download finished but the files are incomplete"
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (optionally gzipped), checking header and length."""
+class IdxTooLarge(DataError):
+    """An IDX file (after decompression) over the size its reader allows."""
+
+
+def read_idx(path: str | Path, max_bytes: int | None = None) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (optionally gzipped), checking header and length.
+
+    `max_bytes` bounds the (decompressed) size: at most one byte more is read, so neither a
+    huge file nor a small .gz that expands without bound is loaded whole.
+    """
     path = Path(path)
+    limit = -1 if max_bytes is None else max_bytes + 1
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as stream:
+            raw = stream.read(limit)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"cannot read IDX file ({exc})", path) from exc
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise IdxTooLarge(f"IDX file is over {max_bytes:,} bytes", path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE:
         raise DataError("not an MNIST IDX file (bad magic number)", path)
     ndim = raw[3]

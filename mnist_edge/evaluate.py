@@ -6,7 +6,6 @@ training side and the torch-free runtime share one evaluation. Only `torch_logit
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mnist_edge.config import LABELS
-from mnist_edge.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
+from mnist_edge.fileio import atomic_write, atomic_write_json, ensure_dir
 
 
 @dataclass(frozen=True)
@@ -171,9 +170,7 @@ def pillow_mistakes(images: np.ndarray, true: np.ndarray, predicted: np.ndarray,
 
 
 def _save_png(image: Any, path: Path) -> Path:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def torch_logits(model: Any, images: np.ndarray, scale: float, mean: float, std: float,

@@ -8,8 +8,6 @@ InputImageError in `InputSet.errors` and the caller decides what to report.
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mnist_edge.data import read_idx
+from mnist_edge.data import IdxTooLarge, read_idx
 from mnist_edge.errors import DataError, InputImageError
-from mnist_edge.fileio import atomic_write_bytes, ensure_dir
+from mnist_edge.fileio import atomic_write, ensure_dir
 from mnist_edge.preprocess import MAX_PIXELS, SIZE, to_mnist
 
 IMAGE_SUFFIXES = frozenset(
@@ -141,40 +139,17 @@ def _named(path: Path, images: np.ndarray) -> tuple[list[str], np.ndarray]:
 
 def load_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
-    _check_idx_size(path)
     try:
-        images = read_idx(path)
+        images = read_idx(path, max_bytes=_IDX_HEADER + MAX_ARRAY_IMAGES * _PIXELS)
+    except IdxTooLarge as exc:
+        raise InputImageError(f"{exc.reason}: more than the limit of {MAX_ARRAY_IMAGES:,} images "
+                              "(split the file)", path) from exc
     except DataError as exc:
         raise InputImageError(exc.reason, path) from exc
     if images.ndim != 3 or images.shape[1:] != (SIZE, SIZE):
         what = "labels, not images" if images.ndim == 1 else f"shape {images.shape}"
         raise InputImageError(f"IDX file holds {what}; expected N x 28 x 28 images", path)
     return images
-
-
-def _check_idx_size(path: Path) -> None:
-    """Refuse IDX files holding more than MAX_ARRAY_IMAGES images before reading them whole."""
-    limit = _IDX_HEADER + MAX_ARRAY_IMAGES * _PIXELS
-    try:
-        size = path.stat().st_size if path.suffix != ".gz" else _gzip_size(path, limit)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputImageError(f"cannot read IDX file ({exc})", path) from exc
-    if size > limit:
-        raise InputImageError(
-            f"IDX file is over {limit:,} bytes: more than the limit of {MAX_ARRAY_IMAGES:,} "
-            "images (split the file)", path)
-
-
-def _gzip_size(path: Path, limit: int) -> int:
-    # Decompress in a stream, stopping past the limit: the gzip trailer's size field is
-    # only modulo 4 GiB and a small .gz can expand without bound.
-    size = 0
-    with gzip.open(path, "rb") as stream:
-        while block := stream.read(1 << 20):
-            size += len(block)
-            if size > limit:
-                break
-    return size
 
 
 def load_npy(path: str | Path) -> np.ndarray:
@@ -281,9 +256,7 @@ def save_images(folder: str | Path, names: Sequence[str], images: np.ndarray) ->
     written = []
     for index, (name, image) in enumerate(zip(names, images, strict=True)):
         target = folder / f"{index:05d}_{_safe_stem(name)}.png"
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG")
-        written.append(atomic_write_bytes(target, buffer.getvalue()))
+        written.append(atomic_write(target, lambda tmp, im=image: Image.fromarray(im).save(tmp, format="PNG")))
     return written
 
 

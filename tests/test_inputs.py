@@ -148,8 +148,8 @@ def test_preprocessed_images_are_written_atomically(tmp_path, monkeypatch):
     from mnist_edge import inputs
 
     calls = []
-    real = inputs.atomic_write_bytes
-    monkeypatch.setattr(inputs, "atomic_write_bytes", lambda path, data: calls.append(path) or real(path, data))
+    real = inputs.atomic_write
+    monkeypatch.setattr(inputs, "atomic_write", lambda path, write: calls.append(path) or real(path, write))
     written = save_images(tmp_path, ["a.png"], np.zeros((1, 28, 28), np.uint8))
     assert calls == written and Image.open(written[0]).size == (28, 28)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["00000_a.png"]  # no temporary file left
