@@ -168,10 +168,14 @@ def train_val_split(train: Split, val_size: int, seed: int) -> tuple[Split, Spli
     )
 
 
+def files_in(folder: Path) -> dict[str, Path]:
+    """The four MNIST files of a folder `locate` returned, by their plain (unzipped) names."""
+    return {name: _find_file(folder, name) for name in FILES.values()}
+
+
 def checksums(data_dir: str | Path | None = None, download: bool = False) -> dict[str, str]:
     """sha256 of each MNIST file, recorded in checkpoints so a model names the data it saw."""
-    folder = locate(data_dir, download)
-    return {name: sha256_file(_find_file(folder, name)) for name in FILES.values()}
+    return {name: sha256_file(path) for name, path in files_in(locate(data_dir, download)).items()}
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ def write_overview(out: str | Path, data_dir: Any = None, download: bool = True,
     """Write samples.png, class_counts.png, class_means.png and pixel_histogram.png into `out`."""
     from mnist_edge import plots  # matplotlib only when figures are asked for
 
-    out = ensure_dir(out)
     train = load_split("train", data_dir, download)
     test = load_split("test", data_dir, download=False)
+    out = ensure_dir(out)  # only once the data is there: a failed command leaves no empty folder
     chosen = np.sort(np.random.default_rng(seed).choice(len(train), size=count, replace=False))
     return [
         plots.digit_grid(train.images[chosen], train.labels[chosen], out / "samples.png",

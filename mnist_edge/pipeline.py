@@ -28,7 +28,7 @@ from typing import Any
 
 from mnist_edge import data
 from mnist_edge.config import DEVICES, Recipe
-from mnist_edge.errors import ConfigError, MnistEdgeError, OutputError, TrainingInterrupted
+from mnist_edge.errors import CheckpointError, ConfigError, DataError, MnistEdgeError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, ensure_dir, read_json, sha256_file
 
 STEPS = ("data", "train", "eval", "export", "quantize", "parity", "bench", "report")
@@ -275,17 +275,47 @@ def _fingerprint(step: str, options: PipelineOptions, paths: Paths) -> str:
     weights = _file_hash(paths.checkpoint / "model.safetensors")
     fp32 = _file_hash(paths.fp32 / "model.onnx")
     int8 = _file_hash(paths.int8 / "model.onnx")
+    mnist = _data_checksums(options)
     inputs = {
-        "data": (str(options.data_dir),),
-        "train": (options.recipe.to_dict(), str(options.data_dir)),
-        "eval": (weights,),
+        "data": (mnist,),
+        "train": (options.recipe.to_dict(), mnist),
+        "eval": (weights, mnist),
         "export": (weights, options.opset),
-        "quantize": (fp32,),
-        "parity": (weights, fp32, int8),
+        "quantize": (fp32, mnist),  # calibrated on training images
+        "parity": (weights, fp32, int8, mnist),  # measured on the test images
         "bench": (fp32, int8, options.bench_seconds, options.batch_sizes, options.threads),
         "report": (time.time(),),  # always rebuilt: it is cheap and reflects every other step
     }[step]
     return _hash(step, *inputs)
+
+
+def _data_checksums(options: PipelineOptions) -> dict[str, str] | None:
+    """sha256 of the MNIST files the steps will read (None before they are downloaded).
+
+    The files, not the folder's name: new files in the same folder must redo what read them.
+    """
+    try:
+        folder = data.locate(options.data_dir, download=False)
+    except DataError:
+        return None
+    return {name: _cached_sha256(path) for name, path in data.files_in(folder).items()}
+
+
+_SHA256_CACHE: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    """sha256 of a file, remembered while its inode, size, mtime and ctime stay the same.
+
+    Every step's fingerprint covers the MNIST files (55 MB, 80 ms to hash) before and after
+    it runs: hashing them once per process keeps a sweep's many resume checks cheap. ctime
+    changes with any write and cannot be set back, so a replaced file is always hashed again.
+    """
+    info = path.stat()
+    key = (str(path.resolve()), info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    if key not in _SHA256_CACHE:
+        _SHA256_CACHE[key] = sha256_file(path)
+    return _SHA256_CACHE[key]
 
 
 # --- the steps --------------------------------------------------------------------------------
@@ -307,6 +337,11 @@ def _step_train(options: PipelineOptions, paths: Paths, state: PipelineState, ho
     from mnist_edge.train import train
 
     resume = checkpoint.is_run_dir(paths.checkpoint)
+    if resume and _trained_on(paths.checkpoint / checkpoint.CONFIG) != _data_checksums(options):
+        # The MNIST files changed since this training started: continuing would mix two data
+        # sets (and training refuses to), so the old run is dropped and training starts over.
+        shutil.rmtree(paths.checkpoint)
+        resume = False
     result = train(options.recipe, paths.checkpoint, device=options.device, data_dir=options.data_dir,
                    download=options.download, resume=resume, force=not resume,
                    on_step=hooks.get("train_step"), on_epoch=hooks.get("train_epoch"),
@@ -316,6 +351,13 @@ def _step_train(options: PipelineOptions, paths: Paths, state: PipelineState, ho
                               "val_acc": last.get("val_acc"),
                               "seconds": sum(h["seconds"] for h in result.history)}
     return f"{result.params:,} parameters on {result.device}, val acc {last.get('val_acc', 0):.2%}"
+
+
+def _trained_on(config_path: Path) -> dict[str, str] | None:
+    """The MNIST checksums a training run's config.json recorded (None when it does not say)."""
+    config = read_json(config_path, CheckpointError)
+    recorded = config.get("data") if isinstance(config, dict) else None
+    return recorded.get("checksums") if isinstance(recorded, dict) else None
 
 
 def _step_eval(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:

@@ -256,8 +256,9 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
     for index, spec in enumerate(config.runs):
         if "run_start" in hooks:
             hooks["run_start"](spec, index, len(config.runs))
+        again = resume and not _recipe_changed(out / spec.name, spec.recipe)
         options = PipelineOptions(recipe=spec.recipe, out=out / spec.name, device=config.device,
-                                  data_dir=data_dir, download=download, resume=resume, force=not resume,
+                                  data_dir=data_dir, download=download, resume=again, force=not again,
                                   bench_seconds=config.bench_seconds, batch_sizes="1", threads="1",
                                   torch_baseline=False, parity_gate=False, steps=SWEEP_STEPS)
         try:
@@ -291,6 +292,20 @@ def _run_one(spec: RunSpec, options: PipelineOptions, hooks: dict[str, Any]) -> 
 
 
 SWEEP_STEPS = ("train", "export", "quantize", "parity", "bench")
+
+
+def _recipe_changed(run_dir: Path, recipe: Recipe) -> bool:
+    """True when the run's folder holds a pipeline started with another recipe (the sweep config
+    was edited since): the pipeline refuses to resume it, so `--resume` starts that run over."""
+    from mnist_edge.pipeline import RECORD
+
+    if not (run_dir / RECORD).is_file():
+        return False
+    try:
+        saved = read_json(run_dir / RECORD, OutputError)
+    except OutputError:
+        return True  # unreadable (edited by hand): start the run over rather than fail on it
+    return not isinstance(saved, dict) or saved.get("preset_recipe") != recipe.to_dict()
 
 
 def _prepare(out: Path, config: SweepConfig, resume: bool, force: bool) -> Path:

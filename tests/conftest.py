@@ -1,4 +1,8 @@
-"""Shared fixtures. MNIST is read from $MNIST_EDGE_DATA (CI sets it to ../shared/data)."""
+"""Shared fixtures. MNIST is read from $MNIST_EDGE_DATA (CI sets it to ../shared/data).
+
+Rules every test lives by: under CI=true a skip is a failure (tests/ci_skips.py), and tests
+write only under their tmp_path (checked once for the whole session, below).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,34 @@ import os
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["tests.ci_skips", "pytester"]
+ROOT = Path(__file__).resolve().parents[1]
+# What may change in the repository while tests run: caches and the tools' own folders.
+_NOT_WRITTEN_BY_TESTS = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "mutants"}
+
+
+def _repository_files() -> dict[str, tuple[int, int]]:
+    """Every file of the checkout (relative path -> size, mtime) outside caches and tool folders."""
+    found = {}
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in _NOT_WRITTEN_BY_TESTS and not d.endswith(".egg-info")]
+        for name in names:
+            path = Path(folder, name)
+            info = path.lstat()
+            found[str(path.relative_to(ROOT))] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tests_write_only_under_tmp_path():
+    """A test that writes into the checkout (a relative --out, a default output folder) fails the run."""
+    before = _repository_files()
+    yield
+    after = _repository_files()
+    changed = sorted(path for path, stamp in after.items() if before.get(path) != stamp)
+    if changed:
+        pytest.fail(f"tests wrote into the repository: {', '.join(changed[:10])}")
 
 
 def mnist_root() -> Path:
@@ -30,6 +62,19 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     recipe = preset("fast", arch="tiny", epochs=1, train_limit=4000, val_size=1000)
     train(recipe, out, device="cpu", data_dir=mnist_dir, download=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
+    """The default architecture trained for one epoch on all 55,000 training images (99.3 %,
+    about 20 s): strong enough that int8 vs fp32 on the test set is stable across CPUs."""
+    pytest.importorskip("torch")
+    from mnist_edge.config import preset
+    from mnist_edge.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "cnn"
+    train(preset("fast", arch="cnn", epochs=1), out, device="cpu", data_dir=mnist_dir, download=False)
     return out
 
 

@@ -120,6 +120,33 @@ def colour_model() -> onnx.ModelProto:
     return _model(graph)
 
 
+def heavy_model(width: int = 1024, layers: int = 4) -> onnx.ModelProto:
+    """A digit-shaped model of known, large cost: `layers` dense [width x width] products.
+
+    Its weights are made by ConstantOfShape (onnxruntime folds them at load time), so the file
+    stays a few hundred bytes while each image costs about layers x width^2 multiply-adds.
+    """
+    def weight(name: str, rows: int, cols: int) -> onnx.NodeProto:
+        shape = numpy_helper.from_array(np.array([rows, cols], np.int64), f"{name}_shape")
+        initializers.append(shape)
+        value = helper.make_tensor("value", TensorProto.FLOAT, [1], [1.0 / rows])
+        return helper.make_node("ConstantOfShape", [shape.name], [name], value=value)
+
+    initializers = [numpy_helper.from_array(np.array([-1, 784], np.int64), "flat_shape")]
+    nodes = [helper.make_node("Reshape", ["input", "flat_shape"], ["h0"]),
+             weight("w_in", 784, width), helper.make_node("MatMul", ["h0", "w_in"], ["h1"])]
+    for i in range(1, layers + 1):
+        nodes += [weight(f"w{i}", width, width), helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"h{i + 1}"])]
+    nodes += [weight("w_out", width, 10), helper.make_node("MatMul", [f"h{layers + 1}", "w_out"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "heavy_digits",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        initializers,
+    )
+    return _model(graph)
+
+
 def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION

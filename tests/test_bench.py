@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -12,9 +13,12 @@ import pytest
 
 from mnist_edge import bench
 from mnist_edge.errors import ConfigError
+from mnist_edge.runtime import create_session
 from tests.onnx_models import write_zoo
 
 FAST = {"seconds": 0.05, "throughput_seconds": 0.02}
+# No onnxruntime call takes under a microsecond (its fixed overhead alone is several).
+MIN_CALL_US = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,76 @@ def test_warm_up_stops_once_latency_is_steady():
     assert steady and runs >= 3 and 400 < median < 5000
 
 
+# A generous ceiling on what one x86 core computes in float32 (2 FMA units x 16 lanes x 2 flops
+# x 4 GHz): no real measurement of a model can beat work / PEAK_FLOPS.
+PEAK_FLOPS_PER_CORE = 256e9
+HEAVY = {"width": 1024, "layers": 4}
+HEAVY_MACS = 784 * 1024 + 4 * 1024 * 1024 + 1024 * 10
+
+
+def spin(microseconds: float) -> None:
+    """Busy-wait (sleeping would time the scheduler): a call whose cost is known exactly."""
+    end = time.perf_counter_ns() + int(microseconds * 1e3)
+    while time.perf_counter_ns() < end:
+        pass
+
+
+def counted_spin(microseconds: float) -> tuple[list[int], Callable[[], None]]:
+    calls = [0]
+
+    def call() -> None:
+        calls[0] += 1
+        spin(microseconds)
+
+    return calls, call
+
+
+def test_latency_times_every_run_of_the_call_it_is_given():
+    calls, call = counted_spin(200)
+    stats = bench.measure_latency(call, seconds=0.1, batch_size=1, threads=1)
+    assert calls[0] == stats.runs + stats.warmup_runs  # each reported run is one timed call
+    assert 200 <= stats.min_us <= stats.p50_us < 1000  # a call cannot take less than its spin
+    assert stats.runs >= 50
+
+
+def test_throughput_counts_images_per_second_of_real_calls():
+    calls, call = counted_spin(100)
+    point = bench.measure_throughput(call, batch_size=8, threads=1, seconds=0.1)
+    assert point.images_per_s <= 8 / 100e-6  # 8 images per >= 100 µs call
+    assert point.images_per_s > 8 / 500e-6
+    assert point.images_per_s == pytest.approx(8 * point.runs / point.seconds)
+    assert point.seconds >= point.runs * 100e-6 and calls[0] > point.runs
+
+
+@pytest.fixture(scope="module")
+def heavy(tmp_path_factory) -> Path:
+    from tests.onnx_models import heavy_model, save
+
+    return save(heavy_model(**HEAVY), tmp_path_factory.mktemp("heavy") / "heavy.onnx")
+
+
+def test_models_of_known_cost_are_timed_by_their_work(zoo, heavy, images, monkeypatch):
+    sessions = []
+
+    def spy(path, *, threads=None, **kwargs):
+        sessions.append(threads)
+        return create_session(path, threads=threads, **kwargs)
+
+    monkeypatch.setattr(bench, "create_session", spy)
+    light_result = bench.bench_onnx(zoo["exported"], images=images, batch_sizes=[1, 16], threads=[1], **FAST)
+    heavy_result = bench.bench_onnx(heavy, images=images, batch_sizes=[1, 16], threads=[1, 2], **FAST)
+    floor_us = 2 * HEAVY_MACS / PEAK_FLOPS_PER_CORE * 1e6
+    assert heavy_result.latency.p50_us >= floor_us  # ~40 µs: a no-op loop gives a fraction of one
+    assert heavy_result.latency.p50_us >= 20 * light_result.latency.p50_us  # 5 M vs 8 k multiply-adds
+    for point in heavy_result.throughput:
+        assert point.images_per_s <= point.threads * 1e6 / floor_us  # the batch really ran
+    batch1 = heavy_result.throughput_at(1, 1)
+    assert batch1 == pytest.approx(1e6 / heavy_result.latency.p50_us, rel=0.6)  # one call, timed two ways
+    # Per-call overhead dominates the light model: 16 images per call are far cheaper than 16 calls.
+    assert light_result.throughput_at(16, 1) > 4 * light_result.throughput_at(1, 1)
+    assert 2 in sessions and set(sessions) <= {1, 2}  # the 2-thread points ran on a 2-thread session
+
+
 def test_an_onnx_model_is_measured_completely(fp32_result):
     result = fp32_result
     assert result.kind == "onnx" and result.name == "linear-fp32" and not result.quantized
@@ -68,9 +142,9 @@ def test_an_onnx_model_is_measured_completely(fp32_result):
     assert result.cold_start.total_ms == pytest.approx(
         result.cold_start.load_ms + result.cold_start.first_inference_ms)
     assert result.latency.batch_size == 1 and result.latency.runs >= 50
-    assert 0 < result.latency.p50_us <= result.latency.p99_us <= result.latency.max_us
+    assert MIN_CALL_US <= result.latency.p50_us <= result.latency.p99_us <= result.latency.max_us
     assert {(p.batch_size, p.threads) for p in result.throughput} == {(1, 1), (4, 1), (1, 2), (4, 2)}
-    assert all(p.images_per_s > 0 for p in result.throughput)
+    assert all(p.images_per_s <= p.batch_size * p.threads * 1e6 / MIN_CALL_US for p in result.throughput)
     assert result.peak_rss_bytes and result.peak_rss_bytes > 10_000_000
 
 

@@ -54,10 +54,11 @@ def test_show_writes_the_four_figures(data_dir, tmp_path):
     assert result.stdout.split() == [str(out / name) for name in names]
 
 
-@pytest.mark.parametrize("args", [["data", "stats"], ["data", "show", "--out", "figures"]])
+@pytest.mark.parametrize("args", [["data", "stats"], ["data", "show", "--out", "{tmp}/figures"]])
 def test_missing_data_is_one_error_line_naming_the_folder(tmp_path, args):
     empty = tmp_path / "empty"
     empty.mkdir()
+    args = [arg.format(tmp=tmp_path) for arg in args]
     result = runner.invoke(app, [*args, "--data-dir", str(empty), "--no-download"])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()

@@ -11,12 +11,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import mnist_root
 from tests.onnx_models import linear_model, write_exported, write_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,10 +67,12 @@ def files(tmp_path_factory, mnist_dir) -> dict[str, Path]:
 
 
 def light_run(*args: object) -> tuple[dict, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # From another folder, with MNIST's folder made absolute: the commands must not depend on
+    # where pytest was started, nor write into the checkout.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MNIST_EDGE_DATA": str(mnist_root())}
     done = subprocess.run(
         [sys.executable, "-c", LIGHT_INSTALL, ",".join(HEAVY), *map(str, args)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+        capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=120)
     marker = [line for line in done.stdout.splitlines() if line.startswith("@@")]
     assert marker, f"no report from the subprocess:\n{done.stdout}\n{done.stderr}"
     return json.loads(marker[-1][2:]), done.stdout + done.stderr

@@ -4,8 +4,10 @@ unexpected errors, Ctrl-C, foreign --out folders and deleted outputs."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -14,6 +16,7 @@ pytest.importorskip("torch")
 from mnist_edge import pipeline  # noqa: E402
 from mnist_edge.cli import app  # noqa: E402
 from mnist_edge.config import preset  # noqa: E402
+from mnist_edge.data import FILES, checksums, files_in, locate  # noqa: E402
 from mnist_edge.errors import OutputError, TrainingInterrupted  # noqa: E402
 from mnist_edge.pipeline import STEPS, PipelineOptions, PipelineStepError, run_pipeline  # noqa: E402
 
@@ -63,12 +66,68 @@ def test_every_step_leaves_its_artifacts(finished_run: Path) -> None:
     assert "data:image/png;base64," in html and "tiny" in html
 
 
-def test_resume_skips_unchanged_steps(finished_run: Path, mnist_dir: Path) -> None:
-    weights = (finished_run / "checkpoint/model.safetensors").read_bytes()
-    run_pipeline(options(finished_run, mnist_dir, resume=True))
-    status = statuses(finished_run)
+def test_resume_skips_unchanged_steps(finished_run: Path, mnist_dir: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)  # the shared run stays as the other tests expect it
+    weights = (run / "checkpoint/model.safetensors").read_bytes()
+    called = []
+    for name in STEPS:
+        monkeypatch.setitem(pipeline.STEP_FUNCTIONS, name, counting(name, pipeline.STEP_FUNCTIONS[name], called))
+    run_pipeline(options(run, mnist_dir, resume=True))
+    assert called == ["report"]
+    status = statuses(run)
     assert all(status[name] == "skipped" for name in STEPS if name != "report")
-    assert (finished_run / "checkpoint/model.safetensors").read_bytes() == weights
+    assert (run / "checkpoint/model.safetensors").read_bytes() == weights
+
+
+def counting(name: str, step, called: list[str]):
+    def wrapped(*args: object) -> str:
+        called.append(name)
+        return step(*args)
+    return wrapped
+
+
+def test_recipe_change_is_refused_on_resume(finished_run: Path, mnist_dir: Path) -> None:
+    other = preset("fast", arch="tiny", epochs=2, train_limit=2000, val_size=500)
+    with pytest.raises(PipelineStepError, match="cannot resume: the recipe differs"):
+        run_pipeline(options(finished_run, mnist_dir, recipe=other, resume=True))
+    assert statuses(finished_run) == {name: "done" for name in STEPS}
+
+
+def small_mnist(folder: Path, mnist_dir: Path, changed_label: int | None = None) -> Path:
+    """A copy of MNIST in `folder`; with `changed_label`, the first training label is that digit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = locate(mnist_dir, download=False)
+    for name, path in files_in(source).items():
+        target = folder / name
+        target.unlink(missing_ok=True)
+        shutil.copyfile(path, target)
+    if changed_label is not None:
+        labels = bytearray((folder / "train-labels-idx1-ubyte").read_bytes())
+        labels[8] = changed_label  # after the 8-byte IDX header
+        (folder / "train-labels-idx1-ubyte").write_bytes(bytes(labels))
+    return folder
+
+
+def test_new_mnist_files_in_the_same_folder_start_training_over(tmp_path: Path, mnist_dir: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    data = small_mnist(tmp_path / "mnist", mnist_dir)
+    first = checksums(data)
+    recipe = preset("fast", arch="tiny", epochs=1, train_limit=300, val_size=100)
+    out = tmp_path / "run"
+    run_pipeline(options(out, data, recipe=recipe, steps=("train",)))
+    called: list[str] = []
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "train", counting("train", pipeline.STEP_FUNCTIONS["train"], called))
+    run_pipeline(options(out, data, recipe=recipe, resume=True, steps=("train",)))
+    assert called == [] and statuses(out)["train"] == "skipped"
+    original = int(np.frombuffer((data / "train-labels-idx1-ubyte").read_bytes()[8:9], np.uint8)[0])
+    small_mnist(data, mnist_dir, changed_label=(original + 1) % 10)
+    run_pipeline(options(out, data, recipe=recipe, resume=True, steps=("train",)))
+    assert called == ["train"] and statuses(out)["train"] == "done"
+    config = json.loads((out / "checkpoint/config.json").read_text())
+    assert config["data"]["checksums"] == checksums(data) != first
+    assert config["progress"]["completed"] and len(config["history"]) == 1
 
 
 def test_existing_run_is_not_overwritten(finished_run: Path, mnist_dir: Path) -> None:
@@ -190,3 +249,46 @@ def test_resume_redoes_a_done_step_whose_outputs_are_gone(tmp_path: Path, fake_s
     run_pipeline(options(out, tmp_path, resume=True))
     assert fake_steps == ["bench", "report"]
     assert statuses(out)["bench"] == "done" and (out / "bench" / "bench.json").is_file()
+
+
+def fake_mnist(folder: Path, content: str = "v1") -> Path:
+    """Four files where MNIST's belong: enough for the fingerprints (stand-in steps never read them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FILES.values():
+        (folder / name).write_text(f"{name} {content}")
+    return folder
+
+
+def rewrite(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+# What each kind of changed input redoes: a step reruns exactly when something it reads changed.
+CHANGES = {
+    "nothing": ({}, None, []),
+    "MNIST files": ({}, lambda out, data: fake_mnist(data, "v2"), ["data", "train", "eval", "quantize", "parity"]),
+    "weights": ({}, lambda out, data: rewrite(out / "checkpoint/model.safetensors", "other weights"),
+                ["eval", "export", "parity"]),
+    "opset": ({"opset": 18}, None, ["export"]),
+    "fp32 model": ({}, lambda out, data: rewrite(out / "exported/fp32/model.onnx", "other"),
+                   ["quantize", "parity", "bench"]),
+    "int8 model": ({}, lambda out, data: rewrite(out / "exported/int8/model.onnx", "other"), ["parity", "bench"]),
+    "bench seconds": ({"bench_seconds": 0.1}, None, ["bench"]),
+    "batch sizes": ({"batch_sizes": "1,64"}, None, ["bench"]),
+    "threads": ({"threads": "1,2"}, None, ["bench"]),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=list(CHANGES))
+def test_resume_redoes_exactly_the_steps_whose_inputs_changed(tmp_path: Path, fake_steps: list[str],
+                                                               change: str) -> None:
+    new_options, edit, redone = CHANGES[change]
+    out, data = tmp_path / "run", fake_mnist(tmp_path / "mnist")
+    run_pipeline(options(out, data))
+    assert fake_steps == list(STEPS)
+    fake_steps.clear()
+    if edit:
+        edit(out, data)
+    run_pipeline(options(out, data, resume=True, **new_options))
+    assert fake_steps == [*redone, "report"]
+    assert statuses(out) == {name: "done" if name in [*redone, "report"] else "skipped" for name in STEPS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,18 @@ def test_bad_options_are_refused_before_any_work(options, message):
 
 def test_every_architecture_has_defaults_and_explicit_options_win():
     assert set(ARCH_DEFAULTS) == {"mlp", "lenet5", "cnn", "tiny"}
-    cnn = default_options("cnn")
-    assert (cnn.mode, cnn.resolved_format, cnn.per_channel, cnn.reduce_range) == ("static", "qdq", True, True)
-    assert default_options("mlp").mode == "dynamic"
+    static = QuantizeOptions()  # what every static architecture starts from (docs/export.md)
+    assert (static.mode, static.resolved_format, static.calibration, static.calib_images, static.seed) == (
+        "static", "qdq", "minmax", 1000, 0)
+    assert (static.per_channel, static.reduce_range, static.float_logits, static.preprocess) == (True, True, True, True)
+    assert (static.activation_type, static.weight_type, static.op_types) == ("uint8", "int8", ())
+    # The first convolution (one input channel) stays float for cnn and tiny: measured faster.
+    assert default_options("cnn") == replace(static, exclude=("/0/Conv",))
+    assert default_options("tiny") == replace(static, exclude=("/0/Conv",))
+    assert default_options("lenet5") == default_options(None) == static
+    mlp = default_options("mlp")
+    assert mlp == replace(static, mode="dynamic") and mlp.resolved_format == "qoperator"
+    assert mlp.describe()["calibration"] is None and mlp.describe()["images"] == 0
     assert default_options("tiny", exclude=()).exclude == ()
     assert default_options("cnn", per_channel=False, calibration=None).per_channel is False
 

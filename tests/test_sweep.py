@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from mnist_edge import manifest, pipeline
 from mnist_edge.cli import app
 from mnist_edge.errors import ConfigError, OutputError, TrainingInterrupted
-from mnist_edge.sweep import load_config, run_sweep
+from mnist_edge.sweep import SWEEP_STEPS, load_config, run_sweep
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -66,21 +66,74 @@ def test_malformed_configs_name_key_and_line(tmp_path: Path, text: str, message:
     assert "sweep.toml" in str(info.value)
 
 
-def test_small_sweep_measures_and_resumes(tmp_path: Path, mnist_dir: Path) -> None:
+SMALL_SWEEP = """[sweep]
+bench_seconds = {seconds}
+device = "cpu"
+[[run]]
+name = "a"
+arch = "mlp"
+epochs = 1
+train_limit = {limit}
+[[run]]
+name = "b"
+arch = "lenet5"
+epochs = 1
+train_limit = 1500
+"""
+# No onnxruntime call on a digit model takes under a microsecond (the call overhead alone is
+# several): a smaller p50 means the timed loop did not run the model.
+MIN_CALL_US = 1.0
+
+
+def count_steps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Wrap every pipeline step so that each one that runs is recorded as (run folder, step)."""
+    called: list[tuple[str, str]] = []
+
+    def counted(name: str, step):
+        def run(options: pipeline.PipelineOptions, *args: object) -> str:
+            called.append((options.out.name, name))
+            return step(options, *args)
+        return run
+
+    for name, step in list(pipeline.STEP_FUNCTIONS.items()):
+        monkeypatch.setitem(pipeline.STEP_FUNCTIONS, name, counted(name, step))
+    return called
+
+
+def test_small_sweep_measures_and_resumes(tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
-    config = load_config(write(tmp_path, '[sweep]\nbench_seconds = 0.05\ndevice = "cpu"\n'
-                                          '[grid]\narch = ["mlp", "lenet5"]\nepochs = [1]\ntrain_limit = [1500]\n'))
+    config = load_config(write(tmp_path, SMALL_SWEEP.format(seconds=0.05, limit=1500)))
     out = tmp_path / "out"
+    called = count_steps(monkeypatch)
     results = run_sweep(config, out, data_dir=mnist_dir, download=False)
     assert [r.status for r in results] == ["done", "done"], [r.message for r in results]
-    assert all(r.int8_accuracy > 0.3 and r.latency_us > 0 and r.int8_bytes > 0 for r in results)
+    assert called == [(run, step) for run in "ab" for step in SWEEP_STEPS]
+    for result in results:
+        bench = json.loads((out / result.name / "bench/bench.json").read_text())
+        assert result.latency_us == bench["models"][1]["latency"]["p50_us"] >= MIN_CALL_US
+        assert result.int8_accuracy > 0.3 and result.int8_bytes > 0
+    assert results[0].params == 669_706 and results[1].params == 61_706
     for name in ("results.csv", "results.md", "results.json", "pareto.png"):
         assert (out / name).is_file()
     assert "★" in (out / "results.md").read_text()
     with pytest.raises(OutputError, match="already holds a sweep"):
         run_sweep(config, out, data_dir=mnist_dir, download=False)
+
+    called.clear()
     again = run_sweep(config, out, resume=True, data_dir=mnist_dir, download=False)
-    assert [r.int8_accuracy for r in again] == [r.int8_accuracy for r in results]
+    assert called == []  # nothing redone: every step of every run is skipped
+    assert again == results
+
+    longer = load_config(write(tmp_path, SMALL_SWEEP.format(seconds=0.06, limit=1500)))
+    run_sweep(longer, out, resume=True, data_dir=mnist_dir, download=False)
+    assert called == [("a", "bench"), ("b", "bench")]
+
+    called.clear()
+    edited = load_config(write(tmp_path, SMALL_SWEEP.format(seconds=0.06, limit=1000)))
+    run_sweep(edited, out, resume=True, data_dir=mnist_dir, download=False)
+    assert called == [("a", step) for step in SWEEP_STEPS]  # run a starts over; b is kept
+    recorded = json.loads((out / "a/checkpoint/config.json").read_text())["recipe"]
+    assert recorded["train_limit"] == 1000
 
 
 def fake_pipeline(bench_models: dict[str, list], interrupt: str = "") -> object:
