@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -187,3 +188,32 @@ def load_for_inference(run_dir: str | Path) -> tuple[torch.nn.Module, dict[str, 
     model = build(config["arch"])
     load_weights(model, run_dir)
     return model.eval(), config
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint ready to run: the eval-mode module and the input convention it was trained with."""
+
+    module: torch.nn.Module
+    config: dict[str, Any]
+    arch: str
+    normalization: Normalization
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch} (PyTorch)"
+
+
+def load_checkpoint(run_dir: str | Path) -> LoadedCheckpoint:
+    """The one way evaluation, parity and bench open a checkpoint for inference."""
+    module, config = load_for_inference(run_dir)
+    return LoadedCheckpoint(module, config, config["arch"], Normalization(**config["normalization"]))
+
+
+def checkpoint_logits(run_dir: str | Path, images: np.ndarray) -> tuple[LoadedCheckpoint, np.ndarray]:
+    """The checkpoint and its float32 logits on uint8 images [N, 28, 28] (CPU)."""
+    from mnist_edge.evaluate import torch_logits
+
+    loaded = load_checkpoint(run_dir)
+    norm = loaded.normalization
+    return loaded, torch_logits(loaded.module, images, norm.scale, norm.mean, norm.std)

@@ -15,11 +15,21 @@ from mnist_edge.errors import ConfigError
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 LABELS = tuple(str(d) for d in range(10))
+IMAGE_SIZE = 28  # MNIST's field: 28 x 28 pixels
 
 ARCHS = ("mlp", "lenet5", "cnn", "tiny")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Deployment defaults, in one place like the training recipe: the ONNX opset written, and what
+# `bench` measures (batch sizes; thread counts, N = every usable core; seconds of latency timing).
+OPSET = 17
+BENCH_BATCH_SIZES = (1, 8, 64, 256)
+BENCH_THREADS = "1,N"
+BENCH_SECONDS = 2.0
+# The pipeline benchmarks its two models for less time: a check of the run, not a measurement campaign.
+PIPELINE_BENCH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def first_line(error: BaseException | str) -> str:
+    """The first line of an error's message (its type's name when it has none): libraries we
+    call (onnxruntime, onnx, Pillow) raise messages of many lines, and the CLI shows one."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
 class MnistEdgeError(Exception):
     """Base class of every error a user can cause with bad input or options."""
 

@@ -1,7 +1,10 @@
-"""Accuracy, per-class precision and recall, confusion matrix and the most confident mistakes.
+"""Evaluate whatever the user points at on the test set: a training run (PyTorch) or an ONNX
+model (onnxruntime). Accuracy, per-class precision and recall, the confusion matrix and the most
+confident mistakes, computed from predicted probabilities whatever their source, so the training
+side and the torch-free runtime share one evaluation.
 
-Works on predicted probabilities from any source (a PyTorch checkpoint or an ONNX model), so the
-training side and the torch-free runtime share one evaluation. Only `torch_logits` needs torch.
+torch is imported only to run a checkpoint (`torch_logits`, `checkpoint_probabilities`);
+matplotlib only to draw the PNGs, with Pillow's plainer figures when it is missing.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from mnist_edge import data, pillow_plots
 from mnist_edge.config import LABELS
-from mnist_edge.fileio import atomic_write, atomic_write_json, ensure_dir
+from mnist_edge.errors import ConfigError, ModelFileError
+from mnist_edge.fileio import atomic_write_json, ensure_dir
+from mnist_edge.runtime import Predictor, softmax
 
 
 @dataclass(frozen=True)
@@ -46,12 +52,6 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
@@ -121,56 +121,8 @@ def _figure_makers() -> tuple[Any, Any]:
     try:
         from mnist_edge import plots
     except ImportError:
-        return pillow_confusion, pillow_mistakes
+        return pillow_plots.confusion, pillow_plots.mistakes
     return plots.confusion_matrix, plots.mistakes_gallery
-
-
-def pillow_confusion(matrix: np.ndarray, path: Path, title: str = "", cell: int = 44) -> Path:
-    """Counts in cells shaded by the fraction of the true class (row), as plots.confusion_matrix."""
-    from PIL import Image, ImageDraw
-
-    n = len(matrix)
-    rows = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
-    left, top = 40, 56
-    image = Image.new("RGB", (left + n * cell + 10, top + n * cell + 30), "white")
-    draw = ImageDraw.Draw(image)
-    accuracy = np.trace(matrix) / max(int(matrix.sum()), 1)
-    draw.text((8, 6), f"{title}\naccuracy {accuracy:.2%} on {int(matrix.sum()):,} images", fill="black")
-    for i in range(n):
-        draw.text((left + i * cell + cell // 2, top - 8), str(i), fill="black", anchor="ms")
-        draw.text((left - 8, top + i * cell + cell // 2), str(i), fill="black", anchor="rm")
-        for j in range(n):
-            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
-            shade = int(255 * (1 - 0.8 * share[i, j]))
-            draw.rectangle(box, fill=(shade, shade, 255))
-            if matrix[i, j]:
-                colour = "white" if share[i, j] > 0.5 else "black"
-                draw.text((box[0] + cell // 2, box[1] + cell // 2), f"{int(matrix[i, j]):,}",
-                          fill=colour, anchor="mm")
-    draw.text((left, top + n * cell + 8), "rows: true digit, columns: predicted", fill="black")
-    return _save_png(image, path)
-
-
-def pillow_mistakes(images: np.ndarray, true: np.ndarray, predicted: np.ndarray, confidence: np.ndarray,
-                    path: Path, title: str = "", columns: int = 10, zoom: int = 3) -> Path:
-    """The mistakes in the given order, each captioned "true->predicted p%"."""
-    from PIL import Image, ImageDraw
-
-    tile, caption = 28 * zoom, 14
-    grid_rows = max(1, -(-len(images) // columns))
-    image = Image.new("RGB", (columns * (tile + 4) + 4, 24 + grid_rows * (tile + caption + 4)), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((4, 6), title if len(images) else f"{title}: no mistakes", fill="black")
-    for k, digit in enumerate(images):
-        x, y = 4 + (k % columns) * (tile + 4), 24 + (k // columns) * (tile + caption + 4)
-        image.paste(Image.fromarray(digit).resize((tile, tile), Image.Resampling.NEAREST), (x, y))
-        draw.text((x, y + tile + 1), f"{true[k]}->{predicted[k]} {confidence[k]:.0%}", fill=(200, 30, 30))
-    return _save_png(image, path)
-
-
-def _save_png(image: Any, path: Path) -> Path:
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def torch_logits(model: Any, images: np.ndarray, scale: float, mean: float, std: float,
@@ -178,12 +130,95 @@ def torch_logits(model: Any, images: np.ndarray, scale: float, mean: float, std:
     """Logits of a PyTorch model on uint8 images [N, 28, 28], in float32 on the CPU."""
     import torch
 
-    from mnist_edge.data import normalize
-
     model = model.to(device).eval()
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(normalize(images[start:start + batch_size], scale, mean, std))
+            x = torch.from_numpy(data.normalize(images[start:start + batch_size], scale, mean, std))
             outputs.append(model(x.to(device)).float().cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)
+
+
+# --- evaluating a model: a training run (PyTorch) or an ONNX model (onnxruntime) --------------
+
+
+CHECKPOINT_CONFIG = "config.json"  # checkpoint.CONFIG, named here so no torch import is needed
+TRAIN_EXTRA = "pip install 'mnist-edge[train]'"
+
+
+def target_kind(path: Path) -> str:
+    """'onnx' or 'checkpoint', decided the way `runtime.locate_model` finds a model.
+
+    A file is a model; a folder is a model folder when it holds manifest.json or .onnx files
+    and no checkpoint config (locate_model then names the problem if there are several).
+    """
+    if not path.exists():
+        raise ModelFileError("not found: not a directory nor a file (give a training run folder, "
+                             "an exported model folder or an .onnx file)", path)
+    if path.is_file():
+        return "onnx"
+    if (path / "manifest.json").is_file():
+        return "onnx"
+    if (path / CHECKPOINT_CONFIG).is_file():
+        return "checkpoint"
+    if any(path.glob("*.onnx")):
+        return "onnx"
+    raise ModelFileError(f"neither a training run folder (no {CHECKPOINT_CONFIG}) nor a model "
+                         "folder (no manifest.json, no .onnx file)", path)
+
+
+def require_torch(run_dir: Path) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"eval of a PyTorch checkpoint needs torch: {TRAIN_EXTRA}", run_dir) from None
+
+
+def checkpoint_probabilities(run_dir: Path, images: np.ndarray) -> tuple[str, np.ndarray, int]:
+    from mnist_edge.checkpoint import checkpoint_logits
+    from mnist_edge.models import count_parameters
+
+    loaded, logits = checkpoint_logits(run_dir, images)
+    return loaded.name, softmax(logits), count_parameters(loaded.module)
+
+
+def onnx_probabilities(path: Path, images: np.ndarray,
+                       **convention: Any) -> tuple[str, np.ndarray, int | None]:
+    predictor = Predictor.load(path, **convention)
+    name = predictor.manifest["name"] if predictor.manifest else path.name
+    return f"{name} (onnxruntime)", predictor.probabilities(images), _manifest_params(predictor.manifest)
+
+
+def _manifest_params(manifest: dict[str, Any] | None) -> int | None:
+    # Counting initializer elements needs the onnx package; the manifest records the count.
+    source = (manifest or {}).get("source")
+    params = source.get("params") if isinstance(source, dict) else None
+    return params if isinstance(params, int) else None
+
+
+def _check_checkpoint_options(run_dir: Path, convention: dict[str, Any]) -> None:
+    # A checkpoint carries its own normalisation; silently ignoring an override would mislead.
+    given = [f"--{key}" for key, value in convention.items() if value is not None]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ConfigError(f"{', '.join(given)} {verb} to ONNX models only: a checkpoint uses the "
+                          "normalisation it was trained with", run_dir)
+
+
+def evaluate_any(target: str | Path, *, out: str | Path | None = None, data_dir: Any = None,
+                 download: bool = True, **convention: Any) -> tuple[EvalReport, dict[str, Path]]:
+    """Evaluate on the test set; write eval.json and PNGs to `out` (a run folder's own by default)."""
+    target = Path(target)
+    kind = target_kind(target)
+    if kind == "checkpoint":
+        _check_checkpoint_options(target, convention)
+        require_torch(target)
+    test = data.load_split("test", data_dir, download)
+    if kind == "onnx":
+        name, probs, params = onnx_probabilities(target, test.images, **convention)
+    else:
+        name, probs, params = checkpoint_probabilities(target, test.images)
+        out = out if out is not None else target
+    report = evaluate_probabilities(name, test.labels, probs, params=params)
+    artifacts = write_artifacts(report, test.images, out) if out is not None else {}
+    return report, artifacts

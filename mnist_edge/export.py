@@ -35,19 +35,18 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from mnist_edge import __version__
+from mnist_edge import __version__, data
 from mnist_edge import manifest as manifest_io
-from mnist_edge.checkpoint import WEIGHTS, load_for_inference
-from mnist_edge.config import LABELS
+from mnist_edge.checkpoint import WEIGHTS, load_config, load_for_inference
+from mnist_edge.config import LABELS, OPSET
 from mnist_edge.errors import ConfigError, ModelFileError
-from mnist_edge.fileio import atomic_write_bytes, check_creatable, sha256_file, staged_dir
-from mnist_edge.parity import PARITY_FILES
+from mnist_edge.fileio import atomic_write_bytes, check_creatable, sha256_file
+from mnist_edge.parity import ParityReport, Thresholds, parity_command, record_parity
+from mnist_edge.quantize import QuantizeOptions, QuantizeResult, quantize_model
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 BATCH_DIM = "batch"
-MODEL_FILE = "model.onnx"
-DEFAULT_OPSET = 17
 # 13 is the first opset with per-axis QuantizeLinear/DequantizeLinear (per-channel int8).
 MIN_OPSET = 13
 # The highest opset the TorchScript-based exporter implements (20 in torch 2.2-2.14).
@@ -104,7 +103,7 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
 # --- export ----------------------------------------------------------------------------------
 
 
-def export_checkpoint(run_dir: str | Path, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
+def export_checkpoint(run_dir: str | Path, out_dir: str | Path, *, opset: int = OPSET,
                       name: str | None = None, checkpoint_hint: str | None = None,
                       recipe_note: dict[str, Any] | None = None) -> ExportResult:
     """RUN_DIR (a training run) -> OUT_DIR/model.onnx + OUT_DIR/manifest.json (no metrics yet).
@@ -126,12 +125,12 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, *, opset: int = 
     proto = check_model(proto, opset)
     smoke = smoke_test(proto, model)
     params = sum(p.numel() for p in model.parameters())
-    with staged_dir(out_dir, stale=PARITY_FILES, last=(manifest_io.FILENAME,)) as stage:
-        staged = atomic_write_bytes(stage / MODEL_FILE, proto.SerializeToString())
+    with manifest_io.staged_model_folder(out_dir) as stage:
+        staged = atomic_write_bytes(stage / manifest_io.MODEL_FILE, proto.SerializeToString())
         manifest = fp32_manifest(staged, name or out_dir.name, config, params, opset, exporter,
                                  run_dir, checkpoint_hint, recipe_note)
         manifest_io.save(stage, manifest)
-    model_path = out_dir / MODEL_FILE
+    model_path = out_dir / manifest_io.MODEL_FILE
     return ExportResult(model_path, out_dir / manifest_io.FILENAME, config["arch"], params, opset, exporter,
                         model_path.stat().st_size, smoke)
 
@@ -275,8 +274,8 @@ def _path_hint(path: Path) -> str:
 class ExportRunResult:
     folders: dict[str, Path]  # "fp32" and, with int8, "int8"
     fp32: ExportResult
-    int8: Any | None  # quantize.QuantizeResult
-    parity: Any | None  # parity.ParityReport
+    int8: QuantizeResult | None
+    parity: ParityReport | None
 
 
 def output_folders(out: str | Path, int8: bool) -> dict[str, Path]:
@@ -292,8 +291,9 @@ def output_folders(out: str | Path, int8: bool) -> dict[str, Path]:
     return folders
 
 
-def export_run(run_dir: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, int8: bool = True,
-               quantize_options: Any = None, parity: bool = True, thresholds: Any = None,
+def export_run(run_dir: str | Path, out: str | Path, *, opset: int = OPSET, int8: bool = True,
+               quantize_options: QuantizeOptions | None = None, parity: bool = True,
+               thresholds: Thresholds | None = None,
                limit: int = 0, data_dir: Any = None, download: bool = True,
                checkpoint_hint: str | None = None, source_note: dict[str, Any] | None = None,
                figures: bool = True) -> ExportRunResult:
@@ -304,24 +304,20 @@ def export_run(run_dir: str | Path, out: str | Path, *, opset: int = DEFAULT_OPS
     the first file is written. Both folders are built aside and moved into place only when
     everything worked, so a failure (or Ctrl-C) leaves no new or half-written folder.
     """
-    from mnist_edge import data
-    from mnist_edge import parity as parity_mod
-    from mnist_edge.checkpoint import load_config
-    from mnist_edge.quantize import default_options
-
     check_opset(opset)
-    thresholds = (thresholds or parity_mod.Thresholds()).validate()
+    thresholds = (thresholds or Thresholds()).validate()
     if limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {limit}")
-    config = load_config(run_dir)
-    options = (quantize_options or default_options(config["arch"])).validate() if int8 else None
+    load_config(run_dir)
+    # None: quantize_model takes the architecture's defaults from the fp32 model's manifest.
+    options = quantize_options.validate() if int8 and quantize_options is not None else None
     folders = output_folders(out, int8)
     for folder in folders.values():
         check_creatable(folder)
     if int8 or parity:
         data.locate(data_dir, download)
     with ExitStack() as stack:
-        staged = {role: stack.enter_context(staged_dir(folder, stale=PARITY_FILES, last=(manifest_io.FILENAME,)))
+        staged = {role: stack.enter_context(manifest_io.staged_model_folder(folder))
                   for role, folder in folders.items()}
         fp32, int8_result = _export_models(run_dir, staged, folders, opset, options, checkpoint_hint,
                                            source_note, data_dir, download)
@@ -336,12 +332,10 @@ def export_run(run_dir: str | Path, out: str | Path, *, opset: int = DEFAULT_OPS
 def _export_models(run_dir: str | Path, staged: dict[str, Path], folders: dict[str, Path], opset: int,
                    options: Any, checkpoint_hint: str | None, source_note: dict[str, Any] | None,
                    data_dir: Any, download: bool) -> tuple[ExportResult, Any]:
-    """The fp32 model into staged["fp32"], the int8 one (when `options`) into staged["int8"]."""
-    from mnist_edge.quantize import quantize_model
-
+    """The fp32 model into staged["fp32"], the int8 one (when asked for) into staged["int8"]."""
     fp32 = export_checkpoint(run_dir, staged["fp32"], opset=opset, name=folders["fp32"].name,
                              checkpoint_hint=checkpoint_hint, recipe_note=source_note)
-    if options is None:
+    if "int8" not in staged:
         return fp32, None
     return fp32, quantize_model(fp32.model_path, staged["int8"], options, name=folders["int8"].name,
                                 data_dir=data_dir, download=download)
@@ -351,20 +345,11 @@ def _parity_into(run_dir: str | Path, staged: dict[str, Path], folders: dict[str
                  limit: int, data_dir: Any, download: bool, checkpoint_hint: str | None,
                  figures: bool) -> Any:
     """Parity of the staged models; the report names the folders they are about to move to."""
-    from mnist_edge import data
-    from mnist_edge import parity as parity_mod
-
-    command = parity_mod.parity_command(checkpoint_hint or run_dir, folders["fp32"], folders.get("int8"),
-                                        limit=limit, thresholds=thresholds)
-    report = parity_mod.run_parity(run_dir, staged["fp32"], staged.get("int8"), thresholds=thresholds,
-                                   limit=limit, data_dir=data_dir, download=download, command=command)
-    report.models = [replace(m, path=str(folders[m.role] / Path(m.path).name)) if m.role in folders else m
-                     for m in report.models]
-    test = data.load_split("test", data_dir, download=False).subset(limit)
-    for role, folder in staged.items():
-        parity_mod.write_report(report, folder, test.images, figure=figures)
-        parity_mod.update_manifest(folder, report, role)
-    return report
+    command = parity_command(checkpoint_hint or run_dir, folders["fp32"], folders.get("int8"),
+                             limit=limit, thresholds=thresholds)
+    return record_parity(run_dir, staged["fp32"], staged.get("int8"), report_dirs=list(staged.values()),
+                         manifests=staged, final_folders=folders, figure=figures, thresholds=thresholds,
+                         limit=limit, data_dir=data_dir, download=download, command=command)
 
 
 def _moved(result: Any, folder: Path) -> Any:

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mnist_edge.config import IMAGE_SIZE as SIZE
 from mnist_edge.data import IdxTooLarge, read_idx
 from mnist_edge.errors import DataError, InputImageError
 from mnist_edge.fileio import atomic_write, ensure_dir
-from mnist_edge.preprocess import MAX_PIXELS, SIZE, to_mnist
+from mnist_edge.preprocess import MAX_PIXELS, to_mnist
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}

@@ -6,15 +6,22 @@ how to feed it, what it was measured to do and with which command.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from mnist_edge.config import LABELS
 from mnist_edge.errors import ManifestError
-from mnist_edge.fileio import atomic_write_json, read_json, sha256_file
+from mnist_edge.fileio import atomic_write_json, read_json, sha256_file, staged_dir
 
 SCHEMA_VERSION = 1
+# The files of an exported model folder: the model, this manifest, and parity's report beside them.
 FILENAME = "manifest.json"
+MODEL_FILE = "model.onnx"
+PARITY_REPORT = "parity.json"
+PARITY_FIGURE = "parity_disagreements.png"
+# What describes a folder's previous model: `export` and `quantize` remove these when they replace it.
+PARITY_FILES = (PARITY_REPORT, PARITY_FIGURE)
 LAYOUTS = ("NCHW", "NHWC", "flat")
 
 # Required keys of each section and the types their values must have.
@@ -209,3 +216,9 @@ def describe_file(model_path: str | Path) -> dict[str, Any]:
     model_path = Path(model_path)
     return {"model": model_path.name, "sha256": sha256_file(model_path),
             "bytes": model_path.stat().st_size}
+
+
+def staged_model_folder(folder: str | Path) -> AbstractContextManager[Path]:
+    """Build an exported model folder aside (`fileio.staged_dir`): the files describing a previous
+    model (parity's) are removed, and the manifest, which names the model's hash, moves in last."""
+    return staged_dir(folder, stale=PARITY_FILES, last=(FILENAME,))

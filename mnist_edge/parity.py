@@ -2,11 +2,13 @@
 
 For each pair of models: the accuracy of each, top-1 agreement (count and the indices that
 disagree), and the max and mean absolute logit difference. Thresholds (defaults below) turn
-the figures into a verdict; when int8 loses more accuracy than allowed, `layer_errors` says
-which layers cause it. Returns dataclasses and writes files; never prints.
+the figures into a verdict; when int8 loses more accuracy than allowed, the per-layer analysis
+(`mnist_edge.layer_analysis`) says which layers cause it. `record_parity` is the one procedure
+that measures, writes parity.json beside the models and records the figures in their manifests.
+Returns dataclasses and writes files; never prints.
 
 ONNX models run through `mnist_edge.runtime.Predictor` (what users run); the PyTorch side
-through `checkpoint.load_for_inference` + `evaluate.torch_logits` (torch imported only then).
+through `checkpoint.checkpoint_logits` (torch imported only then).
 """
 
 from __future__ import annotations
@@ -14,27 +16,24 @@ from __future__ import annotations
 import platform
 import shlex
 import sys
-import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mnist_edge import data, measure
 from mnist_edge import manifest as manifest_io
 from mnist_edge.errors import ConfigError, ModelFileError, ParityError
 from mnist_edge.fileio import atomic_write_json, ensure_dir
+from mnist_edge.layer_analysis import LayerReport, layer_errors
+from mnist_edge.modelfile import is_quantized, locate_model
+from mnist_edge.runtime import Predictor
 
-REPORT_FILE = "parity.json"
-FIGURE_FILE = "parity_disagreements.png"
-# What parity writes beside a model; `export` and `quantize` remove them when they replace the model.
-PARITY_FILES = (REPORT_FILE, FIGURE_FILE)
 MAX_FIGURE_DIGITS = 60
 MAX_LISTED = 1000
-# Images run through the per-layer analysis: every int8/fp32 disagreement plus a sample.
-LAYER_SAMPLE = 256
-TOP_SUSPECTS = 3
 
 
 @dataclass(frozen=True)
@@ -89,43 +88,6 @@ class Breach:
     measured: float
     limit: float
     message: str
-
-
-@dataclass(frozen=True)
-class LayerError:
-    """One layer with weights: signal-to-quantization-noise ratios in dB (higher is better)."""
-
-    tensor: str  # the layer's output (after its Relu, which the quantizer merges into it)
-    node: str  # the layer's node name in the fp32 model: what `quantize --exclude` takes
-    op_type: str
-    vs_fp32_db: float | None  # int8 graph's output vs the fp32 model's (errors accumulated so far)
-    own_qdq_db: float | None  # the fp32 output vs itself quantized with the int8 model's scale
-    weight_db: float | None  # the layer's weight vs its int8 copy
-
-
-@dataclass(frozen=True)
-class KernelCheck:
-    """The int8 model run with onnxruntime's int8 kernels vs the same graph simulated in float.
-
-    A large gap means the kernels do not compute what the quantized graph says: typically
-    16-bit saturation of uint8 x int8 products on x86 CPUs without VNNI.
-    """
-
-    images: int
-    max_abs_logit_diff: float
-    disagreements: int
-    saturation_suspected: bool
-
-
-@dataclass(frozen=True)
-class LayerReport:
-    images: int
-    layers: list[LayerError]
-    suspects: list[str]
-    kernel_check: KernelCheck | None
-    advice: list[str]
-    note: str = ("activations from onnxruntime.quantization.qdq_loss_debug: the int8 graph is "
-                 "simulated in float (quantize/dequantize, then float operators)")
 
 
 @dataclass(frozen=True)
@@ -216,11 +178,7 @@ def _add_sibling(roles: dict[str, Path]) -> None:
 
 
 def _is_int8(path: Path) -> bool:
-    from mnist_edge.bench import is_quantized
-    from mnist_edge.runtime import locate_model
-
-    model_path, manifest = locate_model(path)
-    return is_quantized(model_path, manifest)
+    return is_quantized(*locate_model(path))
 
 
 def folder_of(path: Path) -> Path:
@@ -285,16 +243,6 @@ def _int8_breaches(pair: PairComparison, thresholds: Thresholds) -> list[Breach]
         f"{pair.reference_accuracy:.2%} (limit {thresholds.int8_max_drop_points:.2f})")]
 
 
-def torch_logits_of(run_dir: str | Path, images: np.ndarray) -> tuple[str, np.ndarray]:
-    from mnist_edge.checkpoint import load_for_inference
-    from mnist_edge.evaluate import torch_logits
-
-    model, config = load_for_inference(run_dir)
-    norm = config["normalization"]
-    logits = torch_logits(model, images, norm["scale"], norm["mean"], norm["std"])
-    return f"{config['arch']} (PyTorch)", logits
-
-
 def run_parity(run_dir: str | Path | None, fp32: str | Path | None, int8: str | Path | None, *,
                thresholds: Thresholds = Thresholds(), limit: int = 0, layers: str = "auto",
                data_dir: Any = None, download: bool = True, command: str | None = None,
@@ -304,16 +252,38 @@ def run_parity(run_dir: str | Path | None, fp32: str | Path | None, int8: str | 
     `layers`: "auto" runs the per-layer analysis when int8 breaches its threshold, "always"
     and "never" do what they say.
     """
-    from mnist_edge import data
-    from mnist_edge.runtime import Predictor
+    return _measure(run_dir, fp32, int8, thresholds=thresholds, limit=limit, layers=layers, data_dir=data_dir,
+                    download=download, command=command, threads=threads)[0]
 
-    thresholds.validate()
-    if layers not in ("auto", "always", "never"):
-        raise ConfigError(f"layers must be auto, always or never, got {layers!r}")
-    if limit < 0:
-        raise ConfigError(f"--limit must be >= 0, got {limit}")
-    if sum(x is not None for x in (run_dir, fp32, int8)) < 2:
-        raise ConfigError("parity needs at least two models (a checkpoint, an fp32 and/or an int8 model)")
+
+def record_parity(run_dir: str | Path | None, fp32: str | Path | None, int8: str | Path | None, *,
+                  report_dirs: Sequence[Path], manifests: Mapping[str, Path] | None = None,
+                  final_folders: Mapping[str, Path] | None = None, figure: bool = True,
+                  **options: Any) -> ParityReport:
+    """Parity as `export`, `pipeline` and the `parity` command record it: measure (options as
+    `run_parity`), write parity.json and the figure into each of `report_dirs`, and put the
+    figures into the manifest of each `manifests` folder (role -> folder).
+
+    `final_folders` (role -> folder): where models measured in a staging folder are about to
+    move; the report names those.
+    """
+    report, images = _measure(run_dir, fp32, int8, **options)
+    if final_folders:
+        report.models = [replace(m, path=str(final_folders[m.role] / Path(m.path).name))
+                         if m.role in final_folders else m for m in report.models]
+    for folder in report_dirs:
+        write_report(report, folder, images, figure=figure)
+    for role, folder in (manifests or {}).items():
+        update_manifest(folder, report, role)
+    return report
+
+
+def _measure(run_dir: str | Path | None, fp32: str | Path | None, int8: str | Path | None, *,
+             thresholds: Thresholds = Thresholds(), limit: int = 0, layers: str = "auto", data_dir: Any = None,
+             download: bool = True, command: str | None = None,
+             threads: int | None = None) -> tuple[ParityReport, np.ndarray]:
+    """The report and the test images it was measured on."""
+    _check_request(run_dir, fp32, int8, thresholds, limit, layers)
     # Open everything before the long evaluation, so a bad file fails fast.
     predictors = {role: Predictor.load(path, threads=threads)
                   for role, path in (("fp32", fp32), ("int8", int8)) if path is not None}
@@ -323,36 +293,59 @@ def run_parity(run_dir: str | Path | None, fp32: str | Path | None, int8: str | 
         load_config(run_dir)
     _check_labels(predictors)
     test = data.load_split("test", data_dir, download).subset(limit)
+    models, logits = _evaluate(run_dir, predictors, test)
+    order = [("pytorch", "fp32"), ("fp32", "int8"), ("pytorch", "int8")]
+    pairs = [compare(a, b, logits, test.labels) for a, b in order if a in logits and b in logits]
+    breaches = check(pairs, thresholds)
+    report = ParityReport(
+        images=len(test), data=str(data.locate(data_dir, download=False)), models=models, pairs=pairs,
+        thresholds=thresholds, breaches=breaches, passed=not breaches,
+        command=command or parity_command(run_dir, fp32, int8, limit=limit),
+        environment=environment(), created=datetime.now(UTC).isoformat(timespec="seconds"),
+        disagreements=_disagreements(pairs, logits, test.labels))
+    int8_breach = any(b.check.startswith("int8") for b in breaches)
+    wanted = layers == "always" or (layers == "auto" and int8_breach)
+    if wanted and "int8" in predictors and "fp32" in predictors:
+        disagreements = report.pair("fp32", "int8").disagreements
+        report.layer_report = layer_errors(predictors["fp32"], predictors["int8"], test.images, disagreements)
+    return report, test.images
+
+
+def _check_request(run_dir: Any, fp32: Any, int8: Any, thresholds: Thresholds, limit: int, layers: str) -> None:
+    thresholds.validate()
+    if layers not in ("auto", "always", "never"):
+        raise ConfigError(f"layers must be auto, always or never, got {layers!r}")
+    if limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {limit}")
+    if sum(x is not None for x in (run_dir, fp32, int8)) < 2:
+        raise ConfigError("parity needs at least two models (a checkpoint, an fp32 and/or an int8 model)")
+
+
+def _evaluate(run_dir: str | Path | None, predictors: dict[str, Predictor],
+              test: data.Split) -> tuple[list[ModelScore], dict[str, np.ndarray]]:
+    """Every model's score and logits on the test images, PyTorch first."""
     logits: dict[str, np.ndarray] = {}
     models: list[ModelScore] = []
     if run_dir is not None:
-        name, logits["pytorch"] = torch_logits_of(run_dir, test.images)
-        models.append(_score("pytorch", name, str(run_dir), logits["pytorch"], test.labels))
+        from mnist_edge.checkpoint import checkpoint_logits
+
+        loaded, logits["pytorch"] = checkpoint_logits(run_dir, test.images)
+        models.append(_score("pytorch", loaded.name, str(run_dir), logits["pytorch"], test.labels))
     for role, predictor in predictors.items():
         if predictor.outputs_probabilities:
             raise ParityError("model outputs probabilities, not logits; logit differences need logits",
                               predictor.model_path)
         logits[role] = predictor.logits(test.images)
         models.append(_score(role, predictor.name, str(predictor.model_path), logits[role], test.labels))
-    order = [("pytorch", "fp32"), ("fp32", "int8"), ("pytorch", "int8")]
-    pairs = [compare(a, b, logits, test.labels) for a, b in order if a in logits and b in logits]
-    breaches = check(pairs, thresholds)
+    return models, logits
+
+
+def _disagreements(pairs: list[PairComparison], logits: dict[str, np.ndarray],
+                   labels: np.ndarray) -> list[Disagreement]:
+    """The first MAX_LISTED test images on which any two models disagree, with every prediction."""
     top1 = {role: values.argmax(axis=1) for role, values in logits.items()}
     differ = sorted({i for p in pairs for i in p.disagreements})[:MAX_LISTED]
-    listed = [Disagreement(int(i), int(test.labels[i]), {r: int(t[i]) for r, t in top1.items()})
-              for i in differ]
-    report = ParityReport(
-        images=len(test), data=str(data.locate(data_dir, download=False)), models=models, pairs=pairs,
-        thresholds=thresholds, breaches=breaches, passed=not breaches,
-        command=command or parity_command(run_dir, fp32, int8, limit=limit),
-        environment=environment(), created=datetime.now(UTC).isoformat(timespec="seconds"),
-        disagreements=listed)
-    int8_breach = any(b.check.startswith("int8") for b in breaches)
-    wanted = layers == "always" or (layers == "auto" and int8_breach)
-    if wanted and "int8" in predictors and "fp32" in predictors:
-        disagreements = report.pair("fp32", "int8").disagreements
-        report.layer_report = layer_errors(predictors["fp32"], predictors["int8"], test.images, disagreements)
-    return report
+    return [Disagreement(int(i), int(labels[i]), {r: int(t[i]) for r, t in top1.items()}) for i in differ]
 
 
 def _check_labels(predictors: dict[str, Any]) -> None:
@@ -383,174 +376,14 @@ def parity_command(run_dir: Any, fp32: Any, int8: Any, *, limit: int = 0,
 
 
 def environment() -> dict[str, str]:
-    import onnxruntime
-
-    env = {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
-           "python": platform.python_version(), "machine": platform.machine(), "cpu": _cpu_model()}
+    """The software and CPU the figures were measured with (the bench fingerprint's fields)."""
+    env = measure.environment()
+    found = {"onnxruntime": env.onnxruntime, "numpy": env.numpy, "python": env.python,
+             "machine": platform.machine(), "cpu": env.cpu_model}
     torch = sys.modules.get("torch")  # only when a PyTorch model was compared
     if torch is not None:
-        env["torch"] = torch.__version__
-    return env
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-# --- which layers lose accuracy -------------------------------------------------------------------
-
-
-def layer_errors(fp32: Any, int8: Any, images: np.ndarray, disagreements: list[int],
-                 sample: int = LAYER_SAMPLE, seed: int = 0) -> LayerReport:
-    """Per-layer error between the fp32 and the int8 model (both `Predictor`s) on the images
-    where they disagree plus a seeded sample, and the kernel check."""
-    rng = np.random.default_rng(seed)
-    extra = rng.choice(len(images), size=min(sample, len(images)), replace=False)
-    chosen = np.unique(np.concatenate([np.asarray(disagreements, dtype=np.int64), extra]))
-    x = fp32.prepare(images[chosen])
-    kernel = kernel_check(int8, images[chosen])
-    advice = []
-    if kernel.saturation_suspected:
-        advice.append("the int8 kernels diverge from the quantized graph (16-bit saturation of "
-                      "uint8 x int8 products on CPUs without VNNI): quantize with --reduce-range "
-                      "or --weight-type uint8")
-    if not _is_qdq(int8.model_path):
-        return LayerReport(len(chosen), [], [], kernel,
-                           advice + ["per-layer errors need a QDQ model (quantize --format qdq)"])
-    layers = _qdq_layer_errors(fp32.model_path, int8.model_path, fp32.input_name, x)
-    suspects = rank_suspects(layers)
-    if suspects:
-        advice.append("largest quantization error first: try `mnist-edge quantize ... --exclude "
-                      + " --exclude ".join(shlex.quote(s) for s in suspects[:2]) + "`")
-    return LayerReport(len(chosen), layers, suspects, kernel, advice)
-
-
-def rank_suspects(layers: list[LayerError]) -> list[str]:
-    """The nodes with the largest quantization error first: the lower of each layer's own-output
-    and weight SQNR ranks it (0 dB, the worst possible, is a real figure, not a missing one)."""
-    def worst(e: LayerError) -> float:
-        return min((db for db in (e.own_qdq_db, e.weight_db) if db is not None), default=np.inf)
-
-    return list(dict.fromkeys(e.node for e in sorted(layers, key=worst)))[:TOP_SUSPECTS]
-
-
-def kernel_check(int8: Any, images: np.ndarray) -> KernelCheck:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    simulated = ort.InferenceSession(str(int8.model_path), options, providers=["CPUExecutionProvider"])
-    x = int8.prepare(images)
-    (reference,) = simulated.run([int8.output_name], {int8.input_name: x})
-    kernels = int8.logits(images)
-    diff = np.abs(kernels - reference)
-    differ = int((kernels.argmax(axis=1) != reference.argmax(axis=1)).sum())
-    spread = float(np.abs(reference).max(initial=1.0))
-    # Rounding differences between the fused kernels and the simulation stay within a few
-    # quantization steps; saturation moves logits by a sizeable fraction of their range.
-    suspected = float(diff.max(initial=0.0)) > 0.05 * spread or differ > max(1, len(images) // 500)
-    return KernelCheck(len(images), float(diff.max(initial=0.0)), differ, suspected)
-
-
-def _is_qdq(model_path: Path) -> bool:
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    ops = {n.op_type for n in model.graph.node}
-    return "DequantizeLinear" in ops and not ops & {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger",
-                                                  "MatMulInteger"}
-
-
-def _qdq_layer_errors(fp32_path: Path, int8_path: Path, input_name: str, x: np.ndarray) -> list[LayerError]:
-    """One row per layer with weights (Conv, Gemm, MatMul), in graph order.
-
-    A layer's output is taken after its activation (Relu/Clip), which the QDQ quantizer merges
-    into the layer: that is the tensor the int8 model quantizes.
-    """
-    import onnx
-    from onnxruntime.quantization import qdq_loss_debug as debug
-
-    class Reader(debug.CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = [x[i : i + 64] for i in range(0, len(x), 64)]
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return {input_name: self.batches.pop(0)} if self.batches else None
-
-    with tempfile.TemporaryDirectory(prefix="mnist-edge-parity-") as tmp:
-        fp32_aug, int8_aug = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        try:
-            debug.modify_model_output_intermediate_tensors(str(fp32_path), str(fp32_aug))
-            debug.modify_model_output_intermediate_tensors(str(int8_path), str(int8_aug))
-            float_acts = debug.collect_activations(str(fp32_aug), Reader())
-            int8_acts = debug.collect_activations(str(int8_aug), Reader())
-            matched = debug.create_activation_matching(int8_acts, float_acts)
-            weights = debug.compute_weight_error(debug.create_weight_matching(str(fp32_path), str(int8_path)))
-        except Exception as exc:  # noqa: BLE001 - the debugging helpers raise many kinds
-            reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            raise ParityError(f"per-layer analysis failed: {reason}", int8_path) from None
-    graph = onnx.load(str(fp32_path), load_external_data=False).graph
-    qparams = _activation_qparams(onnx.load(str(int8_path), load_external_data=False))
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    snr = debug.compute_signal_to_quantization_noice_ratio
-    layers = []
-    for node in graph.node:
-        weight = next((w for w in node.input[1:2] if w in weights), None)
-        if weight is None:
-            continue
-        out = node.output[0]
-        after = consumers.get(out, [])
-        if len(after) == 1 and after[0].op_type in ("Relu", "Clip"):
-            out = after[0].output[0]
-        reference = float_acts.get(out)
-        if reference is None:
-            continue
-        quantized = matched.get(out, {}).get("post_qdq") or int8_acts.get(out)
-        own = None
-        if out in qparams:
-            scale, zero_point = qparams[out]
-            own = snr(reference, [_fake_quantize(r, scale, zero_point) for r in reference])
-        layers.append(LayerError(
-            out, node.name, node.op_type, _db(snr(reference, quantized)) if quantized else None,
-            _db(own), _db(weights[weight])))
-    return layers
-
-
-def _activation_qparams(int8_model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Float tensor name -> (scale, zero point) of its QuantizeLinear in the int8 model."""
-    from onnx import numpy_helper
-
-    init = {i.name: numpy_helper.to_array(i) for i in int8_model.graph.initializer}
-    suffix = "_QuantizeLinear_Input"
-    found = {}
-    for node in int8_model.graph.node:
-        if node.op_type == "QuantizeLinear" and len(node.input) == 3 and node.input[1] in init:
-            name = node.input[0].removesuffix(suffix)
-            found.setdefault(name, (init[node.input[1]], init[node.input[2]]))
+        found["torch"] = torch.__version__
     return found
-
-
-def _fake_quantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
-    """ONNX QuantizeLinear then DequantizeLinear (round half to even, saturate)."""
-    info = np.iinfo(zero_point.dtype)
-    q = np.clip(np.rint(x / scale) + zero_point.astype(np.int32), info.min, info.max)
-    return ((q - zero_point.astype(np.int32)) * scale).astype(np.float32)
-
-
-def _db(value: float | None) -> float | None:
-    if value is None:
-        return None
-    return round(float(value), 2) if np.isfinite(value) else 999.0
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -562,9 +395,9 @@ def write_report(report: ParityReport, out_dir: str | Path, images: np.ndarray,
     out = ensure_dir(out_dir)
     paths: dict[str, Path] = {}
     if figure:
-        paths["figure"] = disagreement_figure(report, images, out / FIGURE_FILE)
-    report.files = {kind: path.name for kind, path in paths.items()} | {"report": REPORT_FILE}
-    paths["report"] = atomic_write_json(out / REPORT_FILE, report.to_dict())
+        paths["figure"] = disagreement_figure(report, images, out / manifest_io.PARITY_FIGURE)
+    report.files = {kind: path.name for kind, path in paths.items()} | {"report": manifest_io.PARITY_REPORT}
+    paths["report"] = atomic_write_json(out / manifest_io.PARITY_REPORT, report.to_dict())
     return paths
 
 
@@ -617,7 +450,7 @@ def metrics_for(report: ParityReport, role: str) -> dict[str, Any]:
     metrics.update({
         "parity_passed": report.passed, "measured_with": report.command,
         "measured": report.created, "onnxruntime": report.environment.get("onnxruntime"),
-        "cpu": report.environment.get("cpu"), "report": REPORT_FILE,
+        "cpu": report.environment.get("cpu"), "report": manifest_io.PARITY_REPORT,
     })
     return metrics
 

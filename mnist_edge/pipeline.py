@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from mnist_edge import data
-from mnist_edge.config import DEVICES, Recipe
+from mnist_edge.benchmark.job import parse_threads
+from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_THREADS, DEVICES, OPSET, PIPELINE_BENCH_SECONDS, Recipe
 from mnist_edge.errors import CheckpointError, ConfigError, DataError, MnistEdgeError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, ensure_dir, read_json, sha256_file
+from mnist_edge.manifest import PARITY_REPORT
+from mnist_edge.units import format_us
 
 STEPS = ("data", "train", "eval", "export", "quantize", "parity", "bench", "report")
 RECORD = "pipeline.json"
@@ -61,10 +64,10 @@ class PipelineOptions:
     download: bool = True
     resume: bool = False
     force: bool = False
-    opset: int = 17
-    bench_seconds: float = 1.0
-    batch_sizes: str = "1,8,64,256"
-    threads: str = "1,N"
+    opset: int = OPSET
+    bench_seconds: float = PIPELINE_BENCH_SECONDS
+    batch_sizes: tuple[int, ...] = BENCH_BATCH_SIZES
+    threads: tuple[int, ...] | None = None  # None: one thread, then every usable core
     torch_baseline: bool = True
     # Stop the pipeline when parity thresholds are breached; a sweep records the verdict instead.
     parity_gate: bool = True
@@ -283,10 +286,15 @@ def _fingerprint(step: str, options: PipelineOptions, paths: Paths) -> str:
         "export": (weights, options.opset),
         "quantize": (fp32, mnist),  # calibrated on training images
         "parity": (weights, fp32, int8, mnist),  # measured on the test images
-        "bench": (fp32, int8, options.bench_seconds, options.batch_sizes, options.threads),
+        "bench": (fp32, int8, options.bench_seconds, options.batch_sizes, _bench_threads(options)),
         "report": (time.time(),),  # always rebuilt: it is cheap and reflects every other step
     }[step]
     return _hash(step, *inputs)
+
+
+def _bench_threads(options: PipelineOptions) -> tuple[int, ...]:
+    # Resolved here, so that a run moved to a machine with other cores measures again.
+    return options.threads if options.threads is not None else parse_threads(BENCH_THREADS)
 
 
 def _data_checksums(options: PipelineOptions) -> dict[str, str] | None:
@@ -322,7 +330,7 @@ def _cached_sha256(path: Path) -> str:
 
 
 def _step_data(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
-    from mnist_edge.data_figures import write_overview
+    from mnist_edge.plots import write_overview
 
     stats = data.stats(options.data_dir, options.download)
     atomic_write_json(ensure_dir(paths.data) / "stats.json", asdict(stats))
@@ -361,7 +369,7 @@ def _trained_on(config_path: Path) -> dict[str, str] | None:
 
 
 def _step_eval(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
-    from mnist_edge.evaluation_jobs import evaluate_any
+    from mnist_edge.evaluate import evaluate_any
 
     report, _ = evaluate_any(paths.checkpoint, data_dir=options.data_dir, download=options.download)
     state.summary["eval"] = {"test_accuracy": report.accuracy}
@@ -378,10 +386,10 @@ def _step_export(options: PipelineOptions, paths: Paths, state: PipelineState, h
 
 
 def _step_quantize(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
-    from mnist_edge.quantize import default_options, quantize_model
+    from mnist_edge.quantize import quantize_model
 
-    quant = default_options(options.recipe.arch)
-    result = quantize_model(paths.fp32 / "model.onnx", paths.int8, quant, name=f"{options.recipe.arch}-int8",
+    # The architecture's defaults, taken from the fp32 model's manifest.
+    result = quantize_model(paths.fp32, paths.int8, name=f"{options.recipe.arch}-int8",
                             data_dir=options.data_dir, download=options.download)
     state.summary["quantize"] = {"bytes": result.int8_bytes, "size_ratio": result.size_ratio,
                                  "method": result.options.get("method")}
@@ -391,32 +399,29 @@ def _step_quantize(options: PipelineOptions, paths: Paths, state: PipelineState,
 def _step_parity(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
     from mnist_edge import parity
 
-    report = parity.run_parity(paths.checkpoint, paths.fp32, paths.int8, data_dir=options.data_dir,
-                               download=options.download)
-    test = data.load_split("test", options.data_dir, download=False)
-    parity.write_report(report, paths.parity, test.images)
-    for role, folder in (("fp32", paths.fp32), ("int8", paths.int8)):
-        parity.update_manifest(folder, report, role)
+    report = parity.record_parity(paths.checkpoint, paths.fp32, paths.int8, report_dirs=[paths.parity],
+                                  manifests={"fp32": paths.fp32, "int8": paths.int8},
+                                  data_dir=options.data_dir, download=options.download)
     scores = {m.role: m.accuracy for m in report.models}
     state.summary["parity"] = {"accuracy": scores, "passed": report.passed}
     if not report.passed and options.parity_gate:
         broken = "; ".join(f"{b.check}: {b.message}" for b in report.breaches)
-        raise PipelineStepError(f"parity thresholds breached ({broken}); see {paths.parity / parity.REPORT_FILE}")
+        raise PipelineStepError(f"parity thresholds breached ({broken}); see {paths.parity / PARITY_REPORT}")
     verdict = "thresholds met" if report.passed else "thresholds BREACHED"
     return ", ".join(f"{role} {acc:.2%}" for role, acc in scores.items()) + f", {verdict}"
 
 
 def _step_bench(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
-    from mnist_edge.benchmark import BenchRequest, parse_batch_sizes, parse_threads, run_benchmark
+    from mnist_edge.benchmark import BenchRequest, run_benchmark
 
-    request = BenchRequest(models=(paths.fp32, paths.int8), batch_sizes=parse_batch_sizes(options.batch_sizes),
-                           threads=parse_threads(options.threads), seconds=options.bench_seconds,
+    request = BenchRequest(models=(paths.fp32, paths.int8), batch_sizes=options.batch_sizes,
+                           threads=_bench_threads(options), seconds=options.bench_seconds,
                            out=paths.bench, torch_checkpoint=paths.checkpoint if options.torch_baseline else None,
                            no_torch=not options.torch_baseline)
     report = run_benchmark(request, on_model=hooks.get("bench_model")).report
     p50 = {m.name: m.latency.p50_us for m in report.models}
     state.summary["bench"] = {"p50_us": p50, "threads": report.settings.threads[0]}
-    return ", ".join(f"{name} p50 {us:.1f} µs" for name, us in p50.items())
+    return ", ".join(f"{name} p50 {format_us(us)}" for name, us in p50.items())
 
 
 def _step_report(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:

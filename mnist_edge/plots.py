@@ -1,4 +1,4 @@
-"""Matplotlib figures saved to PNG files: data samples, training curves, confusion, benchmarks.
+"""Matplotlib figures saved to PNG files: data overview, training curves, confusion, benchmarks.
 
 Every function draws one figure, writes it atomically to `path` and returns that path. Nothing
 here prints. Matplotlib is imported by this module alone, with the non-interactive Agg backend,
@@ -22,7 +22,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter  # noqa: E402
 
-from mnist_edge.fileio import atomic_write  # noqa: E402
+from mnist_edge.data import load_split  # noqa: E402
+from mnist_edge.fileio import atomic_write, ensure_dir  # noqa: E402
+from mnist_edge.units import format_bytes  # noqa: E402
 
 DPI = 120
 _UNIT = 0.032  # inches per image pixel in tile grids: a 28x28 digit is 0.9 inch wide
@@ -117,12 +119,6 @@ def _thousands(ax: Axes, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(formatter)
 
 
-def _human_bytes(n: float) -> str:
-    units = ("B", "KB", "MB", "GB")
-    power = 0 if n < 1024 else min(int(np.log(n) / np.log(1024)), len(units) - 1)
-    return f"{n:.0f} B" if power == 0 else f"{n / 1024**power:.1f} {units[power]}"
-
-
 def _palette(n: int) -> list[Any]:
     cmap = plt.get_cmap("tab10")
     return [cmap(i % 10) for i in range(n)]
@@ -155,6 +151,24 @@ def digit_grid(
         titles.append(f"{label}\npred {pred}{conf}")
         colors.append("black" if pred == label else WRONG_COLOR)
     return tile_grid(list(images[:n]), titles, colors, path, title, columns)
+
+
+def write_overview(out: str | Path, data_dir: Any = None, download: bool = True, *, count: int = 100,
+                   seed: int = 0) -> list[Path]:
+    """The data overview: samples.png, class_counts.png, class_means.png and pixel_histogram.png
+    in `out`, created only once the data is there (a failed command leaves no empty folder)."""
+    train = load_split("train", data_dir, download)
+    test = load_split("test", data_dir, download=False)
+    out = ensure_dir(out)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(train), size=count, replace=False))
+    return [
+        digit_grid(train.images[chosen], train.labels[chosen], out / "samples.png",
+                   title=f"{count} random training digits (seed {seed})", max_images=count),
+        class_counts(np.bincount(train.labels, minlength=10), np.bincount(test.labels, minlength=10),
+                     out / "class_counts.png"),
+        class_means(train.images, train.labels, out / "class_means.png"),
+        pixel_histogram(train.images, out / "pixel_histogram.png"),
+    ]
 
 
 def class_counts(train_counts: Sequence[int], test_counts: Sequence[int], path: str | Path) -> Path:
@@ -408,7 +422,7 @@ def pareto_front(points: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         for p, x, y, s, dy in zip(points, latency, accuracy, area, _label_offsets(latency, accuracy),
                                   strict=True):
             # `s` is the marker area in points², so its radius is sqrt(s) / 2 points.
-            ax.annotate(f"{p['name']}\n{_human_bytes(p['size_bytes'])}", (x, y),
+            ax.annotate(f"{p['name']}\n{format_bytes(p['size_bytes'])}", (x, y),
                         textcoords="offset points", xytext=(np.sqrt(s) / 2 + 4, dy),
                         va="center", fontsize=8)
         _log_if_wide(ax, latency, axis="x", ratio=10.0)

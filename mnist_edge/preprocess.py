@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mnist_edge.errors import InputImageError
+from mnist_edge.config import IMAGE_SIZE as SIZE
+from mnist_edge.errors import InputImageError, first_line
 
-SIZE = 28  # the MNIST field
 BOX = 20  # the digit is fitted into BOX x BOX inside the field
 # Refuse images with more pixels than this before decoding anything: a 100 kB PNG can declare
 # 100,000 x 100,000 pixels (a decompression bomb). 50 MP covers phone cameras.
@@ -111,7 +111,7 @@ def _decode_error_reason(exc: BaseException) -> str:
         return "cannot read (permission denied)"
     if isinstance(exc, OSError) and exc.errno is not None:
         return f"cannot read ({exc.strerror or exc})"
-    return f"truncated or corrupt image ({_first_line(exc)})"
+    return f"truncated or corrupt image ({first_line(exc)})"
 
 
 def check_size(image: Image.Image, max_pixels: int = MAX_PIXELS) -> None:
@@ -276,6 +276,3 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
     return field
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

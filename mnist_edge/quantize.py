@@ -24,11 +24,10 @@ import numpy as np
 
 from mnist_edge import manifest as manifest_io
 from mnist_edge.config import LABELS, Normalization
-from mnist_edge.errors import ConfigError, ModelFileError
-from mnist_edge.fileio import atomic_write_bytes, check_creatable, read_json, sha256_file, staged_dir
-from mnist_edge.parity import PARITY_FILES
+from mnist_edge.errors import ConfigError, ModelFileError, first_line
+from mnist_edge.fileio import atomic_write_bytes, check_creatable, sha256_file
+from mnist_edge.modelfile import check_model_file, locate_model
 
-MODEL_FILE = "model.onnx"
 MODES = ("static", "dynamic")
 FORMATS = ("auto", "qdq", "qoperator")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
@@ -239,8 +238,6 @@ def load_model(path: str | Path) -> Any:
     import onnx
     from google.protobuf.message import DecodeError
 
-    from mnist_edge.runtime import check_model_file
-
     path = check_model_file(Path(path))
     try:
         model = onnx.load(str(path))
@@ -260,22 +257,34 @@ def node_names(model: Any) -> list[str]:
     return [node.name for node in model.graph.node]
 
 
-def quantize_model(model_path: str | Path, out_dir: str | Path, options: QuantizeOptions, *,
-                   name: str | None = None, data_dir: Any = None, download: bool = True) -> QuantizeResult:
-    """MODEL.onnx -> OUT_DIR/model.onnx (int8) + OUT_DIR/manifest.json (metrics left empty).
+def arch_of(manifest: dict[str, Any] | None) -> str | None:
+    """The architecture an exported model's manifest names (None for a foreign model)."""
+    arch = ((manifest or {}).get("source") or {}).get("arch")
+    return arch if isinstance(arch, str) else None
 
+
+def quantize_model(model: str | Path, out_dir: str | Path, options: QuantizeOptions | None = None, *,
+                   overrides: dict[str, Any] | None = None, name: str | None = None, data_dir: Any = None,
+                   download: bool = True) -> QuantizeResult:
+    """MODEL (an .onnx file or exported folder) -> OUT_DIR/model.onnx (int8) + OUT_DIR/manifest.json
+    (metrics left empty).
+
+    Without `options`, the options are the model's architecture's best (read from its manifest)
+    with `overrides` laid over them: the one place the per-architecture defaults are resolved.
     OUT_DIR is built aside and moved into place only once both files are complete: a failure
     leaves no new folder, and an old parity report beside an earlier model is removed.
     """
-    options.validate()
-    model_path, out_dir = Path(model_path), Path(out_dir)
+    if options is None:
+        default_options(None, **(overrides or {}))  # bad options fail before any file is opened
+    model_path, source_manifest = locate_model(model)
+    options = (options or default_options(arch_of(source_manifest), **(overrides or {}))).validate()
+    out_dir = Path(out_dir)
     model = load_model(model_path)
     missing = [n for n in options.exclude if n not in set(node_names(model))]
     if missing:
         raise ConfigError(f"--exclude: no node named {', '.join(map(repr, missing))} in {model_path}; "
                           f"nodes: {', '.join(node_names(model))}")
     check_creatable(out_dir)
-    source_manifest = _manifest_beside(model_path)
     spec = _input_spec(model, source_manifest)
     images = (calibration_images(options.calib_images, options.seed, data_dir, download)
               if options.mode == "static" else None)
@@ -285,12 +294,12 @@ def quantize_model(model_path: str | Path, out_dir: str | Path, options: Quantiz
         quantized = _quantize(model_path, Path(tmp), options, spec, images)
         data = quantized.read_bytes()
     checked = _check(data, model_path)
-    with staged_dir(out_dir, stale=PARITY_FILES, last=(manifest_io.FILENAME,)) as stage:
-        staged = atomic_write_bytes(stage / MODEL_FILE, data)
+    with manifest_io.staged_model_folder(out_dir) as stage:
+        staged = atomic_write_bytes(stage / manifest_io.MODEL_FILE, data)
         manifest = int8_manifest(staged, name or out_dir.name, model, sha256_file(model_path), source_manifest,
                                  spec, options, checked)
         manifest_io.save(stage, manifest)
-    out_path = out_dir / MODEL_FILE
+    out_path = out_dir / manifest_io.MODEL_FILE
     return QuantizeResult(out_path, out_dir / manifest_io.FILENAME, options.describe(),
                           model_path.stat().st_size, out_path.stat().st_size)
 
@@ -333,7 +342,7 @@ def _quantize(model_path: Path, tmp: Path, options: QuantizeOptions, spec: _Spec
         try:
             quant_pre_process(str(model_path), str(source), skip_symbolic_shape=False)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises many kinds here
-            raise ModelFileError(f"quantization pre-processing failed: {_first_line(exc)}",
+            raise ModelFileError(f"quantization pre-processing failed: {first_line(exc)}",
                                  model_path) from None
     output = tmp / "int8.onnx"
     types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -360,7 +369,7 @@ def _quantize(model_path: Path, tmp: Path, options: QuantizeOptions, spec: _Spec
                 activation_type=types[options.activation_type], calibrate_method=methods[options.calibration],
                 extra_options=extra, calibration_cache_path=cache, **common)
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"quantization failed: {_first_line(exc)}", model_path) from None
+        raise ModelFileError(f"quantization failed: {first_line(exc)}", model_path) from None
     if options.float_logits and options.mode == "static" and options.resolved_format == "qdq":
         import onnx
 
@@ -433,27 +442,12 @@ def _check(data: bytes, model_path: Path) -> Any:
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ModelFileError(f"quantized model fails the ONNX checker: {_first_line(exc)}",
+        raise ModelFileError(f"quantized model fails the ONNX checker: {first_line(exc)}",
                              model_path) from None
     return model
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
 # --- manifest ----------------------------------------------------------------------------------
-
-
-def _manifest_beside(model_path: Path) -> dict[str, Any] | None:
-    candidate = model_path.parent / manifest_io.FILENAME
-    if not candidate.is_file():
-        return None
-    raw = read_json(candidate, ConfigError)
-    if not isinstance(raw, dict) or (raw.get("files") or {}).get("model") != model_path.name:
-        return None
-    return manifest_io.load(model_path.parent)
 
 
 def int8_manifest(model_path: Path, name: str, fp32: Any, fp32_sha256: str,

@@ -29,11 +29,11 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from mnist_edge import manifest as manifest_io
+from mnist_edge.config import IMAGE_SIZE as SIZE
 from mnist_edge.config import LABELS, Normalization
-from mnist_edge.errors import ConfigError, InputImageError, ManifestError, ModelFileError
-from mnist_edge.fileio import read_json
+from mnist_edge.errors import ConfigError, InputImageError, ManifestError, ModelFileError, first_line
+from mnist_edge.modelfile import locate_model
 
-SIZE = 28
 PIXELS = SIZE * SIZE
 # Arrays bigger than this are fed in chunks: memory stays bounded and onnxruntime's
 # throughput is already flat at this batch size for digit-sized models.
@@ -189,7 +189,7 @@ class Predictor:
         try:
             (out,) = self.session.run([self.output_name], {self.spec.name: x})
         except _ORT_ERRORS as exc:
-            raise ModelFileError(f"inference failed: {_first_line(exc)}", self.model_path) from None
+            raise ModelFileError(f"inference failed: {first_line(exc)}", self.model_path) from None
         out = np.asarray(out)
         if out.ndim < 2 or out.size != len(x) * len(self.labels):
             raise ModelFileError(
@@ -207,45 +207,6 @@ class Predictor:
 
 
 # --- finding and opening the model file ---------------------------------------------------
-
-
-def locate_model(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
-    """A folder (manifest.json, else its only .onnx file) or a file -> (model file, manifest)."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / manifest_io.FILENAME).is_file():
-            manifest = manifest_io.load(path)
-            return path / manifest["files"]["model"], manifest
-        candidates = sorted(path.glob("*.onnx"))
-        if len(candidates) != 1:
-            raise ModelFileError(
-                f"folder has no {manifest_io.FILENAME} and {len(candidates)} .onnx files; "
-                "name the model file", path)
-        path = candidates[0]
-    return check_model_file(path), _manifest_beside(path)
-
-
-def check_model_file(path: Path) -> Path:
-    """The checks every model reader needs first: the file exists, is a file, is not empty."""
-    if not path.exists():
-        raise ModelFileError("model file not found", path)
-    if not path.is_file():
-        raise ModelFileError("not a regular file", path)
-    if path.stat().st_size == 0:
-        raise ModelFileError("empty file (0 bytes), not an ONNX model", path)
-    return path
-
-
-def _manifest_beside(model_path: Path) -> dict[str, Any] | None:
-    """The manifest of the folder holding `model_path`, when that manifest names this file."""
-    candidate = model_path.parent / manifest_io.FILENAME
-    if not candidate.is_file():
-        return None
-    try:
-        named = read_json(candidate, ManifestError).get("files", {}).get("model")
-    except (ManifestError, AttributeError):
-        return None
-    return manifest_io.load(model_path.parent) if named == model_path.name else None
 
 
 def session_options(threads: int | None = None, profile_prefix: str | None = None) -> ort.SessionOptions:
@@ -320,13 +281,8 @@ def _unsupported_operator(text: str) -> str | None:
 
 def _after_colon(text: str) -> str:
     # "[ONNXRuntimeError] : 1 : FAIL : Load model from x failed:reason" -> "reason"
-    line = _first_line(text)
+    line = first_line(text)
     return line.rsplit("failed:", 1)[-1].split(" : ")[-1].strip()
-
-
-def _first_line(exc: BaseException | str) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 # --- what the model expects ----------------------------------------------------------------

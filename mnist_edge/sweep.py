@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnist_edge.config import DEVICES, PRESETS, Recipe, preset
+from mnist_edge.config import DEVICES, PIPELINE_BENCH_SECONDS, PRESETS, Recipe, preset
 from mnist_edge.errors import ConfigError, MnistEdgeError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, atomic_write_text, ensure_dir, read_json
+from mnist_edge.units import format_bytes, format_us
 
 if TYPE_CHECKING:
     from mnist_edge.pipeline import PipelineOptions
@@ -153,7 +154,7 @@ def load_config(path: str | Path) -> SweepConfig:
     if not located:
         raise ConfigError("no runs: add [[run]] tables or a [grid]", path)
     _check_unique(source, located)
-    return SweepConfig(path, str(head.get("name", path.stem)), float(head.get("bench_seconds", 1.0)),
+    return SweepConfig(path, str(head.get("name", path.stem)), float(head.get("bench_seconds", PIPELINE_BENCH_SECONDS)),
                        head.get("device", "auto"), tuple(spec for spec, _ in located))
 
 
@@ -162,7 +163,7 @@ def _sweep_table(source: _Source, head: dict[str, Any]) -> dict[str, Any]:
     for key in head:
         if key not in _SWEEP_KEYS:
             raise source.fail(key, f"unknown [sweep] key; expected one of {', '.join(sorted(_SWEEP_KEYS))}", where)
-    seconds = head.get("bench_seconds", 1.0)
+    seconds = head.get("bench_seconds", PIPELINE_BENCH_SECONDS)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
         raise source.fail("bench_seconds", "must be a positive number", where)
     if head.get("device", "auto") not in DEVICES:
@@ -259,7 +260,7 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
         again = resume and not _recipe_changed(out / spec.name, spec.recipe)
         options = PipelineOptions(recipe=spec.recipe, out=out / spec.name, device=config.device,
                                   data_dir=data_dir, download=download, resume=again, force=not again,
-                                  bench_seconds=config.bench_seconds, batch_sizes="1", threads="1",
+                                  bench_seconds=config.bench_seconds, batch_sizes=(1,), threads=(1,),
                                   torch_baseline=False, parity_gate=False, steps=SWEEP_STEPS)
         try:
             result = _run_one(spec, options, hooks)
@@ -381,7 +382,7 @@ def markdown_table(results: list[RunResult]) -> str:
             lines.append(f"| {r.name} | {r.arch} | failed: {r.message} ||||||||| |")
             continue
         lines.append(f"| {r.name} | {r.arch} | {r.params:,} | {r.int8_accuracy:.2%} | {r.fp32_accuracy:.2%} | "
-                     f"{r.torch_accuracy:.2%} | {r.int8_bytes / 1024:.1f} KiB | {r.latency_us:.1f} µs | "
+                     f"{r.torch_accuracy:.2%} | {format_bytes(r.int8_bytes)} | {format_us(r.latency_us)} | "
                      f"{r.train_seconds} | {'pass' if r.parity_passed else 'FAIL'} | "
                      f"{'★' if r.name in front else ''} |")
     return "\n".join(lines) + "\n"

@@ -21,8 +21,9 @@ import torch
 from mnist_edge import data
 from mnist_edge.checkpoint import load_for_inference
 from mnist_edge.config import preset
-from mnist_edge.evaluate import evaluate_probabilities, softmax, torch_logits
+from mnist_edge.evaluate import evaluate_probabilities, torch_logits
 from mnist_edge.fileio import atomic_write_json
+from mnist_edge.runtime import softmax
 from mnist_edge.train import pick_device, train
 
 

@@ -1,4 +1,5 @@
-"""Measurement functions of `mnist_edge.bench`, kept to fractions of a second each."""
+"""Measurement functions of `mnist_edge.measure` and what `mnist_edge.benchmark` concludes from
+them, kept to fractions of a second each."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_edge import bench
+from mnist_edge import benchmark, measure
 from mnist_edge.errors import ConfigError
+from mnist_edge.modelfile import external_data_files, model_bytes
 from mnist_edge.runtime import create_session
 from tests.onnx_models import write_zoo
 
@@ -28,40 +30,40 @@ def zoo(tmp_path_factory, mnist_dir) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
-    return bench.sample_images(16)[0]
+    return measure.sample_images(16)[0]
 
 
 @pytest.fixture(scope="module")
-def fp32_result(zoo, images) -> bench.ModelResult:
-    return bench.bench_onnx(zoo["exported"], images=images, batch_sizes=[1, 4], threads=[1, 2], **FAST)
+def fp32_result(zoo, images) -> measure.ModelResult:
+    return measure.bench_onnx(zoo["exported"], images=images, batch_sizes=[1, 4], threads=[1, 2], **FAST)
 
 
 def test_environment_fingerprint_lists_cpu_cores_and_int8_flags():
-    env = bench.environment()
+    env = measure.environment()
     assert env.cpu_model and env.logical_cores >= 1 and env.usable_cores >= 1
-    assert set(bench.ISA_FLAGS) <= set(env.isa)
-    assert env.int8_dot_product == any(env.isa[f] for f in bench.INT8_DOT_FLAGS)
+    assert set(measure.ISA_FLAGS) <= set(env.isa)
+    assert env.int8_dot_product == any(env.isa[f] for f in measure.INT8_DOT_FLAGS)
     assert env.onnxruntime and "CPUExecutionProvider" in env.providers_available
     json.dumps(asdict(env))
 
 
 def test_latency_statistics_and_their_warnings():
     samples = np.concatenate([np.full(990, 100.0), np.full(10, 1000.0)])
-    stats = bench.latency_stats(samples, batch_size=1, threads=1, warmup_runs=10, steady=True)
+    stats = measure.latency_stats(samples, batch_size=1, threads=1, warmup_runs=10, steady=True)
     assert stats.p50_us == 100.0 and stats.p999_us > 900
     assert stats.mean_us == pytest.approx(109.0)
     assert stats.cv == pytest.approx(stats.std_us / stats.mean_us)
     assert any("CV" in w for w in stats.warnings)
     assert not any("runs" in w for w in stats.warnings)  # 1,000 runs are enough for p99
     assert len(stats.quantiles_us) == 201 and stats.quantiles_us[0] == 100.0
-    quiet = bench.latency_stats(np.full(200, 50.0), 1, 1, 10, steady=False)
+    quiet = measure.latency_stats(np.full(200, 50.0), 1, 1, 10, steady=False)
     assert quiet.cv == 0.0
     assert any("only 200 runs: p99" in w for w in quiet.warnings)
     assert any("still changing" in w for w in quiet.warnings)
 
 
 def test_warm_up_stops_once_latency_is_steady():
-    runs, steady, median = bench.warm_up(lambda: time.sleep(0.0005), max_seconds=2.0)
+    runs, steady, median = measure.warm_up(lambda: time.sleep(0.0005), max_seconds=2.0)
     assert steady and runs >= 3 and 400 < median < 5000
 
 
@@ -91,7 +93,7 @@ def counted_spin(microseconds: float) -> tuple[list[int], Callable[[], None]]:
 
 def test_latency_times_every_run_of_the_call_it_is_given():
     calls, call = counted_spin(200)
-    stats = bench.measure_latency(call, seconds=0.1, batch_size=1, threads=1)
+    stats = measure.measure_latency(call, seconds=0.1, batch_size=1, threads=1)
     assert calls[0] == stats.runs + stats.warmup_runs  # each reported run is one timed call
     assert 200 <= stats.min_us <= stats.p50_us < 1000  # a call cannot take less than its spin
     assert stats.runs >= 50
@@ -99,7 +101,7 @@ def test_latency_times_every_run_of_the_call_it_is_given():
 
 def test_throughput_counts_images_per_second_of_real_calls():
     calls, call = counted_spin(100)
-    point = bench.measure_throughput(call, batch_size=8, threads=1, seconds=0.1)
+    point = measure.measure_throughput(call, batch_size=8, threads=1, seconds=0.1)
     assert point.images_per_s <= 8 / 100e-6  # 8 images per >= 100 µs call
     assert point.images_per_s > 8 / 500e-6
     assert point.images_per_s == pytest.approx(8 * point.runs / point.seconds)
@@ -120,9 +122,9 @@ def test_models_of_known_cost_are_timed_by_their_work(zoo, heavy, images, monkey
         sessions.append(threads)
         return create_session(path, threads=threads, **kwargs)
 
-    monkeypatch.setattr(bench, "create_session", spy)
-    light_result = bench.bench_onnx(zoo["exported"], images=images, batch_sizes=[1, 16], threads=[1], **FAST)
-    heavy_result = bench.bench_onnx(heavy, images=images, batch_sizes=[1, 16], threads=[1, 2], **FAST)
+    monkeypatch.setattr(measure, "create_session", spy)
+    light_result = measure.bench_onnx(zoo["exported"], images=images, batch_sizes=[1, 16], threads=[1], **FAST)
+    heavy_result = measure.bench_onnx(heavy, images=images, batch_sizes=[1, 16], threads=[1, 2], **FAST)
     floor_us = 2 * HEAVY_MACS / PEAK_FLOPS_PER_CORE * 1e6
     assert heavy_result.latency.p50_us >= floor_us  # ~40 µs: a no-op loop gives a fraction of one
     assert heavy_result.latency.p50_us >= 20 * light_result.latency.p50_us  # 5 M vs 8 k multiply-adds
@@ -149,14 +151,14 @@ def test_an_onnx_model_is_measured_completely(fp32_result):
 
 
 def test_a_fixed_batch_model_is_measured_at_its_batch(zoo, images):
-    result = bench.bench_onnx(zoo["fixed8"], images=images, batch_sizes=[1, 4], threads=[1], **FAST)
+    result = measure.bench_onnx(zoo["fixed8"], images=images, batch_sizes=[1, 4], threads=[1], **FAST)
     assert result.latency.batch_size == 8
     assert [p.batch_size for p in result.throughput] == [8]
     assert any("fixed batch 8" in n for n in result.notes)
 
 
 def test_profile_gives_per_operator_times(zoo, images, tmp_path):
-    result = bench.bench_onnx(zoo["qdq"], images=images, batch_sizes=[1], threads=[1],
+    result = measure.bench_onnx(zoo["qdq"], images=images, batch_sizes=[1], threads=[1],
                               profile_dir=tmp_path, **FAST)
     assert result.quantized
     ops = {op.op_type: op for op in result.profile}
@@ -167,9 +169,9 @@ def test_profile_gives_per_operator_times(zoo, images, tmp_path):
 
 
 def test_the_report_is_json_ready_and_has_ratios(fp32_result, zoo, images):
-    other = bench.bench_onnx(zoo["uint8"], images=images, batch_sizes=[1, 4], threads=[1, 2], **FAST)
-    settings = bench.Settings([1, 4], [1, 2], "cpu", 0.05, 0.02, "test")
-    report = bench.report(bench.environment(), settings, [fp32_result, other])
+    other = measure.bench_onnx(zoo["uint8"], images=images, batch_sizes=[1, 4], threads=[1, 2], **FAST)
+    settings = benchmark.Settings([1, 4], [1, 2], "cpu", 0.05, 0.02, "test")
+    report = benchmark.report(measure.environment(), settings, [fp32_result, other])
     (ratio,) = report.ratios
     assert ratio.model == "uint8" and ratio.baseline == "linear-fp32"
     assert ratio.latency_p50 == pytest.approx(other.latency.p50_us / fp32_result.latency.p50_us)
@@ -182,7 +184,7 @@ def test_bench_torch_measures_an_eager_module(images):
     from mnist_edge.models import build
 
     threads_before = torch.get_num_threads()
-    result = bench.bench_torch(build("tiny").eval(), name="torch-tiny", images=images,
+    result = measure.bench_torch(build("tiny").eval(), name="torch-tiny", images=images,
                                batch_sizes=[1, 4], threads=[1], load_ms=12.0, **FAST)
     assert result.kind == "torch" and result.cold_start.load_ms == 12.0
     assert result.latency.runs >= 50 and len(result.throughput) == 2
@@ -190,41 +192,41 @@ def test_bench_torch_measures_an_eager_module(images):
     json.dumps(asdict(result))
 
 
-def _model(name: str, p50: float, quantized: bool = False, profile=None) -> bench.ModelResult:
-    latency = bench.latency_stats(np.full(100, p50), 1, 1, 10, True)
-    return bench.ModelResult(
+def _model(name: str, p50: float, quantized: bool = False, profile=None) -> measure.ModelResult:
+    latency = measure.latency_stats(np.full(100, p50), 1, 1, 10, True)
+    return measure.ModelResult(
         name=name, path=name, kind="onnx", quantized=quantized, file_bytes=1000,
-        cold_start=bench.ColdStart(1.0, 0.1, 1.1), latency=latency,
-        throughput=[bench.ThroughputPoint(8, 1, 1e6 / p50, 100, 0.1)],
+        cold_start=measure.ColdStart(1.0, 0.1, 1.1), latency=latency,
+        throughput=[measure.ThroughputPoint(8, 1, 1e6 / p50, 100, 0.1)],
         peak_rss_bytes=None, rss_before_bytes=None, profile=profile)
 
 
 def test_a_slower_int8_model_gets_its_reasons():
-    env = replace(bench.environment(), int8_dot_product=False)
-    profile = [bench.OpTime("QuantizeLinear", 1, 30, 0.3), bench.OpTime("Gemm", 1, 70, 0.7)]
-    lines = bench.explain_int8([_model("fp32", 50), _model("int8", 80, True, profile)], env)
+    env = replace(measure.environment(), int8_dot_product=False)
+    profile = [measure.OpTime("QuantizeLinear", 1, 30, 0.3), measure.OpTime("Gemm", 1, 70, 0.7)]
+    lines = benchmark.explain_int8([_model("fp32", 50), _model("int8", 80, True, profile)], env)
     (line,) = lines
     assert line.startswith("int8 is 1.60x slower than fp32 at batch 1")
     assert "no AVX-512 VNNI" in line and "quantize/dequantize operators take 30%" in line
     assert "fixed per-operator costs dominate" in line
-    assert bench.explain_int8([_model("fp32", 50), _model("int8", 30, True)], env) == []
+    assert benchmark.explain_int8([_model("fp32", 50), _model("int8", 30, True)], env) == []
 
 
 def test_compare_gives_a_regression_verdict():
-    old = {"environment": asdict(bench.environment()),
+    old = {"environment": asdict(measure.environment()),
            "models": [asdict(_model("fp32", 50)), asdict(_model("gone", 50))]}
-    settings = bench.Settings([8], [1], "cpu", 1, 1, "test")
-    env = bench.environment()
-    slower = bench.report(env, settings, [_model("fp32", 70), _model("new", 10)])
-    verdict = bench.compare(old, slower, threshold=0.10)
+    settings = benchmark.Settings([8], [1], "cpu", 1, 1, "test")
+    env = measure.environment()
+    slower = benchmark.report(env, settings, [_model("fp32", 70), _model("new", 10)])
+    verdict = benchmark.compare(old, slower, threshold=0.10)
     assert verdict.verdict == "regression"
     worse = {c.metric for c in verdict.changes if c.verdict == "worse"}
     assert worse == {"p50 µs", "p99 µs", "img/s b8·1t"}
     assert sorted(verdict.unmatched_models) == ["gone", "new"]
     for p50, expected in ((52, "no change"), (30, "improvement")):
-        assert bench.compare(old, bench.report(env, settings, [_model("fp32", p50)])).verdict == expected
+        assert benchmark.compare(old, benchmark.report(env, settings, [_model("fp32", p50)])).verdict == expected
     with pytest.raises(ConfigError, match="not a bench.json"):
-        bench.compare({"models": [{"name": "x"}]}, slower)
+        benchmark.compare({"models": [{"name": "x"}]}, slower)
 
 
 def test_run_benchmark_works_without_the_cli(zoo, tmp_path):
@@ -244,7 +246,7 @@ def test_run_benchmark_works_without_the_cli(zoo, tmp_path):
     assert saved == json.loads(json.dumps(outcome.payload))
     markdown = (tmp_path / "bench" / "bench.md").read_text()
     titles = [title for title, _, _ in tables(outcome.report)]
-    assert titles[:3] == ["Footprint", "Latency (µs, batch 1 unless noted)", "Throughput (images/s)"]
+    assert titles[:3] == ["Footprint", "Latency (batch 1 unless noted)", "Throughput (images/s)"]
     assert all(f"## {title}" in markdown for title in titles) and "| linear-fp32 |" in markdown
     pytest.importorskip("matplotlib")
     assert (tmp_path / "bench" / "bench.png").read_bytes().startswith(b"\x89PNG")
@@ -258,9 +260,9 @@ def test_warm_up_sizes_its_blocks_from_a_warm_call_not_the_cold_one(monkeypatch)
         sizes.append(runs)
         return np.full(runs, 50_000.0 if len(sizes) == 1 else 100.0)  # µs: a slow cold first call
 
-    monkeypatch.setattr(bench, "_sample", fake_sample)
-    runs, steady, median = bench.warm_up(lambda: None, max_seconds=1.0)
-    block = int(bench._BLOCK_SECONDS * 1e6 / 100.0)
+    monkeypatch.setattr(measure, "_sample", fake_sample)
+    runs, steady, median = measure.warm_up(lambda: None, max_seconds=1.0)
+    block = int(measure._BLOCK_SECONDS * 1e6 / 100.0)
     assert sizes == [1, 5, block, block, block]
     assert steady and median == 100.0 and runs == 1 + 5 + 3 * block
 
@@ -271,7 +273,7 @@ def test_model_bytes_count_external_data_of_any_name(tmp_path, zoo):
     model = save(linear_model(), tmp_path / "foreign.onnx", external_data="weights.bin")
     (tmp_path / "unrelated.bin").write_bytes(b"x" * 1000)
     expected = model.stat().st_size + (tmp_path / "weights.bin").stat().st_size
-    assert bench.external_data_files(model) == [(tmp_path / "weights.bin").resolve()]
-    assert bench._model_bytes(model) == expected
-    assert bench._model_bytes(zoo["nchw"]) == zoo["nchw"].stat().st_size
-    assert bench.external_data_files(zoo["escaping"]) == []  # outside the folder: not the model's
+    assert external_data_files(model) == [(tmp_path / "weights.bin").resolve()]
+    assert model_bytes(model) == expected
+    assert model_bytes(zoo["nchw"]) == zoo["nchw"].stat().st_size
+    assert external_data_files(zoo["escaping"]) == []  # outside the folder: not the model's

@@ -169,7 +169,7 @@ def _fail(*args, **kwargs):
 
 
 @pytest.mark.parametrize("stage", ["mnist_edge.export.smoke_test", "mnist_edge.quantize._quantize",
-                                   "mnist_edge.parity.run_parity"])
+                                   "mnist_edge.export.record_parity"])
 def test_a_failing_export_leaves_no_new_folder_behind(tiny_run, tmp_path, monkeypatch, stage):
     from mnist_edge.export import export_run
     from mnist_edge.quantize import QuantizeOptions

@@ -15,15 +15,14 @@ pytest.importorskip("onnx")
 from mnist_edge import manifest as manifest_io  # noqa: E402
 from mnist_edge.data import load_split  # noqa: E402
 from mnist_edge.errors import ConfigError, ModelFileError  # noqa: E402
+from mnist_edge.layer_analysis import LayerError, rank_suspects  # noqa: E402
+from mnist_edge.manifest import PARITY_FIGURE as FIGURE_FILE  # noqa: E402
+from mnist_edge.manifest import PARITY_REPORT as REPORT_FILE  # noqa: E402
 from mnist_edge.parity import (  # noqa: E402
-    FIGURE_FILE,
-    REPORT_FILE,
-    LayerError,
     Thresholds,
     check,
     compare,
     parity_command,
-    rank_suspects,
     resolve_models,
     run_parity,
     update_manifest,

@@ -25,7 +25,7 @@ SMALL = preset("fast", arch="tiny", epochs=1, train_limit=2000, val_size=500)
 
 def options(out: Path, mnist_dir: Path, **changes) -> PipelineOptions:
     base = {"recipe": SMALL, "out": out, "device": "cpu", "data_dir": mnist_dir, "download": False,
-            "bench_seconds": 0.05, "batch_sizes": "1,8", "threads": "1"}
+            "bench_seconds": 0.05, "batch_sizes": (1, 8), "threads": (1,)}
     return PipelineOptions(**{**base, **changes})
 
 
@@ -274,8 +274,8 @@ CHANGES = {
                    ["quantize", "parity", "bench"]),
     "int8 model": ({}, lambda out, data: rewrite(out / "exported/int8/model.onnx", "other"), ["parity", "bench"]),
     "bench seconds": ({"bench_seconds": 0.1}, None, ["bench"]),
-    "batch sizes": ({"batch_sizes": "1,64"}, None, ["bench"]),
-    "threads": ({"threads": "1,2"}, None, ["bench"]),
+    "batch sizes": ({"batch_sizes": (1, 64)}, None, ["bench"]),
+    "threads": ({"threads": (1, 2)}, None, ["bench"]),
 }
 
 

@@ -28,7 +28,7 @@ def test_fast_pipeline_reaches_99_percent_int8(tmp_path: Path, mnist_dir: Path) 
 
 
 def test_seed_preset_matches_the_notebook(tmp_path: Path, mnist_dir: Path) -> None:
-    from mnist_edge.evaluation_jobs import evaluate_any
+    from mnist_edge.evaluate import evaluate_any
     from mnist_edge.train import train
 
     train(preset("seed"), tmp_path / "seed", device="cpu", data_dir=mnist_dir, download=False)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_edge.cli.common import app, command, fail, print_json
+from mnist_edge.cli.common import DataDirOption, DownloadOption, JsonOption, app, command, fail, print_json
 
 data_app = typer.Typer(
     help="Look at the MNIST data: counts, pixel statistics and figures.\n\n"
@@ -18,19 +18,6 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Folder holding MNIST (default: $MNIST_EDGE_DATA, else the per-user cache; MNIST "
-        "is downloaded there with torchvision when missing).",
-        file_okay=False,
-    ),
-]
-NoDownloadOption = Annotated[
-    bool,
-    typer.Option("--no-download", help="Fail instead of downloading MNIST when it is missing."),
-]
 
 
 def load_plots() -> ModuleType:
@@ -46,8 +33,8 @@ def load_plots() -> ModuleType:
 @command(data_app, name="stats")
 def stats_command(
     data_dir: DataDirOption = None,
-    no_download: NoDownloadOption = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+    download: DownloadOption = True,
+    json_output: JsonOption = False,
 ) -> None:
     """Count the images per class and measure the training pixels' mean and std.
 
@@ -55,7 +42,7 @@ def stats_command(
     """
     from mnist_edge.data import stats
 
-    result = stats(data_dir, download=not no_download)
+    result = stats(data_dir, download=download)
     if json_output:
         print_json(asdict(result))
         return
@@ -73,12 +60,11 @@ def show_command(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the PNG figures into.",
                                       file_okay=False)],
     data_dir: DataDirOption = None,
-    no_download: NoDownloadOption = False,
+    download: DownloadOption = True,
     count: Annotated[int, typer.Option(help="Random training digits in samples.png.",
                                        min=1, max=400)] = 100,
     seed: Annotated[int, typer.Option(help="Seed choosing the sample digits.")] = 0,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the files written as JSON.")]
-    = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Draw sample digits, class counts, class means and the pixel histogram as PNG files.
 
@@ -87,9 +73,9 @@ def show_command(
     Example: mnist-edge data show --out figures/data --count 50 --seed 1
     """
     load_plots()  # a clear install hint when matplotlib is missing
-    from mnist_edge.data_figures import write_overview
+    from mnist_edge.plots import write_overview
 
-    written = write_overview(out, data_dir, not no_download, count=count, seed=seed)
+    written = write_overview(out, data_dir, download, count=count, seed=seed)
     if json_output:
         print_json({"out": str(out), "files": [str(path) for path in written]})
         return

@@ -12,11 +12,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from mnist_edge.cli.common import command, console, print_json
+from mnist_edge.cli.common import DataDirOption, DownloadOption, JsonOption, command, console, print_json
+from mnist_edge.config import OPSET
 
-DataDirOption = typer.Option(None, "--data-dir", help="MNIST folder (default: $MNIST_EDGE_DATA, else the "
-                             "per-user cache, where torchvision downloads MNIST when it is missing).")
-DownloadOption = typer.Option(True, "--download/--no-download", help="Download MNIST when missing.")
 LimitOption = typer.Option(0, "--limit", help="Compare on the first N test images only (0: all 10,000).")
 
 
@@ -47,7 +45,7 @@ def _thresholds(max_logit_diff: float, min_agreement: float, max_int8_drop: floa
 def export(
     run_dir: Path = typer.Argument(..., help="Training run folder (config.json + model.safetensors)."),
     out: Path = typer.Option(..., "--out", help="exported/NAME: writes NAME-fp32/ and NAME-int8/ beside it."),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset (13 to 20)."),
+    opset: int = typer.Option(OPSET, "--opset", help="ONNX opset (13 to 20)."),
     int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write the int8 model, quantized with "
                               "the best settings for the architecture."),
     parity: bool = typer.Option(True, "--parity/--no-parity", help="Prove the models against the "
@@ -56,9 +54,9 @@ def export(
     max_logit_diff: float = _max_logit_diff_option(),
     min_agreement: float = _min_agreement_option(),
     max_int8_drop: float = _max_int8_drop_option(),
-    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    data_dir: Path | None = DataDirOption,
-    download: bool = DownloadOption,
+    json_output: JsonOption = False,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
 ) -> None:
     """Export a checkpoint to ONNX: fp32 (batch norm folded, dynamic batch) and int8, each with
     a manifest.json, then run parity against the checkpoint on the test set.
@@ -130,9 +128,9 @@ def quantize(
     op_types: list[str] | None = typer.Option(None, "--op-type", help="Only quantize this operator type "
                                                  "(repeatable; default: all)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed choosing the calibration images (default 0)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    data_dir: Path | None = DataDirOption,
-    download: bool = DownloadOption,
+    json_output: JsonOption = False,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
 ) -> None:
     """Quantize an fp32 ONNX model to int8 with onnxruntime.quantization.
 
@@ -141,8 +139,7 @@ def quantize(
 
     Example: mnist-edge quantize exported/cnn-fp32 --out exported/cnn-int8 --calibration entropy
     """
-    from mnist_edge.quantize import default_options, quantize_model
-    from mnist_edge.runtime import locate_model
+    from mnist_edge.quantize import quantize_model
 
     overrides = {
         "mode": mode, "calibration": calibration, "calib_images": calib_images, "per_channel": per_channel,
@@ -150,11 +147,8 @@ def quantize(
         "activation_type": activation_type, "weight_type": weight_type, "reduce_range": reduce_range,
         "float_logits": float_logits, "op_types": tuple(op_types) if op_types else None, "seed": seed,
     }
-    default_options(None, **overrides)  # bad options fail before any file is opened
-    model_path, manifest = locate_model(model)
     # The architecture's best settings (from the manifest), with the explicit options over them.
-    options = default_options(((manifest or {}).get("source") or {}).get("arch"), **overrides)
-    result = quantize_model(model_path, out, options, data_dir=data_dir, download=download)
+    result = quantize_model(model, out, overrides=overrides, data_dir=data_dir, download=download)
     if json_output:
         print_json({"model_path": str(result.model_path), "manifest_path": str(result.manifest_path),
                     "fp32_bytes": result.fp32_bytes, "int8_bytes": result.int8_bytes,
@@ -189,10 +183,10 @@ def parity(
     update_manifest: bool = typer.Option(False, "--update-manifest", help="Record the figures in the "
                                          "models' manifest.json files."),
     figure: bool = typer.Option(True, "--figure/--no-figure", help="Draw the disagreeing digits."),
-    json_output: bool = typer.Option(False, "--json", help="Print the JSON report instead of tables."),
+    json_output: JsonOption = False,
     threads: int | None = typer.Option(None, "--threads", help="onnxruntime threads (default: all)."),
-    data_dir: Path | None = DataDirOption,
-    download: bool = DownloadOption,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
 ) -> None:
     """Compare the PyTorch checkpoint, the fp32 ONNX and the int8 ONNX on the 10,000 test images.
 
@@ -202,33 +196,32 @@ def parity(
 
     Example: mnist-edge parity runs/default exported/cnn --max-int8-drop 0.05
     """
-    from mnist_edge.data import load_split
+    from mnist_edge import manifest as manifest_io
     from mnist_edge.fileio import check_creatable
-    from mnist_edge.parity import folder_of, parity_command, resolve_models, run_parity, write_report
-    from mnist_edge.parity import update_manifest as upd
+    from mnist_edge.parity import folder_of, parity_command, record_parity, resolve_models
 
     thresholds = _thresholds(max_logit_diff, min_agreement, max_int8_drop)
     if out is not None:
         check_creatable(out)  # before the evaluation, not after it
     targets = resolve_models(list(models))
-    report = run_parity(run_dir, targets.fp32, targets.int8, thresholds=thresholds, limit=limit,
-                        layers=layers, data_dir=data_dir, download=download, threads=threads,
-                        command=parity_command(run_dir, targets.fp32, targets.int8, limit=limit,
-                                               thresholds=thresholds))
-    roles = {role: path for role, path in (("fp32", targets.fp32), ("int8", targets.int8)) if path}
-    images = load_split("test", data_dir, download=False).subset(limit).images
-    written = []
-    for folder in [out] if out is not None else list(dict.fromkeys(folder_of(p) for p in roles.values())):
-        written += list(write_report(report, folder, images, figure=figure).values())
-    if update_manifest:
-        for role, path in roles.items():
-            written.append(upd(folder_of(path), report, role))
+    folders = {role: folder_of(path) for role, path in (("fp32", targets.fp32), ("int8", targets.int8)) if path}
+    report_dirs = [out] if out is not None else list(dict.fromkeys(folders.values()))
+    report = record_parity(run_dir, targets.fp32, targets.int8, report_dirs=report_dirs,
+                           manifests=folders if update_manifest else None, figure=figure,
+                           thresholds=thresholds, limit=limit, layers=layers, data_dir=data_dir,
+                           download=download, threads=threads,
+                           command=parity_command(run_dir, targets.fp32, targets.int8, limit=limit,
+                                                  thresholds=thresholds))
     if json_output:
         print_json(report.to_dict())
     else:
         _render_parity(report)
-        for path in written:
-            console.print(f"wrote {path}")
+        for folder in report_dirs:
+            if figure:
+                console.print(f"wrote {folder / manifest_io.PARITY_FIGURE}")
+            console.print(f"wrote {folder / manifest_io.PARITY_REPORT}")
+        for folder in folders.values() if update_manifest else ():
+            console.print(f"wrote {folder / manifest_io.FILENAME}")
     if not report.passed:
         raise typer.Exit(1)
 

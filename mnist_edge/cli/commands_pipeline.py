@@ -7,8 +7,10 @@ from typing import Any
 
 import typer
 
-from mnist_edge.cli.commands_train import DataDirOption, DownloadOption, TrainingDisplay
-from mnist_edge.cli.common import command, console
+from mnist_edge.cli.commands_train import TrainingDisplay
+from mnist_edge.cli.common import DataDirOption, DeviceOption, DownloadOption, command, console
+from mnist_edge.config import PIPELINE_BENCH_SECONDS
+from mnist_edge.units import format_us
 
 _STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "red", "running": "yellow"}
 
@@ -20,12 +22,13 @@ def pipeline(
     arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny (overrides the preset)."),
     epochs: int | None = typer.Option(None, help="Epochs (overrides the preset)."),
     seed: int | None = typer.Option(None, help="Training seed (overrides the preset)."),
-    device: str = typer.Option("auto", help="Training device: auto, cpu, cuda or mps."),
-    bench_seconds: float = typer.Option(1.0, help="Latency measurement time per model in the bench step."),
+    device: DeviceOption = "auto",
+    bench_seconds: float = typer.Option(PIPELINE_BENCH_SECONDS, help="Latency measurement time per model in the "
+                                        "bench step."),
     resume: bool = typer.Option(False, "--resume", help="Skip steps already done with unchanged inputs."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a run."),
-    data_dir: Path | None = DataDirOption,
-    download: bool = DownloadOption,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
 ) -> None:
     """Run the whole job: data check, train, eval, export, quantize, parity, bench and report.
 
@@ -71,8 +74,8 @@ def sweep(
     out: Path = typer.Option(..., "--out", help="Folder for one sub-folder per run plus the results."),
     resume: bool = typer.Option(False, "--resume", help="Finish a half-done sweep, skipping finished steps."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a sweep."),
-    data_dir: Path | None = DataDirOption,
-    download: bool = DownloadOption,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
 ) -> None:
     """Train, export and quantize every run of a sweep, then measure each deployed int8 model.
 
@@ -91,7 +94,7 @@ def sweep(
         hooks["run_start"] = lambda spec, i, n: console.print(f"[bold]run {i + 1}/{n}: {spec.name}[/] "
                                                               f"({spec.recipe.arch})")
         hooks["run_end"] = lambda r: console.print(
-            f"  {r.status}: int8 {r.int8_accuracy:.2%}, {r.latency_us:.1f} µs" if r.status == "done"
+            f"  {r.status}: int8 {r.int8_accuracy:.2%}, {format_us(r.latency_us)}" if r.status == "done"
             else f"  [red]failed[/]: {r.message}")
         results = run_sweep(parsed, out, resume=resume, force=force, data_dir=data_dir, download=download,
                             hooks=hooks)

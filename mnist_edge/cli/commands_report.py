@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mnist_edge.cli.common import command, print_json
+from mnist_edge.units import format_bytes
 
 
 @command(name="report")
@@ -33,7 +34,7 @@ def report_command(
     if json_output:
         print_json({"report": str(path), "bytes": path.stat().st_size, "missing": missing})
         return
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e3:,.0f} kB)")
+    typer.echo(f"wrote {path} ({format_bytes(path.stat().st_size)})")
     if missing:
         typer.echo(f"not in this run ({len(missing)}):")
         for line in missing:

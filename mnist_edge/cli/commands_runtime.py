@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mnist_edge.cli.common import command, console, print_json
+from mnist_edge.cli.common import JsonOption, command, console, print_json
+from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_SECONDS, BENCH_THREADS
 
 if TYPE_CHECKING:
     from mnist_edge.benchmark import BenchOutcome
@@ -47,7 +48,7 @@ def run(
     inputs: list[Path] = typer.Argument(
         ..., help="Images (PNG, JPEG, BMP...), directories, .npy arrays (N x 28 x 28 or N x 784) "
         "or IDX files."),
-    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_output: JsonOption = False,
     top: int = typer.Option(3, "--top", min=1, max=10, help="How many best guesses to show."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per inference call."),
     save_preprocessed: Path | None = typer.Option(
@@ -135,16 +136,17 @@ def _print_predictions(payload: dict[str, Any], top: int) -> None:
 def bench(
     models: list[Path] = typer.Argument(
         ..., help="ONNX files or exported folders; ratios are to the first."),
-    batch_sizes: str = typer.Option("1,8,64,256", "--batch-sizes", help="Batch sizes for throughput."),
+    batch_sizes: str = typer.Option(",".join(map(str, BENCH_BATCH_SIZES)), "--batch-sizes",
+                                    help="Batch sizes for throughput."),
     threads: str = typer.Option(
-        "1,N", "--threads", help="Thread counts; N = all usable cores. Latency uses the first."),
+        BENCH_THREADS, "--threads", help="Thread counts; N = all usable cores. Latency uses the first."),
     provider: str = typer.Option("cpu", "--provider", help="cpu or cuda."),
     seconds: float = typer.Option(
-        2.0, "--seconds", min=0.01,
+        BENCH_SECONDS, "--seconds", min=0.01,
         help="Latency measurement time per model; each throughput point gets a quarter of it."),
     out: Path | None = typer.Option(
         None, "--out", help="Write bench.json, bench.md and bench.png (and profiles) into this folder."),
-    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    json_output: JsonOption = False,
     compare: Path | None = typer.Option(
         None, "--compare", help="An earlier bench.json: give a regression verdict (exit 1 on regression)."),
     threshold: float = typer.Option(

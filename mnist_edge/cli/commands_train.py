@@ -8,12 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from mnist_edge.cli.common import command, console, print_json
-
-DATA_DIR_HELP = ("MNIST folder (default: $MNIST_EDGE_DATA, else the per-user cache, "
-                 "where torchvision downloads MNIST when it is missing)")
-DataDirOption = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)
-DownloadOption = typer.Option(True, "--download/--no-download", help="Download MNIST when missing.")
+from mnist_edge.cli.common import DataDirOption, DeviceOption, DownloadOption, JsonOption, command, console, print_json
 
 
 @command()
@@ -31,12 +26,12 @@ def train(
     seed: int | None = typer.Option(None, help="Seed for weights, shuffling and augmentation."),
     limit: int | None = typer.Option(None, help="Train on the first N training images only (smoke runs)."),
     val_size: int | None = typer.Option(None, help="Validation images carved from the training set."),
-    device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
+    device: DeviceOption = "auto",
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a run."),
-    data_dir: Path | None = DataDirOption,
-    download: bool = DownloadOption,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
 ) -> None:
     """Train a model; checkpoints are saved every epoch and on Ctrl-C.
 
@@ -111,12 +106,12 @@ def evaluate(
     model: Path = typer.Argument(..., help="A training run folder, an exported model folder or an .onnx file."),
     out: Path | None = typer.Option(None, "--out", help="Folder for eval.json and PNGs (default: next "
                                        "to a run folder's checkpoint; none for ONNX models)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the JSON report instead of tables."),
+    json_output: JsonOption = False,
     scale: float | None = typer.Option(None, help="ONNX input scale (default: manifest, else 255)."),
     mean: float | None = typer.Option(None, help="ONNX input mean (default: manifest, else 0.1307)."),
     std: float | None = typer.Option(None, help="ONNX input std (default: manifest, else 0.3081)."),
-    data_dir: Path | None = DataDirOption,
-    download: bool = DownloadOption,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
 ) -> None:
     """Evaluate a model on the 10,000 MNIST test images: accuracy, per-class figures, confusion.
 
@@ -125,11 +120,11 @@ def evaluate(
 
     Example: mnist-edge eval runs/fast
     """
-    from mnist_edge.evaluation_jobs import evaluate_any
+    from mnist_edge.evaluate import evaluate_any
 
     report, artifacts = evaluate_any(model, out=out, data_dir=data_dir, download=download,
                                      scale=scale, mean=mean, std=std)
-    if json_out:
+    if json_output:
         print_json(report.to_dict())
         return
     _render_eval(report)

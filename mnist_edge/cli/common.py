@@ -6,7 +6,8 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +27,16 @@ app = typer.Typer(
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Options shared by several commands, defined once (as `Annotated` types: `data_dir: DataDirOption = None`).
+DataDirOption = Annotated[Path | None, typer.Option(
+    "--data-dir", file_okay=False, help="Folder holding MNIST (default: $MNIST_EDGE_DATA, else the per-user "
+    "cache; MNIST is downloaded there with torchvision when missing).")]
+DownloadOption = Annotated[bool, typer.Option(
+    "--download/--no-download", help="Download MNIST when it is missing (--no-download: fail instead).")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", help="Training device: auto (cuda, then mps, then cpu), cpu, cuda or mps.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of text.")]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

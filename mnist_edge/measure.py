@@ -1,5 +1,7 @@
-"""Measure digit models as an edge deployment sees them. Measurement only: returns dataclasses
-(JSON-ready through `dataclasses.asdict`) and never prints.
+"""Measure digit models as an edge deployment sees them: the timing loops, memory, the machine's
+fingerprint and the PyTorch eager baseline. Measurement only: returns dataclasses (JSON-ready
+through `dataclasses.asdict`) and never prints; what the figures mean (ratios, int8
+explanations, regressions) is `mnist_edge.benchmark`'s job.
 
 For each ONNX model: file size, cold start (session creation + first inference), batch-1
 latency after a warm-up that runs until latency is steady (p50/p90/p99/p99.9, mean, std, CV),
@@ -22,8 +24,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from mnist_edge import __version__
 from mnist_edge.config import Normalization
-from mnist_edge.errors import ConfigError, DataError
+from mnist_edge.errors import DataError
+from mnist_edge.modelfile import is_quantized, model_bytes
 from mnist_edge.runtime import Predictor, create_session
 
 # A warm-up block must last about this long so its median is meaningful for fast models.
@@ -48,11 +49,6 @@ _MAX_RUNS = 500_000
 # a comparison, and a few kB of JSON instead of every sample).
 _QUANTILES = 201
 _PROFILE_WARMUP = 20
-_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
-_LAYOUT_OPS = ("Transpose", "ReorderInput", "ReorderOutput")
-# Operator names that only appear in quantized graphs; searched in the raw model bytes when no
-# manifest says how the model was made (the light install has no onnx package to parse it).
-_INT8_MARKERS = (b"QuantizeLinear", b"QLinear", b"ConvInteger", b"MatMulInteger")
 ISA_FLAGS = {
     # x86: what MLAS uses for fp32 (AVX2/FMA, AVX-512) and int8 dot products (VNNI, AMX).
     "avx2": ("avx2",), "fma": ("fma",), "avx512f": ("avx512f",),
@@ -148,56 +144,6 @@ class ModelResult:
             if point.batch_size == batch_size and point.threads == threads:
                 return point.images_per_s
         return None
-
-
-@dataclass
-class Settings:
-    batch_sizes: list[int]
-    threads: list[int]
-    provider: str
-    seconds: float  # latency measurement time per model
-    throughput_seconds: float  # per batch size x thread count
-    inputs: str  # where the benchmark images came from
-
-
-@dataclass
-class Ratio:
-    model: str
-    baseline: str
-    latency_p50: float  # model / baseline: < 1 is faster
-    throughput: dict[str, float]  # "batch@threads" -> model / baseline: > 1 is faster
-    file_size: float | None
-    cold_start: float
-
-
-@dataclass
-class BenchReport:
-    environment: Environment
-    settings: Settings
-    models: list[ModelResult]
-    ratios: list[Ratio]
-    explanations: list[str]
-    created: str
-    mnist_edge: str = __version__
-
-
-@dataclass
-class MetricChange:
-    model: str
-    metric: str
-    old: float
-    new: float
-    change: float  # relative; positive means worse
-    verdict: str  # "worse", "better" or "same"
-
-
-@dataclass
-class Comparison:
-    verdict: str  # "regression", "improvement" or "no change"
-    threshold: float
-    changes: list[MetricChange]
-    unmatched_models: list[str]
-    environment_differences: list[str]
 
 
 # --- environment ----------------------------------------------------------------------------
@@ -419,7 +365,7 @@ def bench_onnx(path: str | Path, *, images: np.ndarray, batch_sizes: Sequence[in
     result = ModelResult(
         name=name or predictor.name, path=str(predictor.model_path), kind="onnx",
         quantized=is_quantized(predictor.model_path, predictor.manifest),
-        file_bytes=_model_bytes(predictor.model_path), cold_start=cold, latency=latency,
+        file_bytes=model_bytes(predictor.model_path), cold_start=cold, latency=latency,
         throughput=points, peak_rss_bytes=peak, rss_before_bytes=rss_before, notes=notes)
     if profile_dir is not None:
         result.profile, result.profile_file = profile_onnx(
@@ -522,57 +468,6 @@ def operator_times(profile_file: Path, skip_runs: int = 0) -> list[OpTime]:
     return sorted(ops, key=lambda o: -o.us_per_run)
 
 
-def is_quantized(model_path: Path, manifest: dict[str, Any] | None) -> bool:
-    if manifest is not None and "quantization" in manifest:
-        return bool(manifest["quantization"])
-    try:
-        data = model_path.read_bytes()
-    except OSError:
-        return False
-    return any(marker in data for marker in _INT8_MARKERS)
-
-
-def _model_bytes(model_path: Path) -> int:
-    """The model file plus the external-data files it references."""
-    return model_path.stat().st_size + sum(f.stat().st_size for f in external_data_files(model_path))
-
-
-# How the ONNX protobuf stores a tensor's external-data location: a StringStringEntryProto with
-# field 1 (key) = "location" (tag 0x0a, length 8), then field 2 (value, tag 0x12), its length as
-# a varint and the file name. Matching these bytes finds the references without the onnx package.
-_LOCATION_ENTRY = b"\x0a\x08location\x12"
-
-
-def external_data_files(model_path: Path) -> list[Path]:
-    """Existing files inside the model's folder that the model names as external data."""
-    raw = model_path.read_bytes()
-    folder = model_path.parent.resolve()
-    found = set()
-    for match in re.finditer(re.escape(_LOCATION_ENTRY), raw):
-        name = _varint_prefixed(raw, match.end())
-        candidate = (folder / name).resolve() if name else None
-        # Only files in the folder: onnxruntime refuses the others, so they were never loaded.
-        if candidate is not None and candidate.is_file() and folder in candidate.parents:
-            found.add(candidate)
-    return sorted(found)
-
-
-def _varint_prefixed(raw: bytes, offset: int) -> str | None:
-    """The UTF-8 string at `offset`, preceded by its length as a protobuf varint."""
-    length, shift = 0, 0
-    while offset < len(raw) and shift < 35:
-        byte = raw[offset]
-        length |= (byte & 0x7F) << shift
-        offset, shift = offset + 1, shift + 7
-        if not byte & 0x80:
-            try:
-                name = raw[offset : offset + length].decode("utf-8")
-            except UnicodeDecodeError:
-                return None
-            return name if name and "\x00" not in name else None  # a NUL byte is no file name
-    return None
-
-
 # --- PyTorch eager baseline -----------------------------------------------------------------
 
 
@@ -617,133 +512,3 @@ def bench_torch(module: Any, *, name: str, images: np.ndarray, batch_sizes: Sequ
     return ModelResult(name=name, path=path, kind="torch", quantized=False, file_bytes=file_bytes,
                        cold_start=cold, latency=latency, throughput=points, peak_rss_bytes=peak,
                        rss_before_bytes=rss_before, notes=notes)
-
-
-# --- the report -----------------------------------------------------------------------------
-
-
-def report(env: Environment, settings: Settings, models: list[ModelResult]) -> BenchReport:
-    """Gather results with their ratios to the first model and the int8 explanations."""
-    return BenchReport(
-        environment=env, settings=settings, models=models,
-        ratios=[ratio(m, models[0]) for m in models[1:]] if models else [],
-        explanations=explain_int8(models, env),
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-
-
-def ratio(model: ModelResult, baseline: ModelResult) -> Ratio:
-    throughput = {}
-    for point in model.throughput:
-        base = baseline.throughput_at(point.batch_size, point.threads)
-        if base:
-            throughput[f"{point.batch_size}@{point.threads}"] = point.images_per_s / base
-    size = (model.file_bytes / baseline.file_bytes
-            if model.file_bytes and baseline.file_bytes else None)
-    return Ratio(model.name, baseline.name, model.latency.p50_us / baseline.latency.p50_us,
-                 throughput, size, model.cold_start.total_ms / baseline.cold_start.total_ms)
-
-
-def explain_int8(models: list[ModelResult], env: Environment) -> list[str]:
-    """Why an int8 model is slower than its fp32 sibling, from the CPU flags and the profile."""
-    reference = next((m for m in models if m.kind == "onnx" and not m.quantized), None)
-    if reference is None:
-        return []
-    lines = []
-    for model in models:
-        if not model.quantized or model.kind != "onnx":
-            continue
-        slowdown = model.latency.p50_us / reference.latency.p50_us
-        if slowdown <= 1.05:
-            continue
-        reasons = []
-        if not env.int8_dot_product:
-            reasons.append("this CPU has no int8 dot-product instructions (no AVX-512 VNNI, "
-                           "AVX-VNNI or AMX), so int8 matrix products take several instructions "
-                           "each and gain little over fp32")
-        qdq = sum(op.share for op in model.profile or [] if op.op_type in _QDQ_OPS)
-        if qdq >= 0.1:
-            reasons.append(f"quantize/dequantize operators take {qdq:.0%} of its operator time")
-        layout = sum(op.share for op in model.profile or [] if op.op_type in _LAYOUT_OPS)
-        if layout >= 0.05:
-            reasons.append(f"layout conversions for the int8 kernels (Transpose/Reorder) take "
-                           f"{layout:.0%} of its operator time")
-        if reference.latency.p50_us < 200:
-            reasons.append(f"the fp32 model already runs in {reference.latency.p50_us:.0f} µs: at "
-                           "this size fixed per-operator costs dominate, and quantization adds "
-                           "operators")
-        if model.profile is None:
-            reasons.append("run with --profile for the per-operator breakdown")
-        lines.append(f"{model.name} is {slowdown:.2f}x slower than {reference.name} at batch 1: "
-                     + "; ".join(reasons))
-    return lines
-
-
-# --- comparing with an earlier run ----------------------------------------------------------
-
-
-def compare(old: dict[str, Any], new: BenchReport, threshold: float = 0.10) -> Comparison:
-    """Compare `new` with an earlier bench.json (as loaded): a regression is any matched metric
-    worse than `threshold` (a fraction: 0.10 = 10 %)."""
-    if not threshold > 0:
-        raise ConfigError(f"--threshold must be positive, got {threshold}")
-    old_models = _old_models(old)
-    changes, unmatched = [], []
-    for model in new.models:
-        before = old_models.get(model.name)
-        if before is None:
-            unmatched.append(model.name)
-            continue
-        for metric, old_value, new_value, lower_is_better in _metrics(before, model):
-            changes.append(_change(model.name, metric, old_value, new_value, lower_is_better, threshold))
-    unmatched += [name for name in old_models if name not in {m.name for m in new.models}]
-    verdicts = {c.verdict for c in changes}
-    verdict = "regression" if "worse" in verdicts else "improvement" if "better" in verdicts else "no change"
-    return Comparison(verdict, threshold, changes, unmatched, _environment_differences(old, new))
-
-
-def load_previous(path: str | Path) -> dict[str, Any]:
-    """An earlier bench.json, checked before any measuring so a wrong file fails fast."""
-    from mnist_edge.fileio import read_json
-
-    previous = read_json(path, ConfigError)
-    try:
-        _old_models(previous)
-    except ConfigError as exc:
-        raise ConfigError(exc.reason, path) from None
-    return previous
-
-
-def _old_models(old: Any) -> dict[str, dict[str, Any]]:
-    try:
-        return {m["name"]: m for m in old["models"] if isinstance(m["latency"]["p50_us"], (int, float))}
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"not a bench.json written by mnist-edge bench (missing {exc})") from exc
-
-
-def _metrics(old: dict[str, Any], new: ModelResult) -> list[tuple[str, float, float, bool]]:
-    rows = [("p50 µs", old["latency"]["p50_us"], new.latency.p50_us, True),
-            ("p99 µs", old["latency"]["p99_us"], new.latency.p99_us, True)]
-    old_points = {(p["batch_size"], p["threads"]): p["images_per_s"] for p in old.get("throughput", [])}
-    for point in new.throughput:
-        before = old_points.get((point.batch_size, point.threads))
-        if before:
-            rows.append((f"img/s b{point.batch_size}·{point.threads}t", before,
-                         point.images_per_s, False))
-    if old.get("file_bytes") and new.file_bytes:
-        rows.append(("file bytes", old["file_bytes"], new.file_bytes, True))
-    return rows
-
-
-def _change(model: str, metric: str, old: float, new: float, lower_is_better: bool,
-            threshold: float) -> MetricChange:
-    relative = (new - old) / old if old else 0.0
-    worse_by = relative if lower_is_better else -relative
-    verdict = "worse" if worse_by > threshold else "better" if worse_by < -threshold else "same"
-    return MetricChange(model, metric, float(old), float(new), worse_by, verdict)
-
-
-def _environment_differences(old: dict[str, Any], new: BenchReport) -> list[str]:
-    before, now = old.get("environment", {}), asdict(new.environment)
-    keys = ("cpu_model", "usable_cores", "onnxruntime", "provider")
-    return [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in keys if before.get(k) != now[k]]
