@@ -24,7 +24,9 @@ from safetensors.torch import load_file, save_file
 from mnist_edge import __version__
 from mnist_edge.config import Normalization, Recipe
 from mnist_edge.errors import CheckpointError, ConfigError
+from mnist_edge.evaluate import torch_logits
 from mnist_edge.fileio import atomic_write, atomic_write_json, read_json, sha256_file
+from mnist_edge.models import build
 
 FORMAT = "mnist-edge-checkpoint"
 FORMAT_VERSION = 1
@@ -181,8 +183,6 @@ def load_optimizer(optimizer: torch.optim.Optimizer, run_dir: Path, config: dict
 
 def load_for_inference(run_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained model in eval mode, on the CPU, and its config."""
-    from mnist_edge.models import build
-
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     model = build(config["arch"])
@@ -212,8 +212,6 @@ def load_checkpoint(run_dir: str | Path) -> LoadedCheckpoint:
 
 def checkpoint_logits(run_dir: str | Path, images: np.ndarray) -> tuple[LoadedCheckpoint, np.ndarray]:
     """The checkpoint and its float32 logits on uint8 images [N, 28, 28] (CPU)."""
-    from mnist_edge.evaluate import torch_logits
-
     loaded = load_checkpoint(run_dir)
     norm = loaded.normalization
     return loaded, torch_logits(loaded.module, images, norm.scale, norm.mean, norm.std)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from mnist_edge import data
 from mnist_edge.config import Normalization
 from mnist_edge.errors import DataError
 from mnist_edge.modelfile import is_quantized, model_bytes
@@ -201,10 +202,8 @@ def _cpu_info() -> tuple[str, set[str], int | None, list[str]]:
 
 def sample_images(count: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """`count` digit images: MNIST test images when they are on disk, else seeded noise."""
-    from mnist_edge.data import load_split
-
     try:
-        test = load_split("test", download=False)
+        test = data.load_split("test", download=False)
     except DataError:
         rng = np.random.default_rng(seed)
         return rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8), "synthetic (MNIST not found)"
@@ -478,14 +477,12 @@ def bench_torch(module: Any, *, name: str, images: np.ndarray, batch_sizes: Sequ
     """Measure an eval-mode `torch.nn.Module` taking float32 [N, 1, 28, 28] normalised images."""
     import torch
 
-    from mnist_edge.data import normalize
-
     norm = normalization or Normalization()
     memory_reset = reset_peak_rss()
     rss_before, _ = rss_bytes()
 
     def tensor(count: int) -> Any:
-        return torch.from_numpy(normalize(_take(images, count), norm.scale, norm.mean, norm.std).copy())
+        return torch.from_numpy(data.normalize(_take(images, count), norm.scale, norm.mean, norm.std).copy())
 
     previous_threads = torch.get_num_threads()
     try:

@@ -26,12 +26,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mnist_edge import data
-from mnist_edge.benchmark.job import parse_threads
+from mnist_edge import data, parity
+from mnist_edge.benchmark import BenchRequest, parse_threads, run_benchmark
 from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_THREADS, DEVICES, OPSET, PIPELINE_BENCH_SECONDS, Recipe
 from mnist_edge.errors import CheckpointError, ConfigError, DataError, MnistEdgeError, OutputError, TrainingInterrupted
+from mnist_edge.evaluate import evaluate_any
 from mnist_edge.fileio import atomic_write_json, ensure_dir, read_json, sha256_file
 from mnist_edge.manifest import PARITY_REPORT
+from mnist_edge.quantize import quantize_model
+from mnist_edge.report import build_report
 from mnist_edge.units import format_us
 
 STEPS = ("data", "train", "eval", "export", "quantize", "parity", "bench", "report")
@@ -159,8 +162,6 @@ def _report_what_exists(paths: Paths, options: PipelineOptions) -> None:
     """After a failure, a report of the steps that did finish helps more than none."""
     if "report" not in options.steps:
         return
-    from mnist_edge.report import build_report
-
     try:
         build_report(paths.root)
     except MnistEdgeError:
@@ -369,8 +370,6 @@ def _trained_on(config_path: Path) -> dict[str, str] | None:
 
 
 def _step_eval(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
-    from mnist_edge.evaluate import evaluate_any
-
     report, _ = evaluate_any(paths.checkpoint, data_dir=options.data_dir, download=options.download)
     state.summary["eval"] = {"test_accuracy": report.accuracy}
     return f"PyTorch test accuracy {report.accuracy:.2%}"
@@ -386,8 +385,6 @@ def _step_export(options: PipelineOptions, paths: Paths, state: PipelineState, h
 
 
 def _step_quantize(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
-    from mnist_edge.quantize import quantize_model
-
     # The architecture's defaults, taken from the fp32 model's manifest.
     result = quantize_model(paths.fp32, paths.int8, name=f"{options.recipe.arch}-int8",
                             data_dir=options.data_dir, download=options.download)
@@ -397,8 +394,6 @@ def _step_quantize(options: PipelineOptions, paths: Paths, state: PipelineState,
 
 
 def _step_parity(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
-    from mnist_edge import parity
-
     report = parity.record_parity(paths.checkpoint, paths.fp32, paths.int8, report_dirs=[paths.parity],
                                   manifests={"fp32": paths.fp32, "int8": paths.int8},
                                   data_dir=options.data_dir, download=options.download)
@@ -412,8 +407,6 @@ def _step_parity(options: PipelineOptions, paths: Paths, state: PipelineState, h
 
 
 def _step_bench(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
-    from mnist_edge.benchmark import BenchRequest, run_benchmark
-
     request = BenchRequest(models=(paths.fp32, paths.int8), batch_sizes=options.batch_sizes,
                            threads=_bench_threads(options), seconds=options.bench_seconds,
                            out=paths.bench, torch_checkpoint=paths.checkpoint if options.torch_baseline else None,
@@ -425,8 +418,6 @@ def _step_bench(options: PipelineOptions, paths: Paths, state: PipelineState, ho
 
 
 def _step_report(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
-    from mnist_edge.report import build_report
-
     # The report reads pipeline.json; show this step as done in it (a failure overwrites that).
     state.step("report").status = "done"
     _save_state(paths, state)

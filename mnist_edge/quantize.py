@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_edge import data
 from mnist_edge import manifest as manifest_io
 from mnist_edge.config import LABELS, Normalization
 from mnist_edge.errors import ConfigError, ModelFileError, first_line
@@ -170,9 +171,7 @@ def _refuse_static_only(options: QuantizeOptions, chosen: dict[str, Any], arch: 
 
 def calibration_images(count: int, seed: int, data_dir: Any = None, download: bool = True) -> np.ndarray:
     """`count` training images (uint8 [count, 28, 28]) chosen with `seed`, in file order."""
-    from mnist_edge.data import load_split
-
-    train = load_split("train", data_dir, download)
+    train = data.load_split("train", data_dir, download)
     chosen = np.sort(np.random.default_rng(seed).choice(len(train), size=min(count, len(train)),
                                                         replace=False))
     return train.images[chosen]
@@ -186,9 +185,7 @@ def _reader_class() -> type:
 
         def __init__(self, images: np.ndarray, input_name: str, normalization: Normalization,
                      batch: int = CALIBRATION_BATCH):
-            from mnist_edge.data import normalize
-
-            self.x = normalize(images, normalization.scale, normalization.mean, normalization.std)
+            self.x = data.normalize(images, normalization.scale, normalization.mean, normalization.std)
             self.input_name, self.batch, self.position = input_name, batch, 0
 
         def get_next(self) -> dict[str, np.ndarray] | None:

@@ -26,16 +26,14 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mnist_edge import manifest as manifest_io
+from mnist_edge import pipeline
 from mnist_edge.config import DEVICES, PIPELINE_BENCH_SECONDS, PRESETS, Recipe, preset
 from mnist_edge.errors import ConfigError, MnistEdgeError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, atomic_write_text, ensure_dir, read_json
 from mnist_edge.units import format_bytes, format_us
-
-if TYPE_CHECKING:
-    from mnist_edge.pipeline import PipelineOptions
-
 
 _RECIPE_KEYS = {f.name for f in fields(Recipe)}
 _SWEEP_KEYS = {"name", "preset", "bench_seconds", "device"}
@@ -249,8 +247,6 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
 
     An interrupted training (Ctrl-C) stops the whole sweep; `resume` continues it.
     """
-    from mnist_edge.pipeline import PipelineOptions
-
     out = _prepare(Path(out), config, resume, force)
     hooks = hooks or {}
     results = []
@@ -258,7 +254,7 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
         if "run_start" in hooks:
             hooks["run_start"](spec, index, len(config.runs))
         again = resume and not _recipe_changed(out / spec.name, spec.recipe)
-        options = PipelineOptions(recipe=spec.recipe, out=out / spec.name, device=config.device,
+        options = pipeline.PipelineOptions(recipe=spec.recipe, out=out / spec.name, device=config.device,
                                   data_dir=data_dir, download=download, resume=again, force=not again,
                                   bench_seconds=config.bench_seconds, batch_sizes=(1,), threads=(1,),
                                   torch_baseline=False, parity_gate=False, steps=SWEEP_STEPS)
@@ -274,11 +270,9 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
     return results
 
 
-def _run_one(spec: RunSpec, options: PipelineOptions, hooks: dict[str, Any]) -> RunResult:
-    from mnist_edge.pipeline import run_pipeline
-
+def _run_one(spec: RunSpec, options: pipeline.PipelineOptions, hooks: dict[str, Any]) -> RunResult:
     try:
-        run_pipeline(options, hooks)
+        pipeline.run_pipeline(options, hooks)
     except TrainingInterrupted:
         raise
     except MnistEdgeError as exc:
@@ -298,12 +292,10 @@ SWEEP_STEPS = ("train", "export", "quantize", "parity", "bench")
 def _recipe_changed(run_dir: Path, recipe: Recipe) -> bool:
     """True when the run's folder holds a pipeline started with another recipe (the sweep config
     was edited since): the pipeline refuses to resume it, so `--resume` starts that run over."""
-    from mnist_edge.pipeline import RECORD
-
-    if not (run_dir / RECORD).is_file():
+    if not (run_dir / pipeline.RECORD).is_file():
         return False
     try:
-        saved = read_json(run_dir / RECORD, OutputError)
+        saved = read_json(run_dir / pipeline.RECORD, OutputError)
     except OutputError:
         return True  # unreadable (edited by hand): start the run over rather than fail on it
     return not isinstance(saved, dict) or saved.get("preset_recipe") != recipe.to_dict()
@@ -325,11 +317,9 @@ def _prepare(out: Path, config: SweepConfig, resume: bool, force: bool) -> Path:
 
 def collect(run_dir: Path, spec: RunSpec) -> RunResult:
     """Read one finished run's parity, manifest and bench files."""
-    from mnist_edge.manifest import load as load_manifest
-
     parity = read_json(run_dir / "parity" / "parity.json", ConfigError)
     scores = {m["role"]: m["accuracy"] for m in parity["models"]}
-    manifest = load_manifest(run_dir / "exported" / "int8")
+    manifest = manifest_io.load(run_dir / "exported" / "int8")
     bench = read_json(run_dir / "bench" / "bench.json", ConfigError)
     int8_bench = next(m for m in bench["models"] if m["path"].endswith(str(Path("int8") / "model.onnx")))
     history = read_json(run_dir / "checkpoint" / "metrics.json", ConfigError)["epochs"]

@@ -12,8 +12,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from mnist_edge import manifest as manifest_io
 from mnist_edge.cli.common import DataDirOption, DownloadOption, JsonOption, command, console, print_json
 from mnist_edge.config import OPSET
+from mnist_edge.fileio import check_creatable
 
 LimitOption = typer.Option(0, "--limit", help="Compare on the first N test images only (0: all 10,000).")
 
@@ -196,8 +198,6 @@ def parity(
 
     Example: mnist-edge parity runs/default exported/cnn --max-int8-drop 0.05
     """
-    from mnist_edge import manifest as manifest_io
-    from mnist_edge.fileio import check_creatable
     from mnist_edge.parity import folder_of, parity_command, record_parity, resolve_models
 
     thresholds = _thresholds(max_logit_diff, min_agreement, max_int8_drop)

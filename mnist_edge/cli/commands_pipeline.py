@@ -10,6 +10,7 @@ import typer
 from mnist_edge.cli.commands_train import TrainingDisplay
 from mnist_edge.cli.common import DataDirOption, DeviceOption, DownloadOption, command, console
 from mnist_edge.config import PIPELINE_BENCH_SECONDS
+from mnist_edge.config import preset as make_recipe
 from mnist_edge.units import format_us
 
 _STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "red", "running": "yellow"}
@@ -38,7 +39,6 @@ def pipeline(
 
     Example: mnist-edge pipeline --preset fast --out runs/fast
     """
-    from mnist_edge.config import preset as make_recipe
     from mnist_edge.pipeline import PipelineOptions, run_pipeline
 
     recipe = make_recipe(preset, arch=arch, epochs=epochs, seed=seed)

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mnist_edge.cli.common import JsonOption, command, console, print_json
 from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_SECONDS, BENCH_THREADS
+from mnist_edge.fileio import atomic_write_json
 
 if TYPE_CHECKING:
     from mnist_edge.benchmark import BenchOutcome
@@ -85,7 +86,6 @@ def run(
     prediction = predictor.predict(loaded.images, chunk=batch_size)
     payload = _predictions_payload(predictor, loaded, prediction, top)
     if out is not None:
-        from mnist_edge.fileio import atomic_write_json
 
         atomic_write_json(Path(out) / "predictions.json", payload)
     if json_output:

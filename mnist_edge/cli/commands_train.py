@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mnist_edge.cli.common import DataDirOption, DeviceOption, DownloadOption, JsonOption, command, console, print_json
+from mnist_edge.config import preset as make_recipe
 
 
 @command()
@@ -39,7 +40,6 @@ def train(
 
     Example: mnist-edge train --preset fast --out runs/fast
     """
-    from mnist_edge.config import preset as make_recipe
     from mnist_edge.train import train as run_training
 
     requested = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
