@@ -100,7 +100,7 @@ def _is_supported_name(name: str) -> bool:
     lower = name.lower()
     if lower.startswith("."):
         return False
-    return Path(lower).suffix in IMAGE_SUFFIXES | {".npy", ".idx"} or _idx_name(lower)
+    return Path(lower).suffix in IMAGE_SUFFIXES | {".npy"} or _idx_name(lower)
 
 
 def _idx_name(lower_name: str) -> bool:
@@ -111,7 +111,7 @@ def load_file(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> tuple[list[s
     """One file -> (names, uint8 [N, 28, 28]); the kind is taken from the contents, not the name."""
     path = Path(path)
     # Known image suffixes skip the sniffing read: it would double the file opens.
-    kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else _sniff(path)
+    kind = None if path.suffix.lower() in IMAGE_SUFFIXES else _sniff(path)
     if kind == "npy":
         return _named(path, load_npy(path))
     if kind == "idx":
@@ -119,7 +119,8 @@ def load_file(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> tuple[list[s
     return [path.name], to_mnist(path, max_pixels=max_pixels)[None]
 
 
-def _sniff(path: Path) -> str:
+def _sniff(path: Path) -> str | None:
+    """'npy' or 'idx' from the file's first bytes (or an IDX name); None for anything else."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(len(NPY_MAGIC))
@@ -129,7 +130,7 @@ def _sniff(path: Path) -> str:
         return "npy"
     if head.startswith(IDX_IMAGES_MAGIC) or _idx_name(path.name.lower()):
         return "idx"
-    return "image"
+    return None
 
 
 def _named(path: Path, images: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -262,5 +263,6 @@ def save_images(folder: str | Path, names: Sequence[str], images: np.ndarray) ->
 
 
 def _safe_stem(name: str) -> str:
-    stem = Path(name).stem if not name.endswith("]") else name.replace(".", "_")
+    # "digits.npy[3]" keeps its suffix and index ("digits_npy_3_"); "a.png" drops the suffix.
+    stem = name if name.endswith("]") else Path(name).stem
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80]

@@ -46,6 +46,10 @@ CV_WARNING = 0.05
 # p99 rests on the slowest 1 % of runs: below 1,000 runs that is fewer than 10 samples.
 MIN_RUNS_FOR_P99 = 1000
 _MAX_RUNS = 500_000
+# The longest warm-up allowed is half the measuring time, but never less than these seconds: a
+# noisy machine needs that long to settle, even when a short measurement is asked for.
+LATENCY_WARMUP_FLOOR = 0.5
+THROUGHPUT_WARMUP_FLOOR = 0.2
 # The latency distribution is kept as this many evenly spaced quantiles (enough for a plot and
 # a comparison, and a few kB of JSON instead of every sample).
 _QUANTILES = 201
@@ -279,7 +283,7 @@ def latency_stats(samples_us: np.ndarray, batch_size: int, threads: int, warmup_
 
 def measure_latency(call: Callable[[], object], seconds: float, batch_size: int,
                     threads: int) -> LatencyStats:
-    warmup_runs, steady, median_us = warm_up(call, max_seconds=max(0.5, seconds / 2))
+    warmup_runs, steady, median_us = warm_up(call, max_seconds=max(LATENCY_WARMUP_FLOOR, seconds / 2))
     runs = int(np.clip(seconds * 1e6 / max(median_us, 0.1), 50, _MAX_RUNS))
     return latency_stats(_sample(call, runs), batch_size, threads, warmup_runs, steady)
 
@@ -287,7 +291,7 @@ def measure_latency(call: Callable[[], object], seconds: float, batch_size: int,
 def measure_throughput(call: Callable[[], object], batch_size: int, threads: int,
                        seconds: float) -> ThroughputPoint:
     """Images per second over back-to-back calls (timed as a whole: no per-call clock reads)."""
-    _, _, median_us = warm_up(call, max_seconds=max(0.2, seconds / 2))
+    _, _, median_us = warm_up(call, max_seconds=max(THROUGHPUT_WARMUP_FLOOR, seconds / 2))
     runs = int(np.clip(seconds * 1e6 / max(median_us, 0.1), 5, _MAX_RUNS))
     start = time.perf_counter()
     for _ in range(runs):

@@ -170,7 +170,7 @@ def _has_alpha(image: Image.Image) -> bool:
 def _convert_l(image: Image.Image) -> Image.Image:
     try:
         return image.convert("L")
-    except ValueError:  # modes like HSV have no direct path to L
+    except ValueError:  # modes such as LAB have no direct path to L
         return image.convert("RGB").convert("L")
 
 

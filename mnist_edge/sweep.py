@@ -254,10 +254,10 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
         if "run_start" in hooks:
             hooks["run_start"](spec, index, len(config.runs))
         again = resume and not _recipe_changed(out / spec.name, spec.recipe)
-        options = pipeline.PipelineOptions(recipe=spec.recipe, out=out / spec.name, device=config.device,
-                                  data_dir=data_dir, download=download, resume=again, force=not again,
-                                  bench_seconds=config.bench_seconds, batch_sizes=(1,), threads=(1,),
-                                  torch_baseline=False, parity_gate=False, steps=SWEEP_STEPS)
+        options = pipeline.PipelineOptions(
+            recipe=spec.recipe, out=out / spec.name, device=config.device, data_dir=data_dir, download=download,
+            resume=again, force=not again, bench_seconds=config.bench_seconds, batch_sizes=(1,), threads=(1,),
+            torch_baseline=False, parity_gate=False, steps=SWEEP_STEPS)
         try:
             result = _run_one(spec, options, hooks)
         except TrainingInterrupted as exc:

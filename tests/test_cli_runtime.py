@@ -321,3 +321,28 @@ def test_confusion_lines_are_a_compact_aligned_table():
     assert len(lines) == 11 and len({len(line) for line in lines}) == 1
     assert lines[0].split() == ["true\\pred", *map(str, range(10))]
     assert lines[1].split() == ["0", "2", "0", "0", "0", "0", "0", "0", "1", "0", "0"]
+
+
+def test_one_model_file_shows_one_size_in_terminal_markdown_png_and_report(zoo, tmp_path, monkeypatch):
+    """bench's terminal table, bench.md, bench.png's legend and report.html all write a model
+    file's size through one formatter, so they cannot disagree (they once showed three sizes)."""
+    pytest.importorskip("matplotlib")
+    from mnist_edge import plots
+    from mnist_edge.modelfile import model_bytes
+    from mnist_edge.report import REPORT_FILE
+    from mnist_edge.units import format_bytes
+
+    legend: list[str] = []
+    draw = plots.latency_distribution
+    monkeypatch.setattr(plots, "latency_distribution",
+                        lambda series, path, *a, **k: (legend.extend(series), draw(series, path, *a, **k))[1])
+    run = tmp_path / "run"
+    result = invoke("bench", zoo["qdq"], *QUICK_BENCH, "--out", run / "bench", "--no-torch")
+    assert result.exit_code == 0, result.output
+    size = format_bytes(model_bytes(zoo["qdq"]))
+    assert size.endswith(" B") or size.endswith("KiB")
+    assert f" {size} " in result.stdout  # the footprint table's file column
+    assert f"| {size} |" in (run / "bench" / "bench.md").read_text()
+    assert legend == [f"qdq ({size})"]
+    assert invoke("report", run).exit_code == 0
+    assert f"<td>{size}</td>" in (run / REPORT_FILE).read_text()

@@ -292,3 +292,123 @@ def test_resume_redoes_exactly_the_steps_whose_inputs_changed(tmp_path: Path, fa
     run_pipeline(options(out, data, resume=True, **new_options))
     assert fake_steps == [*redone, "report"]
     assert statuses(out) == {name: "done" if name in [*redone, "report"] else "skipped" for name in STEPS}
+
+
+def test_hooks_hear_every_step_that_runs_and_only_those(tmp_path: Path, fake_steps: list[str]) -> None:
+    events: list[tuple] = []
+    hooks = {"step_start": lambda name, i, n: events.append(("start", name, i, n)),
+             "step_end": lambda record: events.append(("end", record.name, record.status))}
+    run_pipeline(options(tmp_path / "run", tmp_path, steps=("data", "export")), hooks)
+    assert fake_steps == ["data", "export"]
+    assert events == [("start", "data", 0, len(STEPS)), ("end", "data", "done"),
+                      ("start", "export", 3, len(STEPS)), ("end", "export", "done")]
+    assert statuses(tmp_path / "run") == {name: "done" if name in ("data", "export") else "pending"
+                                          for name in STEPS}
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"device": "tpu"}, "unknown device 'tpu'; choose one of auto, cpu, cuda, mps"),
+    ({"bench_seconds": 0}, "--bench-seconds must be greater than 0, got 0"),
+    ({"bench_seconds": -1.0}, "--bench-seconds must be greater than 0, got -1.0"),
+    ({"steps": ("train", "deploy", "sing")}, "unknown pipeline steps deploy, sing; the steps are data, train, eval"),
+])
+def test_bad_options_are_refused_before_any_folder(tmp_path: Path, changes: dict, message: str) -> None:
+    from mnist_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        run_pipeline(options(tmp_path / "run", tmp_path, **changes))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_with_many_foreign_files_lists_three(tmp_path: Path, fake_steps: list[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt"):
+        (out / name).write_text("x")
+    with pytest.raises(OutputError, match=r"not a pipeline run \(a.txt, b.txt, c.txt, \.\.\.\)"):
+        run_pipeline(options(out, tmp_path))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a directory"):
+        run_pipeline(options(tmp_path / "file", tmp_path))
+
+
+def test_resume_keeps_the_runs_summary_and_start_time(tmp_path: Path, fake_steps: list[str]) -> None:
+    out = tmp_path / "run"
+    run_pipeline(options(out, tmp_path))
+    saved = json.loads((out / "pipeline.json").read_text())
+    saved["created"], saved["summary"] = "2020-01-01T00:00:00+00:00", {"train": {"params": 7}}
+    (out / "pipeline.json").write_text(json.dumps(saved))
+    state = run_pipeline(options(out, tmp_path, resume=True))
+    assert state.created == "2020-01-01T00:00:00+00:00" and state.summary == {"train": {"params": 7}}
+    fresh = run_pipeline(options(out, tmp_path, force=True))  # --force: a new run, a new record
+    assert fresh.created != "2020-01-01T00:00:00+00:00" and fresh.summary == {}
+
+
+def test_a_failed_or_interrupted_step_runs_again_on_resume(tmp_path: Path, fake_steps: list[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    export = pipeline.STEP_FUNCTIONS["export"]
+
+    def broken(*args: object) -> str:
+        from mnist_edge.errors import ModelFileError
+
+        raise ModelFileError("on purpose")
+
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "export", broken)
+    with pytest.raises(PipelineStepError, match="^step 'export' failed: on purpose$"):
+        run_pipeline(options(out, tmp_path))
+    assert statuses(out)["export"] == "failed" and messages(out)["export"] == "on purpose"
+    assert (out / "report.html").is_file()  # the report of what finished
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "export", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(TrainingInterrupted, match="step 'export' interrupted; what is done is saved"):
+        run_pipeline(options(out, tmp_path, resume=True))
+    assert statuses(out)["export"] == "interrupted"
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "export", export)
+    fake_steps.clear()
+    run_pipeline(options(out, tmp_path, resume=True))
+    assert fake_steps == ["export", "quantize", "parity", "bench", "report"]
+
+
+def test_no_report_after_a_failure_when_the_report_step_is_left_out(tmp_path: Path, fake_steps: list[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnist_edge.errors import ModelFileError
+
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "train", lambda *args: (_ for _ in ()).throw(ModelFileError("x")))
+    with pytest.raises(PipelineStepError):
+        run_pipeline(options(tmp_path / "run", tmp_path, steps=("data", "train")))
+    assert not (tmp_path / "run" / "report.html").exists()
+
+
+def test_done_steps_record_their_time_and_the_fingerprint_of_their_inputs(tmp_path: Path,
+                                                                           fake_steps: list[str]) -> None:
+    out = tmp_path / "run"
+    run_pipeline(options(out, tmp_path))
+    steps = {s["name"]: s for s in json.loads((out / "pipeline.json").read_text())["steps"]}
+    paths = pipeline.Paths(out)
+    for name in ("data", "train", "export", "bench"):
+        assert steps[name]["fingerprint"] == pipeline._fingerprint(name, options(out, tmp_path), paths)
+        assert 0 <= steps[name]["seconds"] < 5 and steps[name]["message"] == "fake"
+
+
+def test_mnist_files_are_hashed_once_per_process_until_they_change(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    data = fake_mnist(tmp_path / "mnist")
+    hashed: list[Path] = []
+    real = pipeline.sha256_file
+    monkeypatch.setattr(pipeline, "sha256_file", lambda path: hashed.append(Path(path)) or real(path))
+    monkeypatch.setattr(pipeline, "_SHA256_CACHE", {})
+    first = pipeline._data_checksums(options(tmp_path / "run", data))
+    assert pipeline._data_checksums(options(tmp_path / "run", data)) == first and len(hashed) == 4
+    labels = data / "train-labels-idx1-ubyte"
+    labels.write_text("other labels")
+    second = pipeline._data_checksums(options(tmp_path / "run", data))
+    assert len(hashed) == 5 and hashed[-1] == labels and second != first
+    assert second[labels.name] == real(labels)
+    assert pipeline._data_checksums(options(tmp_path / "run", tmp_path / "nowhere")) is None
+
+
+def test_bench_threads_default_to_one_then_every_core(tmp_path: Path) -> None:
+    from mnist_edge.benchmark import parse_threads
+
+    assert pipeline._bench_threads(options(tmp_path, tmp_path, threads=None)) == parse_threads("1,N")
+    assert pipeline._bench_threads(options(tmp_path, tmp_path, threads=(2,))) == (2,)

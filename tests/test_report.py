@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from mnist_edge.cli import app
 from mnist_edge.errors import ConfigError
 from mnist_edge.report import EXPECTED, REPORT_FILE, build_report, missing_parts, render_report
+from mnist_edge.units import format_bytes
 
 runner = CliRunner()
 EVIL = "<script>alert('x')</script>&"
@@ -224,9 +225,18 @@ def test_html_in_names_is_escaped(full_run):
 def test_headline_figures(full_run):
     _, html = full_run
     summary = html.split('<section id="data">')[0]
-    for text in ("cnn", "21,840", "99.12%", "99.07%", "88.0 kB", "26.0 kB", "85.0 µs", "240 µs", "fail"):
+    for text in ("cnn", "21,840", "99.12%", "99.07%", "85.9 KiB", "25.4 KiB", "85.0 µs", "240 µs", "fail"):
         assert text in summary, text
     assert "Not in this run" not in summary  # nothing is missing
+
+
+def test_sizes_read_as_everywhere_else(full_run):
+    """One byte formatter for the project (binary units): a model file shows one size string."""
+    _, html = full_run
+    manifests = html.split('<section id="manifests">')[1]
+    assert f"<td>{format_bytes(88_000)}</td>" in manifests and "<td>25.4 KiB</td>" in manifests
+    assert "<td>85.8 MiB</td>" in html  # peak RSS in the benchmark table
+    assert not re.search(r"\d (kB|MB|GB)\b", html)
 
 
 def test_tables_carry_the_numbers(full_run):

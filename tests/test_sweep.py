@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from typer.testing import CliRunner
 from mnist_edge import manifest, pipeline
 from mnist_edge.cli import app
 from mnist_edge.errors import ConfigError, OutputError, TrainingInterrupted
-from mnist_edge.sweep import SWEEP_STEPS, load_config, run_sweep
+from mnist_edge.sweep import SWEEP_STEPS, RunResult, load_config, markdown_table, run_sweep
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -216,3 +219,107 @@ def test_cli_out_holding_another_run_needs_force(tmp_path: Path, monkeypatch: py
     assert "0 runs measured, 1 failed" in result.stdout and (out / "results.md").is_file()
     result = runner.invoke(app, ["sweep", str(config), "--out", str(out)])
     assert result.exit_code == 2 and "already holds a sweep" in result.stderr
+
+
+# --- the runner, with a stand-in pipeline: what each run is asked to do, and what is written ----
+
+
+GOOD_BENCH = [{"path": "x/exported/fp32/model.onnx", "latency": {"p50_us": 99.0}},
+              {"path": "x/exported/int8/model.onnx", "latency": {"p50_us": 12.0}}]
+
+
+def recording_pipeline(calls: list) -> object:
+    write_files = fake_pipeline({name: GOOD_BENCH for name in "abc"})
+
+    def run(options: pipeline.PipelineOptions, hooks: object = None) -> None:
+        calls.append(options)
+        write_files(options, hooks)
+        (options.out / "pipeline.json").write_text(json.dumps({"preset_recipe": options.recipe.to_dict()}))
+
+    return run
+
+
+def test_each_run_gets_the_sweep_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[pipeline.PipelineOptions] = []
+    config_path = no_torch_sweep(monkeypatch, tmp_path, recording_pipeline(calls), "a b")
+    config_path.write_text('[sweep]\nbench_seconds = 0.3\ndevice = "cpu"\n' + config_path.read_text())
+    config = load_config(config_path)
+    events: list[tuple] = []
+    hooks = {"run_start": lambda spec, i, n: events.append((spec.name, i, n)),
+             "run_end": lambda result: events.append((result.name, result.status))}
+    run_sweep(config, tmp_path / "out", data_dir=tmp_path / "mnist", download=False, hooks=hooks)
+    assert events == [("a", 0, 2), ("a", "done"), ("b", 1, 2), ("b", "done")]
+    first = calls[0]
+    assert (first.out, first.device, first.data_dir, first.download) == (tmp_path / "out" / "a", "cpu",
+                                                                        tmp_path / "mnist", False)
+    assert (first.bench_seconds, first.batch_sizes, first.threads) == (0.3, (1,), (1,))
+    assert (first.torch_baseline, first.parity_gate, first.steps) == (False, False, SWEEP_STEPS)
+    assert (first.resume, first.force) == (False, True)  # a new sweep starts each run afresh
+    marker = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert marker["config"] == str(config_path) and [r["name"] for r in marker["runs"]] == ["a", "b"]
+    assert marker["runs"][0]["recipe"] == config.runs[0].recipe.to_dict()
+
+
+def test_resume_continues_unchanged_runs_and_restarts_edited_ones(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[pipeline.PipelineOptions] = []
+    config = load_config(no_torch_sweep(monkeypatch, tmp_path, recording_pipeline(calls), "a b c"))
+    out = tmp_path / "out"
+    run_sweep(config, out)
+    calls.clear()
+    edited = json.loads((out / "b" / "pipeline.json").read_text())
+    edited["preset_recipe"]["epochs"] += 1  # as if the config had been edited since
+    (out / "b" / "pipeline.json").write_text(json.dumps(edited))
+    (out / "c" / "pipeline.json").write_text("{not json")  # damaged by hand
+    run_sweep(config, out, resume=True)
+    assert [(c.out.name, c.resume, c.force) for c in calls] == [("a", True, False), ("b", False, True),
+                                                                 ("c", False, True)]
+    (out / "a" / "pipeline.json").unlink()  # never started: the pipeline starts it under resume
+    calls.clear()
+    run_sweep(config, out, resume=True)
+    assert (calls[0].resume, calls[0].force) == (True, False)
+
+
+def test_results_come_from_each_runs_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(options: pipeline.PipelineOptions, hooks: object = None) -> None:
+        fake_pipeline({"a": GOOD_BENCH})(options, hooks)
+        (options.out / "parity/parity.json").write_text(json.dumps({"passed": False, "models": [
+            {"role": "pytorch", "accuracy": 0.91}, {"role": "fp32", "accuracy": 0.92},
+            {"role": "int8", "accuracy": 0.93}]}))
+        (options.out / "checkpoint/metrics.json").write_text(json.dumps({"epochs": [{"seconds": 1.04},
+                                                                                   {"seconds": 2.02}]}))
+
+    config = load_config(no_torch_sweep(monkeypatch, tmp_path, run, "a"))
+    (result,) = run_sweep(config, tmp_path / "out")
+    assert result == RunResult("a", "mlp", "done", params=10, int8_accuracy=0.93, fp32_accuracy=0.92,
+                               torch_accuracy=0.91, int8_bytes=100, latency_us=12.0, train_seconds=3.1,
+                               parity_passed=False)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved == [asdict(result)]
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "results.csv").read_text())))
+    assert rows[0]["name"] == "a" and rows[0]["latency_us"] == "12.0" and rows[0]["parity_passed"] == "False"
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| a | mlp | 10 | 93.00% | 92.00% | 91.00% | 100 B | 12.0 µs | 3.1 | FAIL | ★ |" in table
+
+
+def test_figures_that_are_not_numbers_fail_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(options: pipeline.PipelineOptions, hooks: object = None) -> None:
+        fake_pipeline({"a": [{"path": "x/exported/int8/model.onnx", "latency": {"p50_us": True}}]})(options, hooks)
+
+    config = load_config(no_torch_sweep(monkeypatch, tmp_path, run, "a"))
+    (result,) = run_sweep(config, tmp_path / "out")
+    assert result.status == "failed" and "figures are not numbers" in result.message
+    assert not (tmp_path / "out" / "pareto.png").exists()  # nothing measured: no front to draw
+    assert "| a | mlp | failed: cannot read its results:" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_the_pareto_front_is_marked_in_the_table(tmp_path: Path) -> None:
+    def done(name: str, accuracy: float, latency: float, size: int) -> RunResult:
+        return RunResult(name, "tiny", "done", params=1, int8_accuracy=accuracy, fp32_accuracy=accuracy,
+                         torch_accuracy=accuracy, int8_bytes=size, latency_us=latency, train_seconds=1.0,
+                         parity_passed=True)
+
+    table = markdown_table([done("fast", 0.98, 10.0, 2000), done("good", 0.99, 30.0, 4000),
+                            done("worse", 0.97, 40.0, 5000)])
+    marks = {line.split(" | ")[0].strip("| "): line.rstrip().endswith("★ |") for line in table.splitlines()[2:]}
+    assert marks == {"fast": True, "good": True, "worse": False}

@@ -1,0 +1,464 @@
+"""Mutation testing with mutmut 3.8.1, one module at a time, each against only its fast tests.
+
+    MNIST_EDGE_DATA=/work/shared/data .venv/bin/python scripts/mutation.py --modules preprocess,inputs
+
+For each module of MODULES it runs `mutmut run` over that one module with only the listed test
+files (less the slow tests left out), then prints one row per module (mutants, killed, survived,
+timeout, suspicious/no-tests, equivalent, score = killed / (total - equivalent), run time) and
+writes a JSON summary (--out) that holds every surviving mutant with its diff, ready to write a
+test against. --mutants 'mnist_edge.preprocess.x_grayscale*' re-tests only the mutants named.
+
+Why each module runs in its own throw-away copy of the checkout (a temporary folder outside it):
+- mutmut reads its settings only from the [tool.mutmut] table of ./pyproject.toml (or setup.cfg)
+  and keeps everything in ./mutants/. A copy gets its own pyproject.toml with a generated table,
+  so the real pyproject.toml is never edited and no setup.cfg appears in the checkout.
+- One mutants/ folder cannot be shared between modules: when a module is not mutated, mutmut
+  copies it there with a new mtime, and a later run of that module then takes it for already
+  mutated and tests a file without mutants. Fresh copies also mean fresh verdicts: mutmut keeps
+  a "survived" verdict until the function changes, even after a test that kills it is written.
+- The test suite fails a session that writes into the checkout (tests/conftest.py), and it
+  would see files appearing in runs/ or a setup.cfg while another session's tests run.
+The copy holds what git would commit (tracked and untracked-not-ignored files), so work in
+progress in tests/ and mnist_edge/ is tested as it is on disk.
+
+Exit status: 1 when mutmut could not run a module (its clean test run failed, for instance);
+surviving mutants do not change it, this reports and does not gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module's mutation run: the tests that judge its mutants, and what is mutated."""
+
+    tests: tuple[str, ...]
+    # Node ids in those files left out (pytest --deselect): tests that train a model or take many
+    # seconds, which every surviving mutant they cover would pay again.
+    left_out: tuple[str, ...] = ()
+    # Seconds of fixture setup the tests pay in each worker: mutmut's timeouts count only the
+    # test calls ((calls + timeout_constant) x 15), so a slow fixture would read as a timeout.
+    fixture_seconds: float = 0.0
+    # The functions that decide correctness ("Class.method" for methods); empty: the whole
+    # module. Drawing and message-only code outside them is not mutated.
+    scope: tuple[str, ...] = ()
+
+
+# Module -> its fast covering tests and the part of it that decides correctness.
+MODULES: dict[str, Target] = {
+    # Bench measurement: the timing loops, statistics, memory, environment, the torch baseline.
+    "mnist_edge/measure.py": Target(("tests/test_bench.py",)),
+    # Parity verdicts: everything but the figure of the disagreeing digits, judged by the tests
+    # that need no trained model (test_parity.py trains one, ~10 s per worker).
+    "mnist_edge/parity.py": Target(("tests/test_parity_verdicts.py",),
+                                   scope=("Thresholds.validate", "ParityReport.pair", "ParityReport.score",
+                                          "resolve_models", "_add_sibling", "_is_int8", "folder_of", "compare",
+                                          "check", "_fp32_breaches", "_int8_breaches", "run_parity",
+                                          "record_parity", "_measure", "_check_request", "_evaluate",
+                                          "_disagreements", "_check_labels", "_score", "parity_command",
+                                          "write_report", "metrics_for", "update_manifest")),
+    # Quantize options: validation, per-architecture defaults, what the manifest records.
+    "mnist_edge/quantize.py": Target(("tests/test_quantize.py",), fixture_seconds=10, left_out=(
+        "tests/test_quantize.py::test_entropy_calibration_differs_from_minmax",  # 18 s of calibration
+    ), scope=("QuantizeOptions.validate", "QuantizeOptions.resolved_format", "QuantizeOptions.describe",
+              "default_options", "_refuse_static_only", "arch_of", "calibration_images", "keep_float_outputs",
+              "_input_spec", "int8_manifest")),
+    # Pipeline resume: fingerprints, skipping and redoing, the output folder; not the step bodies
+    # (training, export...), which the slow end-to-end tests cover.
+    "mnist_edge/pipeline.py": Target(("tests/test_pipeline.py",), fixture_seconds=20, scope=(
+        "run_pipeline", "_report_what_exists", "_check_options", "_prepare_out", "_load_or_new_state",
+        "_save_state", "_run_step", "_stopped", "_outputs_exist", "_hash", "_file_hash", "_fingerprint",
+        "_bench_threads", "_data_checksums", "_cached_sha256", "_trained_on", "PipelineState.step")),
+    # Sweep resume and results: the runner, its folder, reading each run's results.
+    "mnist_edge/sweep.py": Target(("tests/test_sweep.py",), left_out=(
+        "tests/test_sweep.py::test_small_sweep_measures_and_resumes",  # trains models: 18-28 s
+    ), scope=("run_sweep", "_run_one", "_recipe_changed", "_prepare", "collect", "write_results", "_csv",
+              "markdown_table")),
+    # Runtime input handling: model layouts, dtypes, normalisation, batching, outputs.
+    "mnist_edge/runtime.py": Target(("tests/test_runtime.py", "tests/test_cli_runtime.py")),
+    "mnist_edge/inputs.py": Target(("tests/test_inputs.py",)),
+    "mnist_edge/preprocess.py": Target(("tests/test_preprocess.py",)),
+}
+
+MUTMUT_VERSION = "3.8.1"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "mnist_edge"
+EQUIVALENT_FILE = REPO / "scripts" / "mutation_equivalent.toml"
+DEFAULT_OUT = REPO / "runs" / "mutation" / "summary.json"
+# mutmut copies these into mutants/ itself; every other top-level entry goes in `also_copy`.
+COPIED_BY_MUTMUT = {PACKAGE, "tests", "pyproject.toml"}
+
+
+@dataclass
+class ModuleResult:
+    module: str
+    tests: tuple[str, ...]
+    left_out: tuple[str, ...]
+    ok: bool = False
+    error: str = ""
+    run_seconds: float = 0.0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+    killed: int = 0
+    survived: int = 0
+    timeout: int = 0
+    suspicious_or_no_tests: int = 0
+    equivalent: int = 0
+    score_percent: float | None = None
+    survivors: list[dict] = field(default_factory=list)
+    not_killed_other: list[dict] = field(default_factory=list)
+    equivalents: list[dict] = field(default_factory=list)
+    stale_equivalents: list[dict] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modules", default="", help="comma-separated paths or stems (e.g. preprocess,inputs); "
+                        "default: all of " + ", ".join(MODULES))
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel (default 2)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON summary (default %(default)s)")
+    parser.add_argument("--mutants", default="",
+                        help="comma-separated globs of mutant names: test only those "
+                        "(e.g. 'mnist_edge.preprocess.x_grayscale*')")
+    parser.add_argument("--keep-work", action="store_true",
+                        help="keep each module's temporary copy (to run `mutmut browse` or `mutmut show` there)")
+    return parser.parse_args(argv)
+
+
+def select_modules(spec: str) -> list[str]:
+    """'preprocess,mnist_edge/inputs.py' -> table keys; an empty spec selects every module."""
+    if not spec.strip():
+        return list(MODULES)
+    by_stem = {Path(module).stem: module for module in MODULES}
+    chosen = []
+    for name in (part.strip() for part in spec.split(",") if part.strip()):
+        module = name if name in MODULES else by_stem.get(name)
+        if module is None:
+            sys.exit(f"unknown module {name!r}; known: {', '.join(MODULES)}")
+        chosen.append(module)
+    return chosen
+
+
+def check_environment() -> Path:
+    """The mutmut executable of this interpreter's environment, at the pinned version."""
+    try:
+        installed = version("mutmut")
+    except PackageNotFoundError:
+        installed = None
+    if installed != MUTMUT_VERSION:
+        sys.exit(f"mutmut {MUTMUT_VERSION} is needed (found {installed}): pip install -e '.[mutation]'")
+    if not os.environ.get("MNIST_EDGE_DATA"):
+        sys.exit("MNIST_EDGE_DATA is not set: the tests need MNIST (e.g. MNIST_EDGE_DATA=/work/shared/data)")
+    # `python -m mutmut` re-executes mutmut's __main__ (it warns); its console script does not.
+    executable = Path(sys.executable).parent / "mutmut"
+    return executable if executable.exists() else Path(shutil.which("mutmut") or "mutmut")
+
+
+def load_equivalents(path: Path = EQUIVALENT_FILE) -> dict[str, list[dict]]:
+    """module -> [{mutant, reason, diff_contains?}], checked enough to fail early on a typo."""
+    if not path.exists():
+        return {}
+    table = tomllib.loads(path.read_text(encoding="utf-8"))
+    for module, entries in table.items():
+        if module not in MODULES:
+            print(f"warning: {path.name} names {module!r}, which is not in MODULES", file=sys.stderr)
+        for entry in entries:
+            if not entry.get("mutant") or not entry.get("reason"):
+                sys.exit(f"{path.name}: every entry of {module!r} needs `mutant` and `reason`: {entry}")
+    return table
+
+
+def repository_files() -> list[Path]:
+    """What git would commit: tracked files still on disk plus untracked files not ignored."""
+    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=REPO, check=True, capture_output=True).stdout.decode()
+    return [Path(name) for name in listing.split("\0") if name and (REPO / name).exists()]
+
+
+def make_work_copy(work: Path) -> None:
+    for relative in repository_files():
+        target = work / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # copy2 keeps mtimes: mutmut compares them to decide whether a file is already mutated.
+        shutil.copy2(REPO / relative, target, follow_symlinks=False)
+
+
+def toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(value) for value in values) + "]"  # JSON strings are TOML strings
+
+
+def write_mutmut_config(work: Path, module: str, target: Target) -> None:
+    """Append a [tool.mutmut] table for this one module to the copy's pyproject.toml."""
+    pyproject = work / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    if "mutmut" in tomllib.loads(text).get("tool", {}):
+        sys.exit("pyproject.toml has a [tool.mutmut] table; this script writes its own per module: remove it")
+    also_copy = sorted(entry.name for entry in work.iterdir() if entry.name not in COPIED_BY_MUTMUT)
+    settings = {
+        # The whole package is copied into mutants/ so it imports; only `module` gets mutants.
+        "source_paths": toml_list([PACKAGE]),
+        "only_mutate": toml_list([module]),
+        "pytest_add_cli_args_test_selection": toml_list(list(target.tests)),
+        "pytest_add_cli_args": toml_list([arg for node in target.left_out for arg in ("--deselect", node)]),
+        "timeout_constant": str(1.0 + target.fixture_seconds),  # mutmut's default is 1.0
+        # tests read sweeps/, exported/ and scripts/ relative to the checkout, which is mutants/ then.
+        "also_copy": toml_list(also_copy),
+        # The copy is not a git checkout; git would answer for the enclosing one, if any.
+        "use_git_change_detection": "false",
+        # mutmut's default ("fork") forks each worker from the process that already ran the tests
+        # in-process for its stats; threads those tests left (torch, onnxruntime) hold locks the
+        # forked copy never gets back: sweep.py's workers hung on a futex until their timeout. The
+        # fork server forks workers from a process that has only collected the tests.
+        "process_isolation": '"forkserver"',
+    }
+    table = "\n".join(f"{key} = {value}" for key, value in settings.items())
+    pyproject.write_text(f"{text.rstrip()}\n\n[tool.mutmut]\n{table}\n", encoding="utf-8")
+
+
+def keep_verdicts_out_of_the_test_tree(work: Path, module: str) -> None:
+    """Make mutmut's verdict file mutants/<module>.meta a symlink to a file outside mutants/.
+
+    The tests run with mutants/ as the checkout, and tests/conftest.py fails any session during
+    which a file there changes (checked by lstat). mutmut rewrites that .meta file each time a
+    mutant finishes, while the other children are still testing theirs: with 2 children, 75 of
+    529 preprocess.py mutants were "killed" that way and survived with 1 child. Writes through a
+    symlink leave the link's own lstat unchanged, so the guard keeps watching everything else.
+    """
+    meta = work / "mutants" / f"{module}.meta"
+    outside = work / "mutmut-verdicts" / module.replace("/", ".")
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    meta.symlink_to(outside)  # dangling until mutmut's first save: it reads a missing file as "no verdicts yet"
+
+
+def run_mutmut(mutmut: Path, work: Path, module: str, args: argparse.Namespace, log: Path) -> int:
+    # CI=true turns a skipped test into a failure (tests/ci_skips.py): a test that silently skips
+    # would let every mutant it covers survive; this way mutmut's clean run fails loudly instead.
+    env = {**os.environ, "CI": "true"}
+    with log.open("w", encoding="utf-8") as output:
+        # Its own session, so that on Ctrl-C the whole group goes, workers included: killing mutmut
+        # alone leaves its forked workers running their tests.
+        command = [str(mutmut), "run", "--max-children", str(args.max_children), *mutant_globs(args, module)]
+        process = subprocess.Popen(command, cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            return process.wait()
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+
+
+def mutant_globs(args: argparse.Namespace, module: str) -> list[str]:
+    """--mutants when given, else the module's scope as mutmut's name globs (empty: everything)."""
+    given = [part.strip() for part in args.mutants.split(",") if part.strip()]
+    return given or scope_globs(module, MODULES[module].scope)
+
+
+def scope_globs(module: str, functions: tuple[str, ...]) -> list[str]:
+    """'mnist_edge/parity.py', ('check', 'Thresholds.validate') -> mutmut's mangled names:
+    mnist_edge.parity.x_check__mutmut_*, mnist_edge.parity.xǁThresholdsǁvalidate__mutmut_*."""
+    prefix = module.removesuffix(".py").replace("/", ".")
+    globs = []
+    for function in functions:
+        owner, _, name = function.rpartition(".")
+        mangled = f"xǁ{owner}ǁ{name}" if owner else f"x_{name}"
+        globs.append(f"{prefix}.{mangled}__mutmut_*")
+    return globs
+
+
+def mutant_statuses(mutmut: Path, work: Path, globs: list[str]) -> dict[str, str]:
+    """{mutant name: status} from `mutmut results --all true` ("    name: status" lines), only
+    the names matching `globs` when there are any (the others were not tested this time)."""
+    listing = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=work, check=True,
+                             capture_output=True, text=True).stdout
+    statuses = {}
+    for line in listing.splitlines():
+        name, separator, status = line.strip().partition(": ")
+        if separator and (not globs or any(fnmatch.fnmatchcase(name, glob) for glob in globs)):
+            statuses[name] = status
+    return statuses
+
+
+def mutant_diffs(work: Path, module: str, names: list[str]) -> dict[str, str]:
+    """The diff `mutmut show NAME` prints, for each name.
+
+    Called in-process: each `mutmut show` starts a Python that imports mutmut's whole UI (about
+    1.2 s), minutes for a module with a hundred survivors. Tied to mutmut 3.8.1's internals,
+    which is why the version is pinned and checked.
+    """
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    with contextlib.chdir(work):  # mutmut reads mutants/ relative to the working directory
+        return {name: get_diff_for_mutant(name, path=module) for name in names}
+
+
+def function_of(mutant: str) -> str:
+    """'pkg.mod.xǁInputSetǁ__len____mutmut_2' -> 'InputSet.__len__'; 'pkg.mod.x_f__mutmut_1' -> 'f'."""
+    mangled = mutant.rpartition(".")[2].rpartition("__mutmut_")[0]
+    if mangled.startswith("xǁ"):
+        return ".".join(mangled[2:].split("ǁ"))
+    return mangled.removeprefix("x_")
+
+
+def split_equivalents(statuses: dict[str, str], listed: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(equivalent mutants, stale entries). Names are positions in a function, so an entry goes
+    stale when the function changes: missing, killed, or no longer showing `diff_contains`."""
+    equivalent, stale = [], []
+    for entry in listed:
+        status = statuses.get(entry["mutant"])
+        if status is None or status == "killed":
+            stale.append({**entry, "status": status or "no such mutant"})
+        else:
+            equivalent.append({**entry, "status": status})
+    return equivalent, stale
+
+
+def check_expected_diffs(equivalent: list[dict], stale: list[dict], diffs: dict[str, str]) -> list[dict]:
+    """Moves an entry whose mutant's diff no longer contains `diff_contains` to `stale`."""
+    still_equivalent = []
+    for entry in equivalent:
+        expected = entry.get("diff_contains")
+        if expected and expected not in diffs[entry["mutant"]]:
+            stale.append({**entry, "status": "diff_contains not found: the function changed"})
+        else:
+            still_equivalent.append(entry)
+    return still_equivalent
+
+
+def tally(result: ModuleResult, statuses: dict[str, str], equivalent_names: set[str]) -> None:
+    counted = {name: status for name, status in statuses.items() if name not in equivalent_names}
+    result.status_counts = {status: list(counted.values()).count(status) for status in sorted(set(counted.values()))}
+    result.total = len(statuses)
+    result.equivalent = len(equivalent_names)
+    result.killed = result.status_counts.get("killed", 0)
+    result.survived = result.status_counts.get("survived", 0)
+    result.timeout = result.status_counts.get("timeout", 0)
+    result.suspicious_or_no_tests = len(counted) - result.killed - result.survived - result.timeout
+    scored = result.total - result.equivalent
+    result.score_percent = round(100.0 * result.killed / scored, 1) if scored else None
+
+
+def collect_results(result: ModuleResult, mutmut: Path, work: Path, globs: list[str],
+                    equivalents: list[dict]) -> None:
+    statuses = mutant_statuses(mutmut, work, globs)
+    if globs:  # entries outside the selection were not checked this time
+        equivalents = [entry for entry in equivalents if entry["mutant"] in statuses]
+    equivalent, stale = split_equivalents(statuses, equivalents)
+    not_killed = [name for name, status in statuses.items() if status != "killed"]
+    diffs = mutant_diffs(work, result.module, not_killed)
+    equivalent = check_expected_diffs(equivalent, stale, diffs)
+    equivalent_names = {entry["mutant"] for entry in equivalent}
+    tally(result, statuses, equivalent_names)
+    result.equivalents, result.stale_equivalents = equivalent, stale
+    for name in not_killed:
+        if name in equivalent_names:
+            continue
+        entry = {"mutant": name, "function": function_of(name), "status": statuses[name], "diff": diffs[name]}
+        (result.survivors if statuses[name] == "survived" else result.not_killed_other).append(entry)
+
+
+def mutate_module(module: str, mutmut: Path, args: argparse.Namespace, equivalents: list[dict]) -> ModuleResult:
+    target = MODULES[module]
+    result = ModuleResult(module=module, tests=target.tests, left_out=target.left_out)
+    work = Path(tempfile.mkdtemp(prefix=f"mutation-{Path(module).stem}-"))
+    # The log grows in the work copy and is copied next to the summary at the end: a file growing
+    # in runs/ would fail the checkout guard of a test session running meanwhile.
+    log, kept_log = work / "mutmut.log", args.out.parent / f"{Path(module).stem}.mutmut.log"
+    try:
+        make_work_copy(work)
+        write_mutmut_config(work, module, target)
+        keep_verdicts_out_of_the_test_tree(work, module)
+        started = time.monotonic()
+        exit_code = run_mutmut(mutmut, work, module, args, log)
+        result.run_seconds = round(time.monotonic() - started, 1)
+        if exit_code != 0:
+            result.error = f"mutmut run exited {exit_code}; see {kept_log}"
+            print(log.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
+            return result
+        collect_results(result, mutmut, work, mutant_globs(args, module), equivalents)
+        result.ok = True
+        return result
+    finally:
+        if log.exists():
+            kept_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, kept_log)
+        if args.keep_work:
+            print(f"{module}: work copy kept in {work} (cd there and run `mutmut browse`)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(results: list[ModuleResult]) -> None:
+    header = ("module", "total", "killed", "survived", "timeout", "susp/no-tests", "equivalent", "score", "time")
+    rows = [header]
+    for r in results:
+        score = "-" if r.score_percent is None else f"{r.score_percent:.1f}%"
+        counts = (r.total, r.killed, r.survived, r.timeout, r.suspicious_or_no_tests, r.equivalent)
+        rows.append((r.module, *(map(str, counts) if r.ok else ["-"] * 6),
+                     score if r.ok else "FAILED", f"{r.run_seconds:.0f} s"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                        for i, (cell, width) in enumerate(zip(row, widths, strict=True))))
+
+
+def print_details(results: list[ModuleResult]) -> None:
+    """Survivors counted per function, and the equivalent mutants with their reasons."""
+    for r in results:
+        if r.error:
+            print(f"\n{r.module}: {r.error}")
+        by_function: dict[str, int] = {}
+        for survivor in r.survivors:
+            by_function[survivor["function"]] = by_function.get(survivor["function"], 0) + 1
+        if by_function:
+            print(f"\n{r.module}: survivors by function: "
+                  + ", ".join(f"{name} {count}" for name, count in sorted(by_function.items())))
+        for other in r.not_killed_other:
+            print(f"  {other['status']}: {other['mutant']}")
+        for entry in r.equivalents:
+            print(f"  equivalent: {entry['mutant']}: {entry['reason']}")
+        for entry in r.stale_equivalents:
+            print(f"  STALE equivalent entry ({entry['status']}): {entry['mutant']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out = args.out.resolve()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    modules = select_modules(args.modules)
+    mutmut = check_environment()
+    equivalents = load_equivalents()
+    results = []
+    for module in modules:
+        left_out = f" (less {len(MODULES[module].left_out)} slow)" if MODULES[module].left_out else ""
+        print(f"{module}: mutmut over {', '.join(MODULES[module].tests)}{left_out} ...", flush=True)
+        results.append(mutate_module(module, mutmut, args, equivalents.get(module, [])))
+    print()
+    print_table(results)
+    print_details(results)
+    summary = {"mutmut": MUTMUT_VERSION, "max_children": args.max_children, "mutants": args.mutants,
+               "modules": [asdict(result) for result in results]}
+    args.out.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"\nsummary: {args.out}")
+    return 0 if all(result.ok for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

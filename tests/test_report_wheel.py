@@ -1,0 +1,107 @@
+"""report.html from an installed wheel: page.html and style.css are package data, so a wheel that
+left them out would import fine and fail only when a report is rendered. Build the wheel from a
+copy of the project, install it alone into a fresh venv, and render a report with that venv."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# A rule found only in report/style.css, and a model file whose size mnist_edge.units formats.
+CSS_RULE = 'tr.best td:first-child::after { content: " ★"; color: var(--warn); }'
+MODEL_BYTES = 178_586  # "174.4 KiB"
+RENDER = """
+import sys
+import mnist_edge.report
+from mnist_edge.report import build_report
+print(mnist_edge.report.__file__)
+build_report(sys.argv[1], out=sys.argv[2])
+"""
+
+
+def _run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    # No PYTHONPATH and no pip cache: nothing of the checkout or of earlier runs may leak in.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _build_wheel(tmp_path: Path) -> Path:
+    """The project's wheel, built from a copy: building in the checkout would write build/ and
+    *.egg-info there."""
+    pytest.importorskip("setuptools", minversion="70.1", reason="builds the wheel (bdist_wheel built in)")
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "mnist_edge", source / "mnist_edge", ignore=shutil.ignore_patterns("__pycache__"))
+    dist = tmp_path / "dist"
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+         "-w", dist, source, cwd=tmp_path)
+    (wheel,) = dist.glob("mnist_edge-*.whl")
+    return wheel
+
+
+def _install_alone(wheel: Path, tmp_path: Path) -> Path:
+    """A fresh venv (no system site-packages) holding only the wheel, without its dependencies:
+    the report needs nothing beyond the standard library. Returns the venv's python."""
+    target = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(target)
+    python = target / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel,
+         cwd=tmp_path)
+    return python
+
+
+def _small_run(root: Path) -> Path:
+    """A run folder with a pipeline.json, a manifest and a bench.json: enough for every section."""
+    files = {
+        "pipeline.json": {"arch": "tiny", "created": "2025-01-01T00:00:00+00:00",
+                          "steps": [{"name": "bench", "status": "done", "seconds": 2.0, "message": "ok"}]},
+        "exported/fp32/manifest.json": {"name": "tiny-fp32", "files": {"model": "model.onnx",
+                                                                       "bytes": MODEL_BYTES}},
+        "bench/bench.json": {"models": [{"name": "tiny-fp32", "kind": "onnx", "file_bytes": MODEL_BYTES,
+                                         "latency": {"batch_size": 1, "threads": 1, "p50_us": 31.9}}]},
+    }
+    for rel, obj in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(json.dumps(obj), encoding="utf-8")
+    return root
+
+
+def test_wheel_ships_the_template_and_renders_a_report(tmp_path):
+    wheel = _build_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"mnist_edge/report/page.html", "mnist_edge/report/style.css"} <= set(names), names
+
+    python = _install_alone(wheel, tmp_path)
+    run, page = _small_run(tmp_path / "run"), tmp_path / "report.html"
+    # -I: isolated, so neither the checkout nor the current folder is on the venv's sys.path.
+    loaded = _run(python, "-I", "-c", RENDER, run, page, cwd=tmp_path).stdout.strip()
+    # The installed copy rendered it, not the checkout.
+    assert Path(loaded).resolve().is_relative_to((tmp_path / "venv").resolve()), loaded
+
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert "<title>mnist-edge report: run</title>" in html
+    assert "Content-Security-Policy" in html and "<main>" in html
+    style = (ROOT / "mnist_edge/report/style.css").read_text(encoding="utf-8")
+    inlined = re.search(r"<style>(.*?)</style>", html, re.S)
+    assert CSS_RULE in style and inlined and inlined.group(1).strip() == style.strip()  # the whole file
+    assert not re.search(r"<(link|script)\b", html)  # still one self-contained page
+    for sid in ("summary", "data", "training", "evaluation", "parity", "bench", "manifests"):
+        assert f'<section id="{sid}">' in html
+    assert "174.4 KiB" in html and "31.9 µs" in html
