@@ -55,3 +55,7 @@ class ParityError(MnistEdgeError):
 
 class TrainingInterrupted(MnistEdgeError):
     """Training stopped by the user; the state at the interruption was saved."""
+
+
+class CodegenError(MnistEdgeError):
+    """A model the C generator cannot turn into integer-only C, or a C build that fails."""

@@ -33,6 +33,9 @@ MODES = ("static", "dynamic")
 FORMATS = ("auto", "qdq", "qoperator")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 QUANT_TYPES = ("int8", "uint8")
+# cpu: the fastest int8 model for onnxruntime (per-architecture defaults below);
+# mcu: every layer and the logits integer, for the C generator (`mnist-edge codegen`).
+TARGETS = ("cpu", "mcu")
 TRAIN_IMAGES = 60000
 CALIBRATION_BATCH = 100
 
@@ -42,6 +45,7 @@ class QuantizeOptions:
     """Everything that decides the int8 model. `validate()` checks it before any work."""
 
     mode: str = "static"
+    target: str = "cpu"
     # auto: QDQ for static (the portable format onnxruntime recommends), QOperator for dynamic
     # (the only format quantize_dynamic writes).
     format: str = "auto"
@@ -88,7 +92,22 @@ class QuantizeOptions:
             raise ConfigError("--mode dynamic quantizes activations to uint8 only")
         if not 0 < self.percentile <= 100:
             raise ConfigError(f"percentile must be in (0, 100], got {self.percentile}")
+        if self.target not in TARGETS:
+            raise ConfigError(f"--for must be cpu or mcu, got {self.target!r}")
+        if self.target == "mcu":
+            self._check_integer_only()
         return self
+
+    def _check_integer_only(self) -> None:
+        """--for mcu: what the C generator needs, every layer int8 and the logits quantized."""
+        clashes = [flag for flag, clash in (
+            ("--mode dynamic", self.mode != "static"), ("--format qoperator", self.resolved_format != "qdq"),
+            ("--float-logits", self.float_logits), ("--exclude", bool(self.exclude)),
+            ("--op-type", bool(self.op_types)), ("--weight-type uint8", self.weight_type != "int8"),
+            ("--activation-type int8", self.activation_type != "uint8")) if clash]
+        if clashes:
+            raise ConfigError(f"--for mcu quantizes every layer (static QDQ, uint8 activations, int8 weights, "
+                              f"quantized logits): drop {', '.join(clashes)}")
 
     @property
     def resolved_format(self) -> str:
@@ -100,7 +119,7 @@ class QuantizeOptions:
         """The manifest's `quantization` section."""
         static = self.mode == "static"
         return {
-            "method": f"{self.mode}-{self.resolved_format}",
+            "method": f"{self.mode}-{self.resolved_format}", "target": self.target,
             "tool": "onnxruntime.quantization",
             "mode": self.mode, "format": self.resolved_format,
             "per_channel": self.per_channel, "reduce_range": self.reduce_range,
@@ -138,9 +157,17 @@ STATIC_ONLY = {"calibration": "--calibration", "calib_images": "--calib-images",
                "float_logits": "--float-logits/--quantized-logits"}
 
 
+# --for mcu: the same for every architecture. reduce_range stays on: onnxruntime's sums are exact
+# on CPUs without VNNI only with 7-bit weights, and the C code is proven against onnxruntime.
+MCU_DEFAULTS: dict[str, Any] = {"target": "mcu", "mode": "static", "format": "qdq", "exclude": (),
+                                "float_logits": False}
+
+
 def default_options(arch: str | None, **overrides: Any) -> QuantizeOptions:
-    """The best options for `arch` with explicit options (those not None) laid over them."""
-    base = QuantizeOptions(**ARCH_DEFAULTS.get(arch or "", {}))
+    """The best options for `arch` (or for a microcontroller, with target="mcu") with explicit
+    options (those not None) laid over them."""
+    mcu = overrides.get("target") == "mcu"
+    base = QuantizeOptions(**(MCU_DEFAULTS if mcu else ARCH_DEFAULTS.get(arch or "", {})))
     chosen = {k: v for k, v in overrides.items() if v is not None}
     options = replace(base, **chosen)
     _refuse_static_only(options, chosen, arch)

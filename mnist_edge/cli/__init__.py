@@ -7,6 +7,7 @@ matplotlib) are imported inside the commands so `--help`, `run` and `bench` stay
 from __future__ import annotations
 
 from mnist_edge.cli import (  # noqa: F401,E402  (registration)
+    commands_codegen,
     commands_data,
     commands_export,
     commands_pipeline,

@@ -110,6 +110,8 @@ def export(
 def quantize(
     model: Path = typer.Argument(..., help="fp32 model: an .onnx file or an exported folder."),
     out: Path = typer.Option(..., "--out", help="Folder for model.onnx and manifest.json."),
+    target: str = typer.Option("cpu", "--for", help="cpu: fastest in onnxruntime (per-architecture "
+                               "defaults); mcu: every layer and the logits int8, for `mnist-edge codegen`."),
     mode: str | None = typer.Option(None, "--mode", help="static (calibrated; default) or dynamic."),
     calibration: str | None = typer.Option(None, "--calibration", help="minmax (default), entropy or "
                                               "percentile."),
@@ -140,6 +142,7 @@ def quantize(
     explicit options override them. The result's manifest records every setting.
 
     Example: mnist-edge quantize exported/cnn-fp32 --out exported/cnn-int8 --calibration entropy
+    Example: mnist-edge quantize exported/tiny-fp32 --for mcu --out exported/tiny-int8-mcu
     """
     from mnist_edge.quantize import quantize_model
 
@@ -148,6 +151,7 @@ def quantize(
         "exclude": tuple(exclude) if exclude else None, "format": quant_format,
         "activation_type": activation_type, "weight_type": weight_type, "reduce_range": reduce_range,
         "float_logits": float_logits, "op_types": tuple(op_types) if op_types else None, "seed": seed,
+        "target": target,
     }
     # The architecture's best settings (from the manifest), with the explicit options over them.
     result = quantize_model(model, out, overrides=overrides, data_dir=data_dir, download=download)
@@ -163,7 +167,10 @@ def quantize(
                   f"{'reduce-range, ' if q['reduce_range'] else ''}"
                   + (f"{q['calibration']} on {q['images']} training images (seed {q['seed']})"
                      if q["mode"] == "static" else "dynamic activations"))
-    console.print(f"Next: mnist-edge parity RUN_DIR {model} {out}")
+    if q["target"] == "mcu":
+        console.print(f"Next: mnist-edge codegen {out} --out DIR --verify")
+    else:
+        console.print(f"Next: mnist-edge parity RUN_DIR {model} {out}")
 
 
 # --- parity ----------------------------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""`mnist-edge codegen`: an all-int8 model -> a C99 library, optionally proven against onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnist_edge.cli.common import DataDirOption, DownloadOption, JsonOption, command, console, print_json
+
+
+@command(name="codegen")
+def codegen_command(
+    model: Annotated[Path, typer.Argument(help="An int8 model quantized with `quantize --for mcu` "
+                                               "(folder or .onnx file).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for model.h, model.c and manifest.json.")],
+    verify: Annotated[bool, typer.Option("--verify", help="Compile the C for this machine and check every "
+                                                          "score against onnxruntime on the test images.")] = False,
+    images: Annotated[int, typer.Option("--images", help="Test images --verify runs (default: all 10,000).")]
+    = 10_000,
+    max_ram: Annotated[int | None, typer.Option("--max-ram", help="Refuse a model whose arena needs more "
+                                                                  "bytes than this.")] = None,
+    cc: Annotated[str, typer.Option("--cc", help="Host C compiler for --verify.")] = "cc",
+    json_output: JsonOption = False,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+) -> None:
+    """Generate C99 code for a microcontroller: one function, integer-only, no malloc.
+
+    `mnist_edge_predict(pixels, scores)` takes raw 0-255 pixels and returns the digit; its scores
+    equal onnxruntime's int8 output bit for bit. Exit code 1 when --verify finds a difference.
+
+    Example: mnist-edge codegen exported/tiny-int8-mcu --out exported/tiny-mcu --verify
+    """
+    from mnist_edge.codegen import generate
+
+    result = generate(model, out, verify_images=images if verify else 0, max_ram=max_ram, cc=cc,
+                      data_dir=data_dir, download=download)
+    checked = result.verification
+    if json_output:
+        print_json(result.manifest)
+    else:
+        console.print(f"C library: {out} (arena {result.arena_bytes:,} bytes, constants "
+                      f"{result.weight_bytes:,} bytes)")
+        if checked is not None:
+            console.print(f"verified on {checked.images:,} test images: {checked.identical:,} identical to "
+                          f"onnxruntime ({checked.onnxruntime_level}), top-1 agreement "
+                          f"{checked.top1_agreement:.2%}, accuracy C {checked.c_accuracy:.2%} / onnxruntime "
+                          f"{checked.onnxruntime_accuracy:.2%}")
+            if not checked.passed:
+                console.print(f"DIFFERENT: {checked.images - checked.identical} images, by up to "
+                              f"{checked.max_score_diff} steps; first: {checked.first_differing}; first layer "
+                              f"that differs: {checked.first_differing_layer or 'none found in numpy'}")
+    if checked is not None and not checked.passed:
+        raise typer.Exit(1)

@@ -1,0 +1,117 @@
+"""`mnist-edge codegen`: an all-int8 model -> a C99 library (model.h, model.c, manifest.json)
+that computes onnxruntime's scores bit for bit, optionally proven on the test images.
+
+Rooms: `graph` reads the integer layers from onnxruntime's optimized graph, `reference` is
+their arithmetic in numpy, `emit` writes the C, `verify` compiles it for this machine and
+compares it with onnxruntime. No torch anywhere.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mnist_edge import __version__, data
+from mnist_edge import manifest as manifest_io
+from mnist_edge.codegen.emit import HEADER, SOURCE, arena_bytes, plan, source
+from mnist_edge.codegen.graph import OPT_LEVEL, Conv, Gemm, IntegerModel, read_integer_model
+from mnist_edge.codegen.verify import Verification, verify
+from mnist_edge.config import LABELS, Normalization
+from mnist_edge.errors import CodegenError, ConfigError
+from mnist_edge.fileio import atomic_write_json, atomic_write_text, check_creatable, sha256_file, staged_dir
+from mnist_edge.modelfile import is_quantized, locate_model
+
+TEST_IMAGES = 10_000
+
+
+@dataclass(frozen=True)
+class CodegenResult:
+    out: Path
+    arena_bytes: int
+    weight_bytes: int
+    verification: Verification | None
+    manifest: dict[str, Any]
+
+
+def load_integer_model(model: str | Path) -> IntegerModel:
+    """MODEL (an int8 folder or .onnx file) -> its integer layers; a float model is refused."""
+    model_path, manifest = locate_model(model)
+    if not is_quantized(model_path, manifest):
+        raise CodegenError("this is an fp32 model; the C generator needs every layer int8: "
+                           f"mnist-edge quantize {model} --for mcu --out FOLDER", model_path)
+    norm = Normalization(*(float((manifest or {}).get("input", {}).get(k, getattr(Normalization(), k)))
+                           for k in ("scale", "mean", "std")))
+    labels = list((manifest or {}).get("labels") or LABELS)
+    return read_integer_model(model_path, norm, labels)
+
+
+def weight_bytes(model: IntegerModel) -> int:
+    """Bytes of constant data in the library: weights, biases, scales and the input table."""
+    layers = [layer for layer in model.layers if isinstance(layer, (Conv, Gemm))]
+    return int(model.input.table.nbytes + sum(layer.weights.nbytes + layer.bias.nbytes + layer.scale.nbytes
+                                              for layer in layers))
+
+
+def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_ram: int | None = None,
+             cc: str = "cc", data_dir: Any = None, download: bool = True) -> CodegenResult:
+    """Write OUT/model.h, OUT/model.c and OUT/manifest.json; with `verify_images` > 0, prove the
+    C against onnxruntime on the first that many test images (the result says whether it held).
+
+    OUT is built aside and appears whole; a refused model or option leaves nothing behind.
+    """
+    if not 0 <= verify_images <= TEST_IMAGES:
+        raise ConfigError(f"--images must be between 1 and {TEST_IMAGES:,}, got {verify_images}")
+    out = check_creatable(out)
+    integer = load_integer_model(model)
+    header, body = source(integer)
+    arena = arena_bytes(plan(integer))
+    if max_ram is not None and arena > max_ram:
+        raise CodegenError(f"the arena needs {arena:,} bytes, more than --max-ram {max_ram:,}; "
+                           "choose a smaller architecture (e.g. tiny)")
+    test = data.load_split("test", data_dir, download).subset(verify_images) if verify_images else None
+    with staged_dir(out, last=(manifest_io.FILENAME,)) as stage:
+        atomic_write_text(stage / HEADER, header)
+        atomic_write_text(stage / SOURCE, body)
+        checked = verify(integer, stage, test.images, test.labels, cc=cc) if test is not None else None
+        manifest = library_manifest(integer, stage, out, arena, checked, verify_images)
+        atomic_write_json(stage / manifest_io.FILENAME, manifest)
+    return CodegenResult(out, arena, weight_bytes(integer), checked, manifest)
+
+
+def codegen_command(model: Path, out: Path, verify_images: int) -> str:
+    parts = ["mnist-edge", "codegen", str(model), "--out", str(out)]
+    if verify_images:
+        parts += ["--verify"] + (["--images", str(verify_images)] if verify_images != TEST_IMAGES else [])
+    return shlex.join(parts)
+
+
+def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, checked: Verification | None,
+                     verify_images: int) -> dict[str, Any]:
+    import onnxruntime
+
+    files = {name: {"sha256": sha256_file(stage / name), "bytes": (stage / name).stat().st_size}
+             for name in (HEADER, SOURCE)}
+    return {
+        "schema_version": manifest_io.SCHEMA_VERSION, "name": out.name, "kind": "c-library",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": files,
+        "source_model": {"path": str(model.source), "sha256": sha256_file(model.source)},
+        "generator": {"mnist_edge": __version__, "onnxruntime": onnxruntime.__version__,
+                      "onnxruntime_graph_level": OPT_LEVEL, "requantization": "float32 as onnxruntime (MLAS)"},
+        "api": {"function": "int mnist_edge_predict(const uint8_t pixels[784], uint8_t scores[10])",
+                "pixels": "raw 0-255, 28 x 28, light digit on dark (as MNIST)",
+                "scores": "quantized logits", "score_scale": model.output_scale, "score_zero": model.output_zero},
+        "input": {"scale": model.normalization.scale, "mean": model.normalization.mean,
+                  "std": model.normalization.std},
+        "labels": model.labels,
+        "memory": {"arena_bytes": arena, "constant_bytes": weight_bytes(model),
+                   "layers": [type(layer).__name__ + " " + layer.name for layer in model.layers]},
+        "verification": None if checked is None else {**asdict(checked), "passed": checked.passed},
+        "measured_with": codegen_command(model.source.parent, out, verify_images),
+    }
+
+
+__all__ = ["CodegenResult", "generate", "load_integer_model", "weight_bytes"]

@@ -1,0 +1,65 @@
+"""The generated C's arithmetic in numpy: int32 accumulation of (x - x_zero) * w, then
+requantization, layer by layer. `--verify` uses it to name the first layer where C and
+onnxruntime part, and the tests hold the C code to it.
+
+Requantization modes:
+- "float" (default, onnxruntime's): float32(acc) * scale, clamped in float to
+  [-y_zero, 255 - y_zero], rounded half to even, plus y_zero (MLAS MlasRequantizeOutput);
+- "fixed" (integer only, for cores without an FPU): `fixed_point` below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnist_edge.codegen.graph import Conv, GlobalAveragePool, IntegerModel, Layer, MaxPool
+
+
+def requantize(acc: np.ndarray, scale: np.ndarray, y_zero: int) -> np.ndarray:
+    """int32 accumulators -> uint8, as MLAS does it (np.rint rounds half to even)."""
+    scaled = acc.astype(np.float32) * np.asarray(scale, np.float32)
+    clamped = np.minimum(np.maximum(scaled, np.float32(-y_zero)), np.float32(255 - y_zero))
+    return (np.rint(clamped).astype(np.int32) + y_zero).astype(np.uint8)
+
+
+def conv_accumulators(layer: Conv, x: np.ndarray) -> np.ndarray:
+    """x uint8 [N, C, H, W] -> int32 [N, M, H', W'] (bias included)."""
+    top, left, bottom, right = layer.pads
+    shifted = x.astype(np.int32) - layer.x_zero
+    # Padding holds x_zero, which contributes 0 once the zero point is subtracted.
+    shifted = np.pad(shifted, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    _, _, kh, kw = layer.weights.shape
+    windows = np.lib.stride_tricks.sliding_window_view(shifted, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::layer.stride[0], ::layer.stride[1]]
+    acc = np.einsum("nchwij,mcij->nmhw", windows, layer.weights.astype(np.int32), optimize=True)
+    return acc.astype(np.int32) + layer.bias[None, :, None, None]
+
+
+def run_layer(layer: Layer, x: np.ndarray) -> np.ndarray:
+    if isinstance(layer, Conv):
+        return requantize(conv_accumulators(layer, x), layer.scale[None, :, None, None], layer.y_zero)
+    if isinstance(layer, MaxPool):
+        windows = np.lib.stride_tricks.sliding_window_view(x, layer.kernel, axis=(2, 3))
+        return windows[:, :, ::layer.stride[0], ::layer.stride[1]].max(axis=(4, 5))
+    if isinstance(layer, GlobalAveragePool):
+        size = x.shape[2] * x.shape[3]
+        acc = x.astype(np.int32).sum(axis=(2, 3)) - layer.x_zero * size
+        return requantize(acc, layer.scale, layer.y_zero)[:, :, None, None]
+    flat = x.reshape(len(x), -1).astype(np.int32) - layer.x_zero
+    acc = flat @ layer.weights.astype(np.int32).T + layer.bias
+    return requantize(acc, layer.scale, layer.y_zero)[:, :, None, None]
+
+
+def layer_outputs(model: IntegerModel, pixels: np.ndarray) -> list[np.ndarray]:
+    """Raw pixels uint8 [N, H, W] -> the output of every layer (uint8 [N, C, H, W]), scores last."""
+    x = model.input.table[pixels].reshape(len(pixels), *model.input.shape)
+    outputs = []
+    for layer in model.layers:
+        x = run_layer(layer, x)
+        outputs.append(x)
+    return outputs
+
+
+def scores(model: IntegerModel, pixels: np.ndarray) -> np.ndarray:
+    """uint8 [N, classes]: the quantized logits."""
+    return layer_outputs(model, pixels)[-1].reshape(len(pixels), -1)

@@ -1,0 +1,124 @@
+/* mnist-edge int8 kernels: int32 accumulation of (x - x_zero) * w, then requantization as
+ * onnxruntime's MLAS does it (float32 multiply, clamp, round half to even, zero point).
+ * Feature maps are channels-last (HWC). C99, standard headers only, no libm, no malloc, no recursion.
+ * Build without fast-math and with -ffp-contract=off: the proof of equality with onnxruntime
+ * assumes IEEE float32 arithmetic evaluated in float (FLT_EVAL_METHOD 0). */
+#include <float.h>
+#include <stdint.h>
+
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0 && FLT_EVAL_METHOD != -1
+#error "mnist-edge needs float arithmetic evaluated in float (FLT_EVAL_METHOD 0), e.g. SSE, not x87"
+#endif
+
+/* Round half to even without libm: for |f| < 2^22, adding and subtracting 1.5 * 2^23 leaves the
+ * integer that IEEE round-to-nearest-even gives (what _mm_cvtps_epi32 does in MLAS). */
+static int32_t round_half_even(float f) {
+    const float magic = 12582912.0f;
+    float r = (f + magic) - magic;
+    return (int32_t)r;
+}
+
+static uint8_t requantize(int32_t acc, float scale, int32_t zero) {
+    float f = (float)acc * scale;
+    const float lo = (float)(0 - zero), hi = (float)(255 - zero);
+    if (f < lo) f = lo; /* MLAS: max with the lower bound, then min with the upper one */
+    if (f > hi) f = hi;
+    return (uint8_t)(round_half_even(f) + zero);
+}
+
+#if NEED_CONV_POOL
+/* The int32 accumulators of every output channel at one output position (cy, cx). Maps are
+ * channels-last (HWC) and weights [kh][kw][c][m], so the innermost loop runs over the output
+ * channels through contiguous memory. `bias` holds bias - x_zero * sum(weights) (folded at
+ * generation time), so products are of raw uint8 values; a tap in the padding reads x_zero,
+ * which the folded term cancels. */
+static void conv_at(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias, int m,
+                    int kh, int kw, int y0, int x0, int32_t x_zero, int32_t *acc) {
+    int o, i, j, ci;
+    for (o = 0; o < m; ++o) acc[o] = bias[o];
+    for (i = 0; i < kh; ++i) {
+        const int y = y0 + i;
+        for (j = 0; j < kw; ++j) {
+            const int xx = x0 + j;
+            const int8_t *taps = wt + (i * kw + j) * c * m;
+            const int inside = y >= 0 && y < h && xx >= 0 && xx < w;
+            const uint8_t *pixel = inside ? x + (y * w + xx) * c : 0;
+            for (ci = 0; ci < c; ++ci) {
+                const int32_t v = inside ? (int32_t)pixel[ci] : x_zero;
+                const int8_t *t = taps + ci * m;
+                for (o = 0; o < m; ++o) acc[o] += v * (int32_t)t[o];
+            }
+        }
+    }
+}
+
+/* Convolution followed by max pooling (pool 1 / stride 1 when there is none): each pooled value
+ * is the maximum of its requantized convolution outputs, so the full convolution output never
+ * exists. */
+static void conv_pool(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias,
+                      const float *scale, int m, int kh, int kw, int sy, int sx, int pt, int pl, int32_t x_zero,
+                      int32_t y_zero, int pk, int ps, uint8_t *out, int out_h, int out_w) {
+    int32_t acc[CONV_MAX_CHANNELS];
+    uint8_t best[CONV_MAX_CHANNELS];
+    int o, py, px, i, j;
+    for (py = 0; py < out_h; ++py) {
+        for (px = 0; px < out_w; ++px) {
+            for (o = 0; o < m; ++o) best[o] = 0;
+            for (i = 0; i < pk; ++i) {
+                for (j = 0; j < pk; ++j) {
+                    conv_at(x, h, w, c, wt, bias, m, kh, kw, (py * ps + i) * sy - pt, (px * ps + j) * sx - pl,
+                            x_zero, acc);
+                    for (o = 0; o < m; ++o) {
+                        const uint8_t v = requantize(acc[o], scale[o], y_zero);
+                        if (v > best[o]) best[o] = v;
+                    }
+                }
+            }
+            for (o = 0; o < m; ++o) out[(py * out_w + px) * m + o] = best[o];
+        }
+    }
+}
+#endif
+
+#if NEED_MAX_POOL
+static void max_pool(const uint8_t *x, int w, int c, int k, int s, uint8_t *out, int out_h, int out_w) {
+    int ci, py, px, i, j;
+    for (py = 0; py < out_h; ++py)
+        for (px = 0; px < out_w; ++px)
+            for (ci = 0; ci < c; ++ci) {
+                uint8_t best = 0;
+                for (i = 0; i < k; ++i)
+                    for (j = 0; j < k; ++j) {
+                        const uint8_t v = x[((py * s + i) * w + px * s + j) * c + ci];
+                        if (v > best) best = v;
+                    }
+                out[(py * out_w + px) * c + ci] = best;
+            }
+}
+#endif
+
+#if NEED_GLOBAL_AVERAGE_POOL
+/* QLinearGlobalAveragePool: the sum less x_zero per pixel, times x_scale / (y_scale * pixels). */
+static void global_average_pool(const uint8_t *x, int c, int pixels, int32_t x_zero, float scale, int32_t y_zero,
+                                uint8_t *out) {
+    int ci, i;
+    for (ci = 0; ci < c; ++ci) {
+        int32_t acc = -x_zero * pixels;
+        for (i = 0; i < pixels; ++i) acc += x[i * c + ci]; /* channels-last */
+        out[ci] = requantize(acc, scale, y_zero);
+    }
+}
+
+#endif
+
+#if NEED_GEMM
+static void gemm(const uint8_t *x, int k, const int8_t *wt, const int32_t *bias, const float *scale, int n,
+                 int32_t x_zero, int32_t y_zero, uint8_t *out) {
+    int o, i;
+    for (o = 0; o < n; ++o) {
+        int32_t acc = bias[o];
+        for (i = 0; i < k; ++i) acc += ((int32_t)x[i] - x_zero) * (int32_t)wt[o * k + i];
+        out[o] = requantize(acc, scale[o], y_zero);
+    }
+}
+#endif

@@ -1,0 +1,160 @@
+"""The proof: the generated C, compiled for this machine, against onnxruntime on the same int8
+model and the same test images. Every score must be equal, bit for bit.
+
+onnxruntime runs at graph optimization level `graph.OPT_LEVEL` (the fused QLinearConv / QGemm
+kernels the C code reproduces), with the model's last DequantizeLinear removed so that its
+quantized scores are compared directly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_edge.codegen import reference
+from mnist_edge.codegen.emit import SOURCE
+from mnist_edge.codegen.graph import OPT_LEVEL, IntegerModel
+from mnist_edge.errors import CodegenError
+
+# Strict C99 with every warning an error; no contraction of a*b+c into an FMA (onnxruntime
+# rounds the product and the sum separately) and never fast-math.
+STRICT = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off")
+HOST_BUILDS = {"O2": ("-O2",), "O3-native": ("-O3", "-march=native")}
+TIMING_REPEATS = 20
+
+
+@dataclass
+class Verification:
+    images: int
+    identical: int  # images whose every score equals onnxruntime's
+    top1_agreement: float
+    max_score_diff: int  # in output steps
+    c_accuracy: float
+    onnxruntime_accuracy: float
+    first_differing: list[int]  # test-set indices
+    first_differing_layer: str | None  # where the numpy model of the C arithmetic leaves onnxruntime
+    onnxruntime_level: str = OPT_LEVEL
+    compiler: str = ""
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.identical == self.images
+
+
+def find_compiler(cc: str) -> str:
+    found = shutil.which(cc)
+    if found is None:
+        raise CodegenError(f"no C compiler {cc!r} on PATH: install gcc (apt-get install gcc) or pass --cc")
+    return found
+
+
+def build_harness(c_dir: Path, work: Path, cc: str, optimization: tuple[str, ...] = ("-O2",)) -> Path:
+    """Compile C_DIR's model.c with the host harness into WORK/harness."""
+    harness = work / "harness.c"
+    harness.write_text(resources.files("mnist_edge.codegen").joinpath("templates/harness.c").read_text("utf-8"))
+    exe = work / "harness"
+    command = [find_compiler(cc), *STRICT, *optimization, "-I", str(c_dir), str(c_dir / SOURCE), str(harness),
+               "-o", str(exe)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        first = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[0]
+        raise CodegenError(f"the generated C does not compile with {' '.join(command[:1] + list(STRICT))}: {first}")
+    return exe
+
+
+def c_scores(exe: Path, pixels: np.ndarray, classes: int) -> np.ndarray:
+    done = subprocess.run([str(exe)], input=np.ascontiguousarray(pixels, np.uint8).tobytes(), capture_output=True,
+                          check=False, timeout=600)
+    if done.returncode:
+        raise CodegenError(f"the compiled C code failed (exit {done.returncode})")
+    return np.frombuffer(done.stdout, np.uint8).reshape(len(pixels), classes)
+
+
+def c_time_us(exe: Path, pixels: np.ndarray, repeats: int = TIMING_REPEATS) -> float:
+    """Mean host time per image, in microseconds, over `repeats` passes."""
+    done = subprocess.run([str(exe), str(repeats)], input=np.ascontiguousarray(pixels, np.uint8).tobytes(),
+                          capture_output=True, check=True, timeout=600)
+    return float(done.stdout) / 1000
+
+
+def quantized_output_model(model_path: Path) -> bytes:
+    """The model with its last DequantizeLinear removed: onnxruntime then returns the scores."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    output = model.graph.output[0]
+    last = next(n for n in model.graph.node if output.name in n.output)
+    if last.op_type != "DequantizeLinear":
+        raise CodegenError("the model's output is not dequantized int8 scores", model_path)
+    model.graph.node.remove(last)
+    output.name = last.input[0]
+    output.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    return model.SerializeToString()
+
+
+def onnxruntime_session(model_bytes: bytes) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVEL)
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_scores(model_path: Path, pixels: np.ndarray, normalization: Any, batch: int = 500) -> np.ndarray:
+    from mnist_edge.data import normalize
+
+    session = onnxruntime_session(quantized_output_model(model_path))
+    name = session.get_inputs()[0].name
+    parts = []
+    for start in range(0, len(pixels), batch):
+        x = normalize(pixels[start:start + batch], normalization.scale, normalization.mean, normalization.std)
+        parts.append(session.run(None, {name: x})[0].reshape(len(x), -1))
+    return np.concatenate(parts)
+
+
+def verify(model: IntegerModel, c_dir: Path, pixels: np.ndarray, labels: np.ndarray, cc: str = "cc") -> Verification:
+    with tempfile.TemporaryDirectory(prefix="mnist-edge-verify-") as tmp:
+        exe = build_harness(c_dir, Path(tmp), cc)
+        ours = c_scores(exe, pixels, model.classes)
+    theirs = onnxruntime_scores(model.source, pixels, model.normalization)
+    same = (ours == theirs).all(axis=1)
+    differing = np.flatnonzero(~same)
+    return Verification(
+        images=len(pixels), identical=int(same.sum()),
+        top1_agreement=float((ours.argmax(1) == theirs.argmax(1)).mean()),
+        max_score_diff=int(np.abs(ours.astype(int) - theirs.astype(int)).max(initial=0)),
+        c_accuracy=float((ours.argmax(1) == labels).mean()),
+        onnxruntime_accuracy=float((theirs.argmax(1) == labels).mean()),
+        first_differing=differing[:10].tolist(),
+        first_differing_layer=_first_differing_layer(model, pixels[differing[:10]]) if len(differing) else None,
+        compiler=cc, flags=[*STRICT, "-O2"])
+
+
+def _first_differing_layer(model: IntegerModel, pixels: np.ndarray) -> str | None:
+    """The first layer whose output, in the numpy model of the C arithmetic (`reference`),
+    differs from onnxruntime's own intermediate output on these images (None when none does)."""
+    import onnx
+
+    from mnist_edge.codegen.graph import optimized_graph
+    from mnist_edge.data import normalize
+
+    optimized = optimized_graph(model.source)
+    names = [n.output[0] for n in optimized.graph.node[1:-1] if n.op_type != "Flatten"]
+    del optimized.graph.output[:]
+    optimized.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UINT8, None) for n in names)
+    session = onnxruntime_session(optimized.SerializeToString())
+    norm = model.normalization
+    theirs = session.run(None, {session.get_inputs()[0].name: normalize(pixels, norm.scale, norm.mean, norm.std)})
+    for layer, mine, other in zip(model.layers, reference.layer_outputs(model, pixels), theirs, strict=True):
+        if not np.array_equal(mine.reshape(-1), np.asarray(other).reshape(-1)):
+            return layer.name
+    return None
