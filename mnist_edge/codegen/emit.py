@@ -4,7 +4,8 @@ intermediate map in one static arena planned from what is alive at once.
 Maps are channels-last (HWC) in C. Plan: the quantized input, then one step per layer, a
 convolution and the max pooling after it fused into one step (so the convolution's full output
 never exists). Each step reads its input at one end of the arena and writes its output at the
-other, so the arena needs only the largest input + output of any step. Generation is deterministic: the same model gives the same bytes.
+other, so the arena needs only the largest input + output of any step. Generation is
+deterministic: the same model gives the same bytes.
 """
 
 from __future__ import annotations
