@@ -73,6 +73,10 @@ class QuantizeOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> QuantizeOptions:
+        if self.target not in TARGETS:
+            raise ConfigError(f"--for must be cpu or mcu, got {self.target!r}")
+        if self.target == "mcu":  # first: its message says what the other checks would not
+            self._check_integer_only()
         if self.mode not in MODES:
             raise ConfigError(f"--mode must be static or dynamic, got {self.mode!r}")
         if self.format not in FORMATS:
@@ -92,10 +96,6 @@ class QuantizeOptions:
             raise ConfigError("--mode dynamic quantizes activations to uint8 only")
         if not 0 < self.percentile <= 100:
             raise ConfigError(f"percentile must be in (0, 100], got {self.percentile}")
-        if self.target not in TARGETS:
-            raise ConfigError(f"--for must be cpu or mcu, got {self.target!r}")
-        if self.target == "mcu":
-            self._check_integer_only()
         return self
 
     def _check_integer_only(self) -> None:

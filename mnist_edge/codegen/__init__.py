@@ -18,7 +18,7 @@ from mnist_edge import __version__, data
 from mnist_edge import manifest as manifest_io
 from mnist_edge.codegen.emit import HEADER, SOURCE, arena_bytes, plan, source
 from mnist_edge.codegen.graph import OPT_LEVEL, Conv, Gemm, IntegerModel, read_integer_model
-from mnist_edge.codegen.verify import Verification, verify
+from mnist_edge.codegen.verify import Verification, verify_against_onnxruntime
 from mnist_edge.config import LABELS, Normalization
 from mnist_edge.errors import CodegenError, ConfigError
 from mnist_edge.fileio import atomic_write_json, atomic_write_text, check_creatable, sha256_file, staged_dir
@@ -75,7 +75,9 @@ def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_
     with staged_dir(out, last=(manifest_io.FILENAME,)) as stage:
         atomic_write_text(stage / HEADER, header)
         atomic_write_text(stage / SOURCE, body)
-        checked = verify(integer, stage, test.images, test.labels, cc=cc) if test is not None else None
+        checked = None
+        if test is not None:
+            checked = verify_against_onnxruntime(integer, stage, test.images, test.labels, cc=cc)
         manifest = library_manifest(integer, stage, out, arena, checked, verify_images)
         atomic_write_json(stage / manifest_io.FILENAME, manifest)
     return CodegenResult(out, arena, weight_bytes(integer), checked, manifest)

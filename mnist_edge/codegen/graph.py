@@ -117,6 +117,7 @@ def read_integer_model(model_path: Path, normalization: Any, labels: list[str]) 
     graph = optimized_graph(model_path).graph
     values = _initializers(graph)
     nodes = list(graph.node)
+    _refuse_what_is_not_integer(nodes, model_path)
     if not nodes or nodes[0].op_type != "QuantizeLinear":
         raise CodegenError("the model's input is not quantized (no QuantizeLinear first): "
                            "quantize it with `mnist-edge quantize MODEL --for mcu`", model_path)
@@ -136,6 +137,32 @@ def read_integer_model(model_path: Path, normalization: Any, labels: list[str]) 
                            "quantize with `mnist-edge quantize MODEL --for mcu`", model_path)
     return IntegerModel(model_path, InputQuant(table, shape), layers, float(values[last.input[1]]),
                         int(values[last.input[2]]), labels, normalization)
+
+
+SUPPORTED = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QGemm", "MaxPool", "QLinearGlobalAveragePool",
+             "Flatten")
+FLOAT_COMPUTE = ("Conv", "Gemm", "MatMul", "GlobalAveragePool", "Relu")
+
+
+def _refuse_what_is_not_integer(nodes: list[Any], model_path: Path) -> None:
+    """The first operator the C generator cannot run, named, and a float layer with what to do."""
+    for node in nodes:
+        name = node.name or node.op_type
+        if node.op_type in FLOAT_COMPUTE:
+            raise CodegenError(f"node {name} ({node.op_type}) runs in float, not int8: every layer must be "
+                               "integer; quantize with `mnist-edge quantize MODEL --for mcu`", model_path)
+        if node.op_type.startswith("Dynamic"):
+            raise CodegenError(f"node {name}: operator {node.op_type} is not supported by the C generator "
+                               "(dynamic quantization computes scales at run time); quantize the fp32 model "
+                               "with `mnist-edge quantize MODEL --for mcu`", model_path)
+        if node.op_type not in SUPPORTED:
+            raise CodegenError(f"node {name}: operator {node.op_type} is not supported by the C generator "
+                               "(supported: Conv, Gemm, MaxPool, GlobalAveragePool, Flatten and Relu, in QDQ form)",
+                               model_path)
+    middle = [n for n in nodes[1:-1] if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if middle:
+        raise CodegenError(f"node {middle[0].name or middle[0].op_type}: a quantize/dequantize pair that "
+                           "onnxruntime does not fuse into an integer layer; quantize with --for mcu", model_path)
 
 
 def input_table(normalization: Any, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
@@ -190,14 +217,7 @@ def _layer(node: Any, values: dict[str, np.ndarray], in_shape: tuple[int, int, i
         return _gap(node, values, in_shape)
     if kind == "QGemm":
         return _gemm(node, values, in_shape, path)
-    if kind == "Flatten":  # [C, 1, 1] -> [C]: the C arrays are flat already
-        return None
-    name = node.name or kind
-    if kind in ("Conv", "Gemm", "MatMul", "DequantizeLinear", "QuantizeLinear"):
-        raise CodegenError(f"node {name} ({kind}) runs in float, not int8: every layer must be integer; "
-                           "quantize with `mnist-edge quantize MODEL --for mcu`", path)
-    raise CodegenError(f"node {name}: operator {kind} is not supported by the C generator "
-                       f"(supported: Conv, Gemm, MaxPool, GlobalAveragePool, Flatten, Relu in QDQ form)", path)
+    return None  # Flatten: the C arrays are flat already (checked by _refuse_what_is_not_integer)
 
 
 def _zero(values: dict[str, np.ndarray], name: str) -> int:

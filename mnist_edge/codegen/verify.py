@@ -65,7 +65,8 @@ def build_harness(c_dir: Path, work: Path, cc: str, optimization: tuple[str, ...
                "-o", str(exe)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
-        first = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[0]
+        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        first = next((line for line in lines if "error" in line), lines[0])
         raise CodegenError(f"the generated C does not compile with {' '.join(command[:1] + list(STRICT))}: {first}")
     return exe
 
@@ -121,7 +122,8 @@ def onnxruntime_scores(model_path: Path, pixels: np.ndarray, normalization: Any,
     return np.concatenate(parts)
 
 
-def verify(model: IntegerModel, c_dir: Path, pixels: np.ndarray, labels: np.ndarray, cc: str = "cc") -> Verification:
+def verify_against_onnxruntime(model: IntegerModel, c_dir: Path, pixels: np.ndarray, labels: np.ndarray,
+                               cc: str = "cc") -> Verification:
     with tempfile.TemporaryDirectory(prefix="mnist-edge-verify-") as tmp:
         exe = build_harness(c_dir, Path(tmp), cc)
         ours = c_scores(exe, pixels, model.classes)

@@ -1,0 +1,201 @@
+"""`quantize --for mcu` and `codegen`: every layer integer, C that equals onnxruntime bit for bit
+(numpy model and compiled C, on 1,000 test images), deterministic output, strict compiles for
+the host and a Cortex-M4, and one error line for each bad input."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("onnx")
+
+from mnist_edge.cli import app  # noqa: E402
+from mnist_edge.codegen import (  # noqa: E402
+    generate,
+    load_integer_model,
+    reference,  # noqa: E402
+)
+from mnist_edge.codegen.emit import HEADER, SOURCE  # noqa: E402
+from mnist_edge.codegen.verify import STRICT, onnxruntime_scores, verify_against_onnxruntime  # noqa: E402
+from mnist_edge.data import load_split  # noqa: E402
+from mnist_edge.quantize import default_options, quantize_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = 1000
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_mcu(tmp_path_factory, mnist_dir) -> Path:
+    """The shipped tiny model quantized for a microcontroller (every layer int8)."""
+    out = tmp_path_factory.mktemp("mcu") / "tiny-int8-mcu"
+    quantize_model(REPO / "exported" / "tiny-fp32", out, default_options("tiny", target="mcu"), download=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_images(mnist_dir) -> tuple[np.ndarray, np.ndarray]:
+    test = load_split("test", download=False).subset(IMAGES)
+    return test.images, test.labels
+
+
+@pytest.fixture(scope="module")
+def library(tiny_mcu, tmp_path_factory, mnist_dir):
+    return generate(tiny_mcu, tmp_path_factory.mktemp("c") / "tiny-mcu", verify_images=IMAGES, download=False)
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (apt-get install {'gcc' if name == 'cc' else 'gcc-arm-none-eabi'})")
+    return found
+
+
+# --- quantizing for a microcontroller ------------------------------------------------------------
+
+
+def test_for_mcu_quantizes_every_layer_and_the_logits(tiny_mcu):
+    model = load_integer_model(tiny_mcu)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv", "Conv", "MaxPool", "Conv", "Conv", "MaxPool", "Conv", "GlobalAveragePool", "Gemm"]
+    assert model.input.table.dtype == np.uint8 and len(model.input.table) == 256
+    assert np.all(np.diff(model.input.table.astype(int)) >= 0)  # brighter pixels never quantize lower
+    described = default_options("tiny", target="mcu").describe()
+    assert described["target"] == "mcu" and described["exclude"] == [] and not described["float_logits"]
+    assert described["reduce_range"]  # onnxruntime's sums are exact on every CPU only with 7-bit weights
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--exclude", "/0/Conv"), ("--float-logits", None),
+                                             ("--mode", "dynamic")])
+def test_for_mcu_refuses_options_that_leave_float(tmp_path, flag, value):
+    args = ["quantize", REPO / "exported" / "tiny-fp32", "--for", "mcu", "--out", tmp_path / "q", flag]
+    result = invoke(*args, *([value] if value else []))
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith("error: --for mcu quantizes every layer")
+    assert flag in result.stderr and not (tmp_path / "q").exists()
+
+
+# --- the arithmetic ------------------------------------------------------------------------------
+
+
+def test_numpy_model_of_the_c_arithmetic_equals_onnxruntime(tiny_mcu, test_images):
+    model = load_integer_model(tiny_mcu)
+    images, _ = test_images
+    theirs = onnxruntime_scores(model.source, images, model.normalization)
+    assert np.array_equal(reference.scores(model, images), theirs)
+
+
+def test_requantization_rounds_half_to_even_and_clamps():
+    acc = np.array([1, 3, 5, -1, -3, 1000, -1000], np.int32)
+    assert reference.requantize(acc, np.float32(0.5), 10).tolist() == [10, 12, 12, 10, 8, 255, 0]
+
+
+# --- the generated library --------------------------------------------------------------------------
+
+
+def test_generated_c_equals_onnxruntime_on_every_score(library, test_images):
+    checked = library.verification
+    assert checked.images == IMAGES and checked.identical == IMAGES and checked.passed
+    assert checked.max_score_diff == 0 and checked.top1_agreement == 1.0
+    assert checked.c_accuracy == checked.onnxruntime_accuracy > 0.98
+    manifest = library.manifest
+    assert manifest["verification"]["identical"] == IMAGES and manifest["kind"] == "c-library"
+    assert manifest["measured_with"].endswith(f"--verify --images {IMAGES}")
+
+
+def test_library_calls_nothing_outside_itself(library, tmp_path):
+    """No libc, no libm, no malloc: the object file has no undefined symbol at all."""
+    text = (library.out / SOURCE).read_text()
+    includes = sorted({line.split()[1] for line in text.splitlines() if line.startswith("#include")})
+    assert includes == ['"model.h"', "<float.h>", "<stdint.h>"]
+    subprocess.run([tool("cc"), *STRICT, "-O2", "-c", str(library.out / SOURCE), "-o", str(tmp_path / "m.o")],
+                   check=True)
+    undefined = subprocess.run([tool("nm"), "-u", str(tmp_path / "m.o")], capture_output=True, text=True, check=True)
+    assert undefined.stdout.split() == []
+    header = (library.out / HEADER).read_text()
+    assert f"#define MNIST_EDGE_ARENA_BYTES {library.arena_bytes}" in header
+    assert library.arena_bytes == 26 * 26 * 8 + 12 * 12 * 16  # conv1's map + the pooled conv2 map
+
+
+def test_generation_is_deterministic(library, tiny_mcu, tmp_path):
+    again = generate(tiny_mcu, tmp_path / "again", download=False)
+    for name in (HEADER, SOURCE):
+        assert (again.out / name).read_bytes() == (library.out / name).read_bytes()
+
+
+def test_compiles_warning_free_for_a_cortex_m4(library, tmp_path):
+    gcc = tool("arm-none-eabi-gcc")
+    command = [gcc, *STRICT, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os",
+               "-c", str(library.out / SOURCE), "-o", str(tmp_path / "model.o")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+
+
+def test_a_different_score_fails_the_proof(library, tiny_mcu, tmp_path, mnist_dir):
+    """Break the rounding in the C (truncate instead of rounding) and --verify must see it. (Round
+    half away from zero instead of to even changes no score on these 1,000 images: exact ties
+    of a float32 product are rare; the numpy requantization test pins the tie rule.)"""
+    broken = shutil.copytree(library.out, tmp_path / "broken")
+    source = (broken / SOURCE).read_text()
+    assert "float r = (f + magic) - magic;" in source
+    truncate = "float r = (float)(int32_t)f + 0.0f * magic;"
+    (broken / SOURCE).write_text(source.replace("float r = (f + magic) - magic;", truncate))
+    test = load_split("test", download=False).subset(IMAGES)
+    checked = verify_against_onnxruntime(load_integer_model(tiny_mcu), broken, test.images, test.labels)
+    assert not checked.passed and checked.identical < IMAGES and checked.first_differing
+    assert checked.first_differing_layer is None  # numpy still agrees with onnxruntime: the C is wrong
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ("tiny-fp32", "this is an fp32 model; the C generator needs every layer int8"),
+    ("tiny-int8", "node /0/Conv (Conv) runs in float, not int8"),
+    ("mlp-int8", "operator DynamicQuantizeMatMul is not supported by the C generator"),
+])
+def test_models_that_are_not_integer_are_refused(tmp_path, model, message):
+    result = invoke("codegen", REPO / "exported" / model, "--out", tmp_path / "c")
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert line.startswith("error: ") and message in line and "--for mcu" in line
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_model_over_the_ram_budget_is_refused(tiny_mcu, tmp_path):
+    result = invoke("codegen", tiny_mcu, "--out", tmp_path / "c", "--max-ram", 4096)
+    assert result.exit_code == 2
+    assert "the arena needs 7,712 bytes, more than --max-ram 4,096" in one_error_line(result)
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_missing_compiler_or_unwritable_folder_is_one_line(tiny_mcu, tmp_path, mnist_dir):
+    result = invoke("codegen", tiny_mcu, "--out", tmp_path / "c", "--verify", "--images", 5, "--cc", "no-such-cc")
+    assert result.exit_code == 2 and "no C compiler 'no-such-cc'" in one_error_line(result)
+    assert not (tmp_path / "c").exists()
+    (tmp_path / "file").write_text("x")
+    result = invoke("codegen", tiny_mcu, "--out", tmp_path / "file" / "c")
+    assert result.exit_code == 2 and one_error_line(result).startswith("error: ")
+
+
+def test_cli_writes_the_library_and_says_it_is_identical(tiny_mcu, tmp_path, mnist_dir):
+    tool("cc")
+    result = invoke("codegen", tiny_mcu, "--out", tmp_path / "c", "--verify", "--images", 50)
+    assert result.exit_code == 0, result.output
+    assert "verified on 50 test images: 50 identical to onnxruntime" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["manifest.json", "model.c", "model.h"]
