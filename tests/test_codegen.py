@@ -199,3 +199,39 @@ def test_cli_writes_the_library_and_says_it_is_identical(tiny_mcu, tmp_path, mni
     assert result.exit_code == 0, result.output
     assert "verified on 50 test images: 50 identical to onnxruntime" in result.stdout
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["manifest.json", "model.c", "model.h"]
+
+
+# --- layouts the shipped models do not use ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def odd_layout(tmp_path_factory, mnist_dir) -> Path:
+    """A small untrained network with what tiny and cnn lack: max pooling straight on the input,
+    a padded stride-2 convolution, a padded convolution without pooling, and a Gemm over a 7 x 7
+    map (whose weights the C reads channels-last)."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 7 * 7, 10)).eval()
+    folder = tmp_path_factory.mktemp("odd")
+    fp32 = folder / "odd.onnx"
+    torch.onnx.export(net, torch.zeros(1, 1, 28, 28), str(fp32), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    out = folder / "odd-int8-mcu"
+    quantize_model(fp32, out, default_options(None, target="mcu", calib_images=200), download=False)
+    return out
+
+
+def test_padding_strides_lone_pooling_and_a_wide_gemm_are_exact(odd_layout, test_images, tmp_path):
+    model = load_integer_model(odd_layout)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["MaxPool", "Conv", "Conv", "Gemm"]
+    assert model.layers[1].pads == (1, 1, 1, 1) and model.layers[1].stride == (2, 2)
+    assert model.layers[3].in_shape == (6, 7, 7)
+    images, labels = test_images
+    theirs = onnxruntime_scores(model.source, images[:300], model.normalization)
+    assert np.array_equal(reference.scores(model, images[:300]), theirs)
+    result = generate(odd_layout, tmp_path / "c", verify_images=300, download=False)
+    assert result.verification.identical == 300

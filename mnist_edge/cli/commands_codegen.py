@@ -22,6 +22,11 @@ def codegen_command(
     max_ram: Annotated[int | None, typer.Option("--max-ram", help="Refuse a model whose arena needs more "
                                                                   "bytes than this.")] = None,
     cc: Annotated[str, typer.Option("--cc", help="Host C compiler for --verify.")] = "cc",
+    board: Annotated[list[str] | None, typer.Option(
+        "--board", help="Also cross-compile and run under QEMU: mps2-an386 (Cortex-M4F) or mps2-an385 "
+                        "(Cortex-M3); repeatable.")] = None,
+    board_images: Annotated[int, typer.Option("--board-images", help="Test images embedded in the board "
+                                                                     "firmware (default 1,000).")] = 1000,
     json_output: JsonOption = False,
     data_dir: DataDirOption = None,
     download: DownloadOption = True,
@@ -32,11 +37,12 @@ def codegen_command(
     equal onnxruntime's int8 output bit for bit. Exit code 1 when --verify finds a difference.
 
     Example: mnist-edge codegen exported/tiny-int8-mcu --out exported/tiny-mcu --verify
+    Example: mnist-edge codegen exported/tiny-int8-mcu --out exported/tiny-mcu --verify --board mps2-an386
     """
     from mnist_edge.codegen import generate
 
     result = generate(model, out, verify_images=images if verify else 0, max_ram=max_ram, cc=cc,
-                      data_dir=data_dir, download=download)
+                      boards=tuple(board or ()), board_images=board_images, data_dir=data_dir, download=download)
     checked = result.verification
     if json_output:
         print_json(result.manifest)
@@ -52,5 +58,10 @@ def codegen_command(
                 console.print(f"DIFFERENT: {checked.images - checked.identical} images, by up to "
                               f"{checked.max_score_diff} steps; first: {checked.first_differing}; first layer "
                               f"that differs: {checked.first_differing_layer or 'none found in numpy'}")
-    if checked is not None and not checked.passed:
+        for run in result.boards:
+            console.print(f"{run.board} ({run.cpu}, QEMU): {run.images:,} images, scores hash {run.scores_hash} "
+                          f"{'equals' if run.passed else 'DIFFERS FROM'} the host's {run.expected_hash}; flash "
+                          f"{run.flash_bytes:,} B, RAM {run.ram_bytes:,} B ({run.ram_static_bytes:,} static + "
+                          f"{run.stack_peak_bytes:,} stack), {run.instructions_per_inference:,} instructions/image")
+    if not result.passed:
         raise typer.Exit(1)

@@ -9,13 +9,20 @@ compares it with onnxruntime. No torch anywhere.
 from __future__ import annotations
 
 import shlex
+import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mnist_edge import __version__, data
 from mnist_edge import manifest as manifest_io
+from mnist_edge.codegen import board as boards_module
+from mnist_edge.codegen import reference
+from mnist_edge.codegen.board import BoardRun
 from mnist_edge.codegen.emit import HEADER, SOURCE, arena_bytes, plan, source
 from mnist_edge.codegen.graph import OPT_LEVEL, Conv, Gemm, IntegerModel, read_integer_model
 from mnist_edge.codegen.verify import Verification, verify_against_onnxruntime
@@ -33,7 +40,13 @@ class CodegenResult:
     arena_bytes: int
     weight_bytes: int
     verification: Verification | None
+    boards: list[BoardRun]
     manifest: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        """Every proof that was asked for held (host and boards)."""
+        return (self.verification is None or self.verification.passed) and all(b.passed for b in self.boards)
 
 
 def load_integer_model(model: str | Path) -> IntegerModel:
@@ -55,15 +68,25 @@ def weight_bytes(model: IntegerModel) -> int:
                                               for layer in layers))
 
 
+BOARD_IMAGES = 1000
+
+
 def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_ram: int | None = None,
-             cc: str = "cc", data_dir: Any = None, download: bool = True) -> CodegenResult:
+             cc: str = "cc", boards: Sequence[str] = (), board_images: int = BOARD_IMAGES, data_dir: Any = None,
+             download: bool = True) -> CodegenResult:
     """Write OUT/model.h, OUT/model.c and OUT/manifest.json; with `verify_images` > 0, prove the
     C against onnxruntime on the first that many test images (the result says whether it held).
+    Each of `boards` (`board.BOARDS`) cross-compiles the C, runs it under QEMU on the first
+    `board_images` test images and compares every score with the host's.
 
     OUT is built aside and appears whole; a refused model or option leaves nothing behind.
     """
     if not 0 <= verify_images <= TEST_IMAGES:
         raise ConfigError(f"--images must be between 1 and {TEST_IMAGES:,}, got {verify_images}")
+    if boards and not 1 <= board_images <= TEST_IMAGES:
+        raise ConfigError(f"--board-images must be between 1 and {TEST_IMAGES:,}, got {board_images}")
+    for name in boards:
+        boards_module.board_named(name)
     out = check_creatable(out)
     integer = load_integer_model(model)
     header, body = source(integer)
@@ -71,27 +94,45 @@ def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_
     if max_ram is not None and arena > max_ram:
         raise CodegenError(f"the arena needs {arena:,} bytes, more than --max-ram {max_ram:,}; "
                            "choose a smaller architecture (e.g. tiny)")
-    test = data.load_split("test", data_dir, download).subset(verify_images) if verify_images else None
+    wanted = max(verify_images, board_images if boards else 0)
+    test = data.load_split("test", data_dir, download).subset(wanted) if wanted else None
     with staged_dir(out, last=(manifest_io.FILENAME,)) as stage:
         atomic_write_text(stage / HEADER, header)
         atomic_write_text(stage / SOURCE, body)
         checked = None
-        if test is not None:
-            checked = verify_against_onnxruntime(integer, stage, test.images, test.labels, cc=cc)
-        manifest = library_manifest(integer, stage, out, arena, checked, verify_images)
+        if verify_images:
+            checked = verify_against_onnxruntime(integer, stage, test.images[:verify_images],
+                                                 test.labels[:verify_images], cc=cc)
+        runs = _run_boards(integer, stage, boards, test.images[:board_images]) if boards else []
+        manifest = library_manifest(integer, stage, out, arena, checked, runs, verify_images)
         atomic_write_json(stage / manifest_io.FILENAME, manifest)
-    return CodegenResult(out, arena, weight_bytes(integer), checked, manifest)
+    return CodegenResult(out, arena, weight_bytes(integer), checked, runs, manifest)
 
 
-def codegen_command(model: Path, out: Path, verify_images: int) -> str:
+def _run_boards(model: IntegerModel, c_dir: Path, boards: Sequence[str], pixels: np.ndarray) -> list[BoardRun]:
+    host = reference.scores(model, pixels)  # equal to onnxruntime's, which --verify proves
+    runs = []
+    for name in boards:
+        with tempfile.TemporaryDirectory(prefix="mnist-edge-board-") as work:
+            runs.append(boards_module.run(c_dir, Path(work), name, pixels, host))
+    return runs
+
+
+def codegen_command(model: Path, out: Path, verify_images: int, boards: Sequence[str] = (),
+                    board_images: int = BOARD_IMAGES) -> str:
+    """The command line that generates and measures this library again."""
     parts = ["mnist-edge", "codegen", str(model), "--out", str(out)]
     if verify_images:
         parts += ["--verify"] + (["--images", str(verify_images)] if verify_images != TEST_IMAGES else [])
+    for name in boards:
+        parts += ["--board", name]
+    if boards and board_images != BOARD_IMAGES:
+        parts += ["--board-images", str(board_images)]
     return shlex.join(parts)
 
 
 def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, checked: Verification | None,
-                     verify_images: int) -> dict[str, Any]:
+                     runs: list[BoardRun], verify_images: int) -> dict[str, Any]:
     import onnxruntime
 
     files = {name: {"sha256": sha256_file(stage / name), "bytes": (stage / name).stat().st_size}
@@ -112,7 +153,10 @@ def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, ch
         "memory": {"arena_bytes": arena, "constant_bytes": weight_bytes(model),
                    "layers": [type(layer).__name__ + " " + layer.name for layer in model.layers]},
         "verification": None if checked is None else {**asdict(checked), "passed": checked.passed},
-        "measured_with": codegen_command(model.source.parent, out, verify_images),
+        "boards": {run.board: {**asdict(run), "ram_bytes": run.ram_bytes, "passed": run.passed, "digits": None}
+                   for run in runs},
+        "measured_with": codegen_command(model.source.parent, out, verify_images, [r.board for r in runs],
+                                         runs[0].images if runs else BOARD_IMAGES),
     }
 
 
