@@ -235,3 +235,31 @@ def test_padding_strides_lone_pooling_and_a_wide_gemm_are_exact(odd_layout, test
     assert np.array_equal(reference.scores(model, images[:300]), theirs)
     result = generate(odd_layout, tmp_path / "c", verify_images=300, download=False)
     assert result.verification.identical == 300
+
+
+# --- on an emulated Cortex-M --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385"])
+def test_the_c_on_an_emulated_cortex_m_equals_the_host(library, tiny_mcu, tmp_path, board):
+    """100 test images under QEMU: every score equal (hash), and the library within the issue's
+    tiny budget (flash <= 16 KiB, RAM = static + painted stack <= 8 KiB)."""
+    tool("arm-none-eabi-gcc"), tool("qemu-system-arm")
+    from mnist_edge.codegen import board as boards
+
+    model = load_integer_model(tiny_mcu)
+    pixels = load_split("test", download=False).subset(100).images
+    host = reference.scores(model, pixels)
+    run = boards.run(library.out, tmp_path, board, pixels, host)
+    assert run.passed and run.scores_hash == boards.scores_hash(host)
+    assert run.digits == host.argmax(axis=1).tolist()
+    assert run.flash_bytes <= 16 * 1024 and run.ram_static_bytes == library.arena_bytes
+    assert 0 < run.stack_peak_bytes < 1024 and run.ram_bytes <= 8 * 1024
+    assert 1_000_000 < run.instructions_per_inference < 100_000_000  # ~1.1 M multiply-adds
+
+
+def test_an_unknown_board_is_refused_before_any_work(tiny_mcu, tmp_path):
+    result = invoke("codegen", tiny_mcu, "--out", tmp_path / "c", "--board", "esp32")
+    assert result.exit_code == 2
+    assert one_error_line(result) == "error: unknown board 'esp32'; choose one of mps2-an386, mps2-an385"
+    assert not (tmp_path / "c").exists()

@@ -20,8 +20,12 @@ from mnist_edge.runtime import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = ROOT / "exported"
-REQUIRED = ("cnn-fp32", "cnn-int8", "tiny-int8", "mlp-fp32", "mlp-int8")
-FOLDERS = sorted(p.parent for p in EXPORTED.glob("*/manifest.json"))
+REQUIRED = ("cnn-fp32", "cnn-int8", "tiny-int8", "mlp-fp32", "mlp-int8", "tiny-mcu-int8", "cnn-mcu-int8",
+            "tiny-mcu", "cnn-mcu")
+MANIFESTS = {p.parent: json.loads(p.read_text()) for p in EXPORTED.glob("*/manifest.json")}
+# ONNX model folders; the C libraries that `codegen` wrote (kind "c-library") are checked below.
+FOLDERS = sorted(folder for folder, m in MANIFESTS.items() if m.get("kind") != "c-library")
+LIBRARIES = sorted(folder for folder, m in MANIFESTS.items() if m.get("kind") == "c-library")
 # The claims were measured on the CPU the README names. int8 kernels for other instruction sets
 # (AVX2 without VNNI, VNNI, Arm dot products) may round a requantization differently and flip an image or two;
 # fp32 logits move by ~1e-5 at most, which changes no prediction on MNIST's test set.
@@ -34,7 +38,7 @@ def test_set(mnist_dir):
 
 
 def test_the_required_models_are_shipped():
-    assert set(REQUIRED) <= {folder.name for folder in FOLDERS}
+    assert set(REQUIRED) <= {folder.name for folder in FOLDERS + LIBRARIES}
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
@@ -77,3 +81,25 @@ def test_the_targets_hold():
     assert cnn_int8["metrics"]["accuracy_delta_points"] >= -0.05
     assert cnn_int8["files"]["bytes"] <= cnn_fp32["files"]["bytes"] / 3
     assert tiny_int8["files"]["bytes"] <= 64 * 1024
+
+
+@pytest.mark.parametrize("folder", LIBRARIES, ids=[f.name for f in LIBRARIES])
+def test_a_shipped_c_library_is_what_codegen_writes_today(folder, tmp_path):
+    """Regenerated from the shipped int8 model, the C files are byte-identical (generation is
+    deterministic), and the manifest's hashes and proofs are those of these files."""
+    pytest.importorskip("onnx")
+    from mnist_edge.codegen import generate
+
+    manifest = MANIFESTS[folder]
+    source = ROOT / manifest["source_model"]["path"]
+    assert sha256_file(source) == manifest["source_model"]["sha256"]
+    again = generate(source.parent, tmp_path / folder.name)
+    for name, described in manifest["files"].items():
+        assert sha256_file(folder / name) == described["sha256"]
+        assert (again.out / name).read_bytes() == (folder / name).read_bytes(), name
+    checked = manifest["verification"]
+    assert checked["identical"] == checked["images"] == 10000 and checked["passed"]
+    assert manifest["boards"]["mps2-an386"]["passed"] and manifest["boards"]["mps2-an386"]["images"] >= 1000
+    int8 = manifest_io.load(source.parent, verify_hash=False)
+    assert int8["quantization"]["target"] == "mcu"
+    assert int8["metrics"]["accuracy_delta_points"] >= -0.05  # every layer int8, within 0.05 points of fp32

@@ -1,6 +1,7 @@
-"""report.html from an installed wheel: page.html and style.css are package data, so a wheel that
-left them out would import fine and fail only when a report is rendered. Build the wheel from a
-copy of the project, install it alone into a fresh venv, and render a report with that venv."""
+"""Package data from an installed wheel: report.html's page.html and style.css, and codegen's C
+kernels, host harness and board files. A wheel that left them out would import fine and fail
+only when a report is rendered or C is generated. Build the wheel from a copy of the project,
+install it into a fresh venv, and use that venv."""
 
 from __future__ import annotations
 
@@ -82,8 +83,12 @@ def _small_run(root: Path) -> Path:
     return root
 
 
-def test_wheel_ships_the_template_and_renders_a_report(tmp_path):
-    wheel = _build_wheel(tmp_path)
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    return _build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def test_wheel_ships_the_template_and_renders_a_report(wheel, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {"mnist_edge/report/page.html", "mnist_edge/report/style.css"} <= set(names), names
 
@@ -105,3 +110,28 @@ def test_wheel_ships_the_template_and_renders_a_report(tmp_path):
     for sid in ("summary", "data", "training", "evaluation", "parity", "bench", "manifests"):
         assert f'<section id="{sid}">' in html
     assert "174.4 KiB" in html and "31.9 µs" in html
+
+
+def test_wheel_generates_and_verifies_c(wheel, tmp_path, mnist_dir):
+    """`codegen --verify` from the installed wheel (not the checkout): the venv holds the wheel
+    alone, and reaches numpy, onnx and onnxruntime through a path entry to the test's own
+    site-packages (not processed as a site dir, so this checkout's editable install stays out)."""
+    import numpy
+    import onnx
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"mnist_edge/codegen/templates/kernels.c", "mnist_edge/codegen/templates/harness.c",
+            "mnist_edge/codegen/templates/board/startup.c", "mnist_edge/codegen/templates/board/mps2.ld"} <= set(names)
+    python = _install_alone(wheel, tmp_path)
+    site = next((tmp_path / "venv" / "lib").glob("python*/site-packages"))
+    dependencies = {str(Path(module.__file__).parents[1]) for module in (numpy, onnx)}
+    (site / "dependencies.pth").write_text("\n".join(sorted(dependencies)) + "\n")
+    model = ROOT / "exported" / "tiny-mcu-int8"
+    code = ("import sys, mnist_edge; from mnist_edge.cli import main; print(mnist_edge.__file__, file=sys.stderr); "
+            "sys.argv = ['mnist-edge'] + sys.argv[1:]; main()")
+    done = _run(python, "-I", "-c", code, "codegen", model, "--out", tmp_path / "c", "--verify", "--images", "200",
+                "--data-dir", mnist_dir, "--no-download", cwd=tmp_path)
+    loaded = done.stderr.strip().splitlines()[0]
+    assert Path(loaded).resolve().is_relative_to((tmp_path / "venv").resolve()), loaded
+    assert "verified on 200 test images: 200 identical to onnxruntime" in done.stdout
+    assert (tmp_path / "c" / "model.c").read_bytes() == (ROOT / "exported" / "tiny-mcu" / "model.c").read_bytes()
