@@ -57,12 +57,15 @@ def build(name: str) -> tuple[bool, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", default=list(BOARDS), choices=list(BOARDS))
+    parser.add_argument("names", nargs="*", help=f"some of {', '.join(BOARDS)} (default: all)")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BOARDS]
+    if unknown:
+        parser.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(BOARDS)}")
     if not os.environ.get("MNIST_EDGE_DATA"):
         print("warning: MNIST_EDGE_DATA is not set; MNIST is read from (or downloaded to) the default folder")
     failed = []
-    for name in args.names:
+    for name in args.names or list(BOARDS):
         ok, row = build(name)
         print(row)
         if not ok:

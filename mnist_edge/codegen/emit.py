@@ -80,8 +80,8 @@ def folded_bias(layer: Conv) -> np.ndarray:
 def c_weights(layer: Conv | Gemm) -> np.ndarray:
     """Weights in the order the kernels read them: convolutions [kh][kw][c][m]; a Gemm's columns
     in channels-last order (its input map is HWC in C, CHW in the model)."""
-    if isinstance(layer, Conv):
-        return layer.weights.transpose(2, 3, 1, 0)
+    if isinstance(layer, Conv):  # [m][kh][kw][c]: one contiguous row of taps per output channel
+        return layer.weights.transpose(0, 2, 3, 1)
     c, h, w = layer.in_shape
     n = layer.weights.shape[0]
     return layer.weights.reshape(n, c, h, w).transpose(0, 2, 3, 1).reshape(n, -1)
@@ -129,9 +129,11 @@ def _kernel_switches(steps: list[Step]) -> str:
     """#defines that keep the kernels this model does not use out of the build (no unused code)."""
     used = {type(step.layer) for step in steps}
     switches = {"CONV_POOL": Conv, "MAX_POOL": MaxPool, "GLOBAL_AVERAGE_POOL": GlobalAveragePool, "GEMM": Gemm}
-    widths = [step.layer.out_shape[0] for step in steps if isinstance(step.layer, Conv)] or [1]
+    convs = [step.layer for step in steps if isinstance(step.layer, Conv)]
+    channels = max([conv.out_shape[0] for conv in convs] or [1])
+    taps = max([int(np.prod(conv.weights.shape[1:])) for conv in convs] or [1])
     return ("".join(f"#define NEED_{name} {int(kind in used)}\n" for name, kind in switches.items())
-            + f"#define CONV_MAX_CHANNELS {max(widths)}\n\n")
+            + f"#define CONV_MAX_CHANNELS {channels}\n#define CONV_MAX_TAPS {taps}\n\n")
 
 
 def header(model: IntegerModel, arena: int) -> str:

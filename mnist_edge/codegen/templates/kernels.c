@@ -27,28 +27,34 @@ static uint8_t requantize(int32_t acc, float scale, int32_t zero) {
 }
 
 #if NEED_CONV_POOL
-/* The int32 accumulators of every output channel at one output position (cy, cx). Maps are
- * channels-last (HWC) and weights [kh][kw][c][m], so the innermost loop runs over the output
- * channels through contiguous memory. `bias` holds bias - x_zero * sum(weights) (folded at
- * generation time), so products are of raw uint8 values; a tap in the padding reads x_zero,
- * which the folded term cancels. */
-static void conv_at(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias, int m,
-                    int kh, int kw, int y0, int x0, int32_t x_zero, int32_t *acc) {
-    int o, i, j, ci;
-    for (o = 0; o < m; ++o) acc[o] = bias[o];
+/* Every output channel at one convolution position, requantized and folded into the running
+ * maximum `best` (the max pooling; 0 is below every uint8). The input window is
+ * first copied into `patch` (kh * kw * c bytes, in the weights' [kh][kw][c] order; maps are
+ * channels-last, so each kernel row is one contiguous run), then each output channel is one dot
+ * product of contiguous bytes, which compilers vectorize. `bias` holds bias - x_zero * sum(weights)
+ * (folded at generation time), so the products are of raw uint8 values; a tap in the padding
+ * reads x_zero, which the folded term cancels. */
+static void conv_at(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias,
+                    const float *scale, int m, int kh, int kw, int y0, int x0, uint8_t x_zero, int32_t y_zero,
+                    uint8_t *patch, uint8_t *best) {
+    const int taps = kh * kw * c;
+    int o, i, j, k, n = 0;
     for (i = 0; i < kh; ++i) {
         const int y = y0 + i;
         for (j = 0; j < kw; ++j) {
             const int xx = x0 + j;
-            const int8_t *taps = wt + (i * kw + j) * c * m;
+            const uint8_t *pixel = x + (y * w + xx) * c;
             const int inside = y >= 0 && y < h && xx >= 0 && xx < w;
-            const uint8_t *pixel = inside ? x + (y * w + xx) * c : 0;
-            for (ci = 0; ci < c; ++ci) {
-                const int32_t v = inside ? (int32_t)pixel[ci] : x_zero;
-                const int8_t *t = taps + ci * m;
-                for (o = 0; o < m; ++o) acc[o] += v * (int32_t)t[o];
-            }
+            for (k = 0; k < c; ++k) patch[n++] = inside ? pixel[k] : x_zero;
         }
+    }
+    for (o = 0; o < m; ++o) {
+        const int8_t *row = wt + o * taps;
+        int32_t sum = bias[o];
+        uint8_t v;
+        for (k = 0; k < taps; ++k) sum += (int32_t)patch[k] * (int32_t)row[k];
+        v = requantize(sum, scale[o], y_zero);
+        if (v > best[o]) best[o] = v;
     }
 }
 
@@ -58,20 +64,16 @@ static void conv_at(const uint8_t *x, int h, int w, int c, const int8_t *wt, con
 static void conv_pool(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias,
                       const float *scale, int m, int kh, int kw, int sy, int sx, int pt, int pl, int32_t x_zero,
                       int32_t y_zero, int pk, int ps, uint8_t *out, int out_h, int out_w) {
-    int32_t acc[CONV_MAX_CHANNELS];
     uint8_t best[CONV_MAX_CHANNELS];
+    uint8_t patch[CONV_MAX_TAPS];
     int o, py, px, i, j;
     for (py = 0; py < out_h; ++py) {
         for (px = 0; px < out_w; ++px) {
             for (o = 0; o < m; ++o) best[o] = 0;
             for (i = 0; i < pk; ++i) {
                 for (j = 0; j < pk; ++j) {
-                    conv_at(x, h, w, c, wt, bias, m, kh, kw, (py * ps + i) * sy - pt, (px * ps + j) * sx - pl,
-                            x_zero, acc);
-                    for (o = 0; o < m; ++o) {
-                        const uint8_t v = requantize(acc[o], scale[o], y_zero);
-                        if (v > best[o]) best[o] = v;
-                    }
+                    conv_at(x, h, w, c, wt, bias, scale, m, kh, kw, (py * ps + i) * sy - pt,
+                            (px * ps + j) * sx - pl, (uint8_t)x_zero, y_zero, patch, best);
                 }
             }
             for (o = 0; o < m; ++o) out[(py * out_w + px) * m + o] = best[o];
