@@ -12,8 +12,10 @@ For each NAME:
   2. parity of the checkpoint, the fp32 ONNX and that int8 model on the 10,000 test images
      (int8 within 0.05 points of fp32), recorded in the int8 manifest;
   3. `mnist-edge codegen exported/NAME-mcu-int8 --out exported/NAME-mcu --verify --board ...`:
-     the C equal to onnxruntime on all 10,000 test images and under QEMU on 1,000.
-Prints one summary row per model. Exit status 1 when a proof or target fails.
+     the C equal to onnxruntime on all 10,000 test images and under QEMU on 1,000;
+  4. for tiny, the same with `--requant fixed --board mps2-an385` (integer only, Cortex-M3) into a
+     temporary folder (measured, not shipped).
+Prints one summary row per library. Exit status 1 when a proof or target fails.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +40,17 @@ BOARDS = {"tiny": ("mps2-an386", "mps2-an385"), "cnn": ("mps2-an386",)}
 GOALS = {"tiny": (16 * 1024, 8 * 1024), "cnn": (64 * 1024, 16 * 1024)}
 
 
-def build(name: str) -> tuple[bool, str]:
+def row(name: str, result, report=None) -> str:
+    checked = result.verification
+    accuracy = (f"{report.score('fp32').accuracy:.2%} | {report.score('int8').accuracy:.2%} "
+                f"({report.pair('fp32', 'int8').accuracy_delta_points:+.2f} pt)" if report else "| ")
+    return (f"| {name} | {accuracy} | {checked.identical:,} / {checked.images:,} ({checked.requant}) | "
+            + " | ".join(f"{r.board}: {r.images:,} equal={r.passed}, flash {r.flash_bytes:,} B, RAM {r.ram_bytes:,} B "
+                         f"({r.ram_static_bytes:,} + {r.stack_peak_bytes:,} stack), "
+                         f"{r.instructions_per_inference:,} instr/image" for r in result.boards) + " |")
+
+
+def build(name: str) -> tuple[bool, list[str]]:
     int8, library = EXPORTED / f"{name}-mcu-int8", EXPORTED / f"{name}-mcu"
     quantize_model(EXPORTED / f"{name}-fp32", int8, default_options(name, target="mcu"))
     report = record_parity(EXPORTED / "checkpoints" / name, EXPORTED / f"{name}-fp32", int8, report_dirs=[int8],
@@ -46,13 +59,14 @@ def build(name: str) -> tuple[bool, str]:
     flash_goal, ram_goal = GOALS[name]
     m4 = result.boards[0]
     ok = report.passed and result.passed and m4.flash_bytes <= flash_goal and m4.ram_bytes <= ram_goal
-    drop = report.pair("fp32", "int8").accuracy_delta_points
-    row = (f"| {name} | {report.score('fp32').accuracy:.2%} | {report.score('int8').accuracy:.2%} ({drop:+.2f} pt) | "
-           f"{result.verification.identical:,} / {result.verification.images:,} | "
-           + " | ".join(f"{r.board}: {r.images:,} equal={r.passed}, flash {r.flash_bytes:,} B, RAM {r.ram_bytes:,} B "
-                        f"({r.ram_static_bytes:,} + {r.stack_peak_bytes:,} stack), "
-                        f"{r.instructions_per_inference:,} instr/image" for r in result.boards) + " |")
-    return ok, row
+    rows = [row(name, result, report)]
+    if name == "tiny":
+        with tempfile.TemporaryDirectory() as tmp:
+            fixed = generate(int8, Path(tmp) / f"{name}-mcu-fixed", verify_images=10_000, requant="fixed",
+                             boards=("mps2-an385",))
+        ok = ok and fixed.passed
+        rows.append(row(f"{name} --requant fixed", fixed))
+    return ok, rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: MNIST_EDGE_DATA is not set; MNIST is read from (or downloaded to) the default folder")
     failed = []
     for name in args.names or list(BOARDS):
-        ok, row = build(name)
-        print(row)
+        ok, rows = build(name)
+        print("\n".join(rows), flush=True)
         if not ok:
             failed.append(name)
     if failed:

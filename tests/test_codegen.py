@@ -263,3 +263,44 @@ def test_an_unknown_board_is_refused_before_any_work(tiny_mcu, tmp_path):
     assert result.exit_code == 2
     assert one_error_line(result) == "error: unknown board 'esp32'; choose one of mps2-an386, mps2-an385"
     assert not (tmp_path / "c").exists()
+
+
+# --- integer-only requantization (--requant fixed) --------------------------------------------------------
+
+
+def test_fixed_point_scales_are_exact_and_round_half_up():
+    scales = np.array([0.0123, 0.5, 1.75e-4, 3.0], np.float32)
+    multipliers, shifts = reference.fixed_point(scales)
+    assert np.all((multipliers >= 2**30) & (multipliers < 2**31))
+    assert np.array_equal(multipliers.astype(np.float64) * 2.0 ** -shifts.astype(np.float64), scales.astype(np.float64))
+    acc = np.array([1, 3, 5, -1, -3, 1000, -1000], np.int32)
+    assert reference.requantize_fixed(acc, np.float32(0.5), 10).tolist() == [11, 12, 13, 10, 9, 255, 0]
+
+
+def test_fixed_requantization_is_integer_exact_and_within_a_step_of_onnxruntime(tiny_mcu, tmp_path, mnist_dir):
+    result = generate(tiny_mcu, tmp_path / "fixed", verify_images=300, requant="fixed", download=False)
+    checked = result.verification
+    assert checked.requant == "fixed" and checked.identical == 300 and checked.passed
+    assert checked.max_layer_step is not None and checked.max_layer_step <= 1 and checked.max_score_diff <= 1
+    assert checked.top1_agreement >= 0.99
+    text = (tmp_path / "fixed" / SOURCE).read_text()
+    assert "#define REQUANT_FIXED 1" in text and "0x1." not in text  # no float literal left
+    subprocess.run([tool("cc"), *STRICT, "-O2", "-c", str(tmp_path / "fixed" / SOURCE), "-o", str(tmp_path / "f.o")],
+                   check=True)
+    symbols = subprocess.run([tool("nm"), str(tmp_path / "f.o")], capture_output=True, text=True, check=True).stdout
+    assert "input_table" in symbols
+
+
+def test_fixed_requantization_on_a_cortex_m3(tiny_mcu, tmp_path, mnist_dir):
+    tool("arm-none-eabi-gcc"), tool("qemu-system-arm")
+    result = generate(tiny_mcu, tmp_path / "m3", requant="fixed", boards=("mps2-an385",), board_images=50,
+                      download=False)
+    (run,) = result.boards
+    assert run.passed and run.cpu == "Cortex-M3" and run.ram_bytes <= 8 * 1024
+    assert "--requant fixed --board mps2-an385 --board-images 50" in result.manifest["measured_with"]
+
+
+def test_an_unknown_requantization_is_refused(tiny_mcu, tmp_path):
+    result = invoke("codegen", tiny_mcu, "--out", tmp_path / "c", "--requant", "double")
+    assert result.exit_code == 2
+    assert one_error_line(result) == "error: --requant must be float or fixed, got 'double'"

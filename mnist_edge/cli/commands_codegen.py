@@ -22,6 +22,9 @@ def codegen_command(
     max_ram: Annotated[int | None, typer.Option("--max-ram", help="Refuse a model whose arena needs more "
                                                                   "bytes than this.")] = None,
     cc: Annotated[str, typer.Option("--cc", help="Host C compiler for --verify.")] = "cc",
+    requant: Annotated[str, typer.Option("--requant", help="float: onnxruntime's float32 requantization, "
+                                         "bit for bit (default); fixed: integer only, for cores without an FPU "
+                                         "(Cortex-M0/M3), within one step of onnxruntime per layer.")] = "float",
     board: Annotated[list[str] | None, typer.Option(
         "--board", help="Also cross-compile and run under QEMU: mps2-an386 (Cortex-M4F) or mps2-an385 "
                         "(Cortex-M3); repeatable.")] = None,
@@ -36,13 +39,15 @@ def codegen_command(
     `mnist_edge_predict(pixels, scores)` takes raw 0-255 pixels and returns the digit; its scores
     equal onnxruntime's int8 output bit for bit. Exit code 1 when --verify finds a difference.
 
-    Example: mnist-edge codegen exported/tiny-int8-mcu --out exported/tiny-mcu --verify
-    Example: mnist-edge codegen exported/tiny-int8-mcu --out exported/tiny-mcu --verify --board mps2-an386
+    Example: mnist-edge codegen exported/tiny-mcu-int8 --out exported/tiny-mcu --verify
+    Example: mnist-edge codegen exported/tiny-mcu-int8 --out exported/tiny-mcu --verify --board mps2-an386
+    Example: mnist-edge codegen exported/tiny-mcu-int8 --out tiny-m3 --requant fixed --verify --board mps2-an385
     """
     from mnist_edge.codegen import generate
 
     result = generate(model, out, verify_images=images if verify else 0, max_ram=max_ram, cc=cc,
-                      boards=tuple(board or ()), board_images=board_images, data_dir=data_dir, download=download)
+                      boards=tuple(board or ()), board_images=board_images, requant=requant, data_dir=data_dir,
+                      download=download)
     checked = result.verification
     if json_output:
         print_json(result.manifest)
@@ -50,10 +55,15 @@ def codegen_command(
         console.print(f"C library: {out} (arena {result.arena_bytes:,} bytes, constants "
                       f"{result.weight_bytes:,} bytes)")
         if checked is not None:
+            against = ("onnxruntime" if checked.requant == "float"
+                       else "the numpy model of the fixed-point arithmetic")
             console.print(f"verified on {checked.images:,} test images: {checked.identical:,} identical to "
-                          f"onnxruntime ({checked.onnxruntime_level}), top-1 agreement "
+                          f"{against} ({checked.onnxruntime_level}), top-1 agreement with onnxruntime "
                           f"{checked.top1_agreement:.2%}, accuracy C {checked.c_accuracy:.2%} / onnxruntime "
                           f"{checked.onnxruntime_accuracy:.2%}")
+            if checked.max_layer_step is not None:
+                console.print(f"fixed point vs onnxruntime, each layer on onnxruntime's own input: at most "
+                              f"{checked.max_layer_step} step(s); scores differ by at most {checked.max_score_diff}")
             if not checked.passed:
                 console.print(f"DIFFERENT: {checked.images - checked.identical} images, by up to "
                               f"{checked.max_score_diff} steps; first: {checked.first_differing}; first layer "

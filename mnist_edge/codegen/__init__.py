@@ -69,11 +69,15 @@ def weight_bytes(model: IntegerModel) -> int:
 
 
 BOARD_IMAGES = 1000
+REQUANT_DESCRIPTION = {
+    "float": "float32 as onnxruntime (MLAS): equal to onnxruntime bit for bit",
+    "fixed": "integer only (Q31 multiplier and shift, one rounding half up): within one step of onnxruntime per layer",
+}
 
 
 def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_ram: int | None = None,
-             cc: str = "cc", boards: Sequence[str] = (), board_images: int = BOARD_IMAGES, data_dir: Any = None,
-             download: bool = True) -> CodegenResult:
+             cc: str = "cc", boards: Sequence[str] = (), board_images: int = BOARD_IMAGES, requant: str = "float",
+             data_dir: Any = None, download: bool = True) -> CodegenResult:
     """Write OUT/model.h, OUT/model.c and OUT/manifest.json; with `verify_images` > 0, prove the
     C against onnxruntime on the first that many test images (the result says whether it held).
     Each of `boards` (`board.BOARDS`) cross-compiles the C, runs it under QEMU on the first
@@ -81,6 +85,8 @@ def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_
 
     OUT is built aside and appears whole; a refused model or option leaves nothing behind.
     """
+    if requant not in reference.MODES:
+        raise ConfigError(f"--requant must be float or fixed, got {requant!r}")
     if not 0 <= verify_images <= TEST_IMAGES:
         raise ConfigError(f"--images must be between 1 and {TEST_IMAGES:,}, got {verify_images}")
     if boards and not 1 <= board_images <= TEST_IMAGES:
@@ -89,7 +95,7 @@ def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_
         boards_module.board_named(name)
     out = check_creatable(out)
     integer = load_integer_model(model)
-    header, body = source(integer)
+    header, body = source(integer, requant)
     arena = arena_bytes(plan(integer))
     if max_ram is not None and arena > max_ram:
         raise CodegenError(f"the arena needs {arena:,} bytes, more than --max-ram {max_ram:,}; "
@@ -102,15 +108,16 @@ def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_
         checked = None
         if verify_images:
             checked = verify_against_onnxruntime(integer, stage, test.images[:verify_images],
-                                                 test.labels[:verify_images], cc=cc)
-        runs = _run_boards(integer, stage, boards, test.images[:board_images]) if boards else []
-        manifest = library_manifest(integer, stage, out, arena, checked, runs, verify_images)
+                                                 test.labels[:verify_images], cc=cc, requant=requant)
+        runs = _run_boards(integer, stage, boards, test.images[:board_images], requant) if boards else []
+        manifest = library_manifest(integer, stage, out, arena, checked, runs, verify_images, requant)
         atomic_write_json(stage / manifest_io.FILENAME, manifest)
     return CodegenResult(out, arena, weight_bytes(integer), checked, runs, manifest)
 
 
-def _run_boards(model: IntegerModel, c_dir: Path, boards: Sequence[str], pixels: np.ndarray) -> list[BoardRun]:
-    host = reference.scores(model, pixels)  # equal to onnxruntime's, which --verify proves
+def _run_boards(model: IntegerModel, c_dir: Path, boards: Sequence[str], pixels: np.ndarray,
+                requant: str) -> list[BoardRun]:
+    host = reference.scores(model, pixels, requant)  # what the host's C computes, which --verify proves
     runs = []
     for name in boards:
         with tempfile.TemporaryDirectory(prefix="mnist-edge-board-") as work:
@@ -119,9 +126,11 @@ def _run_boards(model: IntegerModel, c_dir: Path, boards: Sequence[str], pixels:
 
 
 def codegen_command(model: Path, out: Path, verify_images: int, boards: Sequence[str] = (),
-                    board_images: int = BOARD_IMAGES) -> str:
+                    board_images: int = BOARD_IMAGES, requant: str = "float") -> str:
     """The command line that generates and measures this library again."""
     parts = ["mnist-edge", "codegen", str(model), "--out", str(out)]
+    if requant != "float":
+        parts += ["--requant", requant]
     if verify_images:
         parts += ["--verify"] + (["--images", str(verify_images)] if verify_images != TEST_IMAGES else [])
     for name in boards:
@@ -132,7 +141,7 @@ def codegen_command(model: Path, out: Path, verify_images: int, boards: Sequence
 
 
 def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, checked: Verification | None,
-                     runs: list[BoardRun], verify_images: int) -> dict[str, Any]:
+                     runs: list[BoardRun], verify_images: int, requant: str) -> dict[str, Any]:
     import onnxruntime
 
     files = {name: {"sha256": sha256_file(stage / name), "bytes": (stage / name).stat().st_size}
@@ -143,7 +152,8 @@ def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, ch
         "files": files,
         "source_model": {"path": str(model.source), "sha256": sha256_file(model.source)},
         "generator": {"mnist_edge": __version__, "onnxruntime": onnxruntime.__version__,
-                      "onnxruntime_graph_level": OPT_LEVEL, "requantization": "float32 as onnxruntime (MLAS)"},
+                      "onnxruntime_graph_level": OPT_LEVEL,
+                      "requantization": REQUANT_DESCRIPTION[requant]},
         "api": {"function": "int mnist_edge_predict(const uint8_t pixels[784], uint8_t scores[10])",
                 "pixels": "raw 0-255, 28 x 28, light digit on dark (as MNIST)",
                 "scores": "quantized logits", "score_scale": model.output_scale, "score_zero": model.output_zero},
@@ -156,7 +166,7 @@ def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, ch
         "boards": {run.board: {**asdict(run), "ram_bytes": run.ram_bytes, "passed": run.passed, "digits": None}
                    for run in runs},
         "measured_with": codegen_command(model.source.parent, out, verify_images, [r.board for r in runs],
-                                         runs[0].images if runs else BOARD_IMAGES),
+                                         runs[0].images if runs else BOARD_IMAGES, requant),
     }
 
 

@@ -16,6 +16,7 @@ from importlib import resources
 import numpy as np
 
 from mnist_edge.codegen.graph import Conv, Gemm, GlobalAveragePool, IntegerModel, Layer, MaxPool
+from mnist_edge.codegen.reference import fixed_point
 
 PREFIX = "mnist_edge"
 HEADER = "model.h"
@@ -55,12 +56,17 @@ def float_literal(value: float) -> str:
     return f"{value.hex()}f" if value else "0.0f"
 
 
-def _array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str:
-    flat = np.asarray(values).reshape(-1)
-    if ctype == "float":
-        items = [float_literal(v) for v in flat]
-    else:
-        items = [str(int(v)) for v in flat]
+def scale_items(scale: np.ndarray, requant: str) -> list[str]:
+    """Requantization scales as C `scale_t` initializers: exact float32 literals, or
+    {multiplier, shift} pairs for --requant fixed."""
+    if requant == "fixed":
+        multipliers, shifts = fixed_point(np.atleast_1d(scale))
+        return [f"{{{m}, {sh}}}" for m, sh in zip(multipliers.tolist(), shifts.tolist(), strict=True)]
+    return [float_literal(v) for v in np.atleast_1d(scale)]
+
+
+def _array(ctype: str, name: str, values: np.ndarray | list[str], per_line: int = 16) -> str:
+    items = values if isinstance(values, list) else [str(int(v)) for v in np.asarray(values).reshape(-1)]
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     body = ",\n    ".join(lines)
     return f"static const {ctype} {name}[{len(items)}] = {{\n    {body}\n}};\n"
@@ -87,13 +93,13 @@ def c_weights(layer: Conv | Gemm) -> np.ndarray:
     return layer.weights.reshape(n, c, h, w).transpose(0, 2, 3, 1).reshape(n, -1)
 
 
-def _params(index: int, layer: Conv | Gemm) -> str:
+def _params(index: int, layer: Conv | Gemm, requant: str) -> str:
     bias = folded_bias(layer) if isinstance(layer, Conv) else layer.bias
     return (_array("int8_t", f"w{index}", c_weights(layer)) + _array("int32_t", f"b{index}", bias)
-            + _array("float", f"s{index}", layer.scale))
+            + _array("scale_t", f"s{index}", scale_items(layer.scale, requant), per_line=8))
 
 
-def _call(index: int, step: Step, src: str, dst: str) -> str:
+def _call(index: int, step: Step, src: str, dst: str, requant: str) -> str:
     layer = step.layer
     c, h, w = layer.in_shape
     if isinstance(layer, Conv):
@@ -109,7 +115,9 @@ def _call(index: int, step: Step, src: str, dst: str) -> str:
         return (f"    max_pool({src}, {w}, {c}, {layer.kernel[0]}, {layer.stride[0]}, {dst}, {oh}, {ow});"
                 f" /* {layer.name} */\n")
     if isinstance(layer, GlobalAveragePool):
-        return (f"    global_average_pool({src}, {c}, {h * w}, {layer.x_zero}, {float_literal(layer.scale)}, "
+        (scale,) = scale_items(np.float32(layer.scale), requant)
+        scale = f"(scale_t){scale}" if requant == "fixed" else scale
+        return (f"    global_average_pool({src}, {c}, {h * w}, {layer.x_zero}, {scale}, "
                 f"{layer.y_zero}, {dst}); /* {layer.name} */\n")
     n, k = layer.weights.shape
     return (f"    gemm({src}, {k}, w{index}, b{index}, s{index}, {n}, {layer.x_zero}, {layer.y_zero}, {dst});"
@@ -125,14 +133,15 @@ def _check_supported_pools(steps: list[Step]) -> None:
                 raise CodegenError(f"node {pool.name}: only square max pooling is supported")
 
 
-def _kernel_switches(steps: list[Step]) -> str:
+def _kernel_switches(steps: list[Step], requant: str) -> str:
     """#defines that keep the kernels this model does not use out of the build (no unused code)."""
     used = {type(step.layer) for step in steps}
     switches = {"CONV_POOL": Conv, "MAX_POOL": MaxPool, "GLOBAL_AVERAGE_POOL": GlobalAveragePool, "GEMM": Gemm}
     convs = [step.layer for step in steps if isinstance(step.layer, Conv)]
     channels = max([conv.out_shape[0] for conv in convs] or [1])
     taps = max([int(np.prod(conv.weights.shape[1:])) for conv in convs] or [1])
-    return ("".join(f"#define NEED_{name} {int(kind in used)}\n" for name, kind in switches.items())
+    return (f"#define REQUANT_FIXED {int(requant == 'fixed')}\n"
+            + "".join(f"#define NEED_{name} {int(kind in used)}\n" for name, kind in switches.items())
             + f"#define CONV_MAX_CHANNELS {channels}\n#define CONV_MAX_TAPS {taps}\n\n")
 
 
@@ -160,19 +169,20 @@ int {PREFIX}_predict(const uint8_t pixels[{upper}_PIXELS], uint8_t scores[{upper
 """
 
 
-def source(model: IntegerModel) -> tuple[str, str]:
-    """(model.h, model.c) text."""
+def source(model: IntegerModel, requant: str = "float") -> tuple[str, str]:
+    """(model.h, model.c) text; `requant`: "float" (onnxruntime's, bit for bit) or "fixed"
+    (integer only, `reference.requantize_fixed`)."""
     steps = plan(model)
     _check_supported_pools(steps)
     arena = max(arena_bytes(steps), int(np.prod(model.input.shape)) + steps[0].out_bytes)
     upper = PREFIX.upper()
     kernels = resources.files("mnist_edge.codegen").joinpath("templates/kernels.c").read_text(encoding="utf-8")
     parts = [f"/* Generated by mnist-edge from {model.source.name}. Do not edit. */\n",
-             f'#include "{HEADER}"\n\n', _kernel_switches(steps), kernels, "\n",
+             f'#include "{HEADER}"\n\n', _kernel_switches(steps, requant), kernels, "\n",
              _array("uint8_t", "input_table", model.input.table)]
     for index, step in enumerate(steps):
         if isinstance(step.layer, (Conv, Gemm)):
-            parts.append(_params(index, step.layer))
+            parts.append(_params(index, step.layer, requant))
     parts.append(f"\nstatic uint8_t arena[{upper}_ARENA_BYTES];\n\n")
     parts.append(f"int {PREFIX}_predict(const uint8_t pixels[{upper}_PIXELS], uint8_t scores[{upper}_CLASSES]) {{\n")
     parts.append("    int i, best = 0;\n")
@@ -181,7 +191,7 @@ def source(model: IntegerModel) -> tuple[str, str]:
     for index, step in enumerate(steps):
         src = "arena" if at_start else f"arena + {arena - step.in_bytes}"
         dst = f"arena + {arena - step.out_bytes}" if at_start else "arena"
-        parts.append(_call(index, step, src, dst))
+        parts.append(_call(index, step, src, dst, requant))
         at_start = not at_start
     last = "arena" if at_start else f"(arena + {arena - steps[-1].out_bytes})"
     parts.append(f"    for (i = 0; i < {upper}_CLASSES; ++i) {{\n        scores[i] = {last}[i];\n"

@@ -5,7 +5,10 @@ onnxruntime part, and the tests hold the C code to it.
 Requantization modes:
 - "float" (default, onnxruntime's): float32(acc) * scale, clamped in float to
   [-y_zero, 255 - y_zero], rounded half to even, plus y_zero (MLAS MlasRequantizeOutput);
-- "fixed" (integer only, for cores without an FPU): `fixed_point` below.
+- "fixed" (integer only, for cores without an FPU): scale = multiplier * 2^-shift with a Q31
+  multiplier (exact: a float32 scale has 24 significant bits), acc * multiplier in int64, one
+  rounding half up, clamp, y_zero. It differs from "float" only where float32 rounds the
+  product across a half, so by at most one step per activation.
 """
 
 from __future__ import annotations
@@ -13,6 +16,27 @@ from __future__ import annotations
 import numpy as np
 
 from mnist_edge.codegen.graph import Conv, GlobalAveragePool, IntegerModel, Layer, MaxPool
+from mnist_edge.errors import CodegenError
+
+MODES = ("float", "fixed")
+
+
+def fixed_point(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 scales -> (Q31 multipliers in [2^30, 2^31), total right shifts), exactly."""
+    mantissa, exponent = np.frexp(np.asarray(scale, np.float32).astype(np.float64))
+    multiplier = np.round(mantissa * 2.0**31).astype(np.int64)  # exact: 24 significant bits
+    shift = 31 - exponent.astype(np.int64)
+    if np.any(multiplier < 2**30) or np.any(shift < 1) or np.any(shift > 62):
+        raise CodegenError(f"a requantization scale outside what --requant fixed represents: {scale}")
+    return multiplier.astype(np.int32), shift.astype(np.int32)
+
+
+def requantize_fixed(acc: np.ndarray, scale: np.ndarray, y_zero: int) -> np.ndarray:
+    multiplier, shift = fixed_point(scale)
+    shift = shift.astype(np.int64)
+    product = acc.astype(np.int64) * multiplier.astype(np.int64) + (np.int64(1) << (shift - 1))
+    q = np.right_shift(product, shift)  # floor: half rounds up
+    return (np.clip(q, -y_zero, 255 - y_zero) + y_zero).astype(np.uint8)
 
 
 def requantize(acc: np.ndarray, scale: np.ndarray, y_zero: int) -> np.ndarray:
@@ -35,31 +59,32 @@ def conv_accumulators(layer: Conv, x: np.ndarray) -> np.ndarray:
     return acc.astype(np.int32) + layer.bias[None, :, None, None]
 
 
-def run_layer(layer: Layer, x: np.ndarray) -> np.ndarray:
+def run_layer(layer: Layer, x: np.ndarray, mode: str = "float") -> np.ndarray:
+    requant = requantize_fixed if mode == "fixed" else requantize
     if isinstance(layer, Conv):
-        return requantize(conv_accumulators(layer, x), layer.scale[None, :, None, None], layer.y_zero)
+        return requant(conv_accumulators(layer, x), layer.scale[None, :, None, None], layer.y_zero)
     if isinstance(layer, MaxPool):
         windows = np.lib.stride_tricks.sliding_window_view(x, layer.kernel, axis=(2, 3))
         return windows[:, :, ::layer.stride[0], ::layer.stride[1]].max(axis=(4, 5))
     if isinstance(layer, GlobalAveragePool):
         size = x.shape[2] * x.shape[3]
         acc = x.astype(np.int32).sum(axis=(2, 3)) - layer.x_zero * size
-        return requantize(acc, layer.scale, layer.y_zero)[:, :, None, None]
+        return requant(acc, np.float32(layer.scale), layer.y_zero)[:, :, None, None]
     flat = x.reshape(len(x), -1).astype(np.int32) - layer.x_zero
     acc = flat @ layer.weights.astype(np.int32).T + layer.bias
-    return requantize(acc, layer.scale, layer.y_zero)[:, :, None, None]
+    return requant(acc, layer.scale, layer.y_zero)[:, :, None, None]
 
 
-def layer_outputs(model: IntegerModel, pixels: np.ndarray) -> list[np.ndarray]:
+def layer_outputs(model: IntegerModel, pixels: np.ndarray, mode: str = "float") -> list[np.ndarray]:
     """Raw pixels uint8 [N, H, W] -> the output of every layer (uint8 [N, C, H, W]), scores last."""
     x = model.input.table[pixels].reshape(len(pixels), *model.input.shape)
     outputs = []
     for layer in model.layers:
-        x = run_layer(layer, x)
+        x = run_layer(layer, x, mode)
         outputs.append(x)
     return outputs
 
 
-def scores(model: IntegerModel, pixels: np.ndarray) -> np.ndarray:
+def scores(model: IntegerModel, pixels: np.ndarray, mode: str = "float") -> np.ndarray:
     """uint8 [N, classes]: the quantized logits."""
-    return layer_outputs(model, pixels)[-1].reshape(len(pixels), -1)
+    return layer_outputs(model, pixels, mode)[-1].reshape(len(pixels), -1)

@@ -33,20 +33,25 @@ TIMING_REPEATS = 20
 @dataclass
 class Verification:
     images: int
-    identical: int  # images whose every score equals onnxruntime's
-    top1_agreement: float
-    max_score_diff: int  # in output steps
+    requant: str  # "float": the C must equal onnxruntime; "fixed": the numpy model of its integer arithmetic
+    identical: int  # images whose every score equals the reference's
+    top1_agreement: float  # with onnxruntime
+    max_score_diff: int  # from onnxruntime's scores, in output steps
     c_accuracy: float
     onnxruntime_accuracy: float
     first_differing: list[int]  # test-set indices
     first_differing_layer: str | None  # where the numpy model of the C arithmetic leaves onnxruntime
+    # --requant fixed: each layer run on onnxruntime's own input to it, the largest difference from
+    # onnxruntime's output (in steps); the goal is at most 1.
+    max_layer_step: int | None = None
     onnxruntime_level: str = OPT_LEVEL
     compiler: str = ""
     flags: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return self.identical == self.images
+        within = self.max_layer_step is None or self.max_layer_step <= 1
+        return self.identical == self.images and within
 
 
 def find_compiler(cc: str) -> str:
@@ -123,27 +128,31 @@ def onnxruntime_scores(model_path: Path, pixels: np.ndarray, normalization: Any,
 
 
 def verify_against_onnxruntime(model: IntegerModel, c_dir: Path, pixels: np.ndarray, labels: np.ndarray,
-                               cc: str = "cc") -> Verification:
+                               cc: str = "cc", requant: str = "float") -> Verification:
+    """Float requantization: every C score equals onnxruntime's. Fixed: every C score equals the
+    numpy model of the integer arithmetic, and each layer stays within a step of onnxruntime's."""
     with tempfile.TemporaryDirectory(prefix="mnist-edge-verify-") as tmp:
         exe = build_harness(c_dir, Path(tmp), cc)
         ours = c_scores(exe, pixels, model.classes)
     theirs = onnxruntime_scores(model.source, pixels, model.normalization)
-    same = (ours == theirs).all(axis=1)
+    expected = theirs if requant == "float" else reference.scores(model, pixels, "fixed")
+    same = (ours == expected).all(axis=1)
     differing = np.flatnonzero(~same)
+    layer_step = _max_layer_step(model, pixels[:1000]) if requant == "fixed" else None
     return Verification(
-        images=len(pixels), identical=int(same.sum()),
+        images=len(pixels), requant=requant, identical=int(same.sum()),
         top1_agreement=float((ours.argmax(1) == theirs.argmax(1)).mean()),
         max_score_diff=int(np.abs(ours.astype(int) - theirs.astype(int)).max(initial=0)),
         c_accuracy=float((ours.argmax(1) == labels).mean()),
         onnxruntime_accuracy=float((theirs.argmax(1) == labels).mean()),
         first_differing=differing[:10].tolist(),
-        first_differing_layer=_first_differing_layer(model, pixels[differing[:10]]) if len(differing) else None,
-        compiler=cc, flags=[*STRICT, "-O2"])
+        first_differing_layer=(_first_differing_layer(model, pixels[differing[:10]], requant)
+                               if len(differing) else None),
+        max_layer_step=layer_step, compiler=cc, flags=[*STRICT, "-O2"])
 
 
-def _first_differing_layer(model: IntegerModel, pixels: np.ndarray) -> str | None:
-    """The first layer whose output, in the numpy model of the C arithmetic (`reference`),
-    differs from onnxruntime's own intermediate output on these images (None when none does)."""
+def onnxruntime_layer_outputs(model: IntegerModel, pixels: np.ndarray) -> list[np.ndarray]:
+    """onnxruntime's own output of every integer layer (uint8, NCHW), in `model.layers` order."""
     import onnx
 
     from mnist_edge.codegen.graph import optimized_graph
@@ -155,8 +164,28 @@ def _first_differing_layer(model: IntegerModel, pixels: np.ndarray) -> str | Non
     optimized.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UINT8, None) for n in names)
     session = onnxruntime_session(optimized.SerializeToString())
     norm = model.normalization
-    theirs = session.run(None, {session.get_inputs()[0].name: normalize(pixels, norm.scale, norm.mean, norm.std)})
-    for layer, mine, other in zip(model.layers, reference.layer_outputs(model, pixels), theirs, strict=True):
-        if not np.array_equal(mine.reshape(-1), np.asarray(other).reshape(-1)):
+    outputs = session.run(None, {session.get_inputs()[0].name: normalize(pixels, norm.scale, norm.mean, norm.std)})
+    return [np.asarray(out) for out in outputs]
+
+
+def _first_differing_layer(model: IntegerModel, pixels: np.ndarray, requant: str) -> str | None:
+    """The first layer whose output, in the numpy model of the C arithmetic (`reference`),
+    differs from onnxruntime's own intermediate output on these images (None when none does;
+    with --requant fixed the first that differs by more than one step)."""
+    allowed = 0 if requant == "float" else 1
+    mine = reference.layer_outputs(model, pixels, requant)
+    for layer, ours, theirs in zip(model.layers, mine, onnxruntime_layer_outputs(model, pixels), strict=True):
+        if np.abs(ours.reshape(-1).astype(int) - theirs.reshape(-1).astype(int)).max(initial=0) > allowed:
             return layer.name
     return None
+
+
+def _max_layer_step(model: IntegerModel, pixels: np.ndarray) -> int:
+    """Each layer in fixed point on onnxruntime's own input to it: the largest step from onnxruntime."""
+    theirs = onnxruntime_layer_outputs(model, pixels)
+    inputs = [model.input.table[pixels].reshape(len(pixels), *model.input.shape), *theirs[:-1]]
+    worst = 0
+    for layer, given, expected in zip(model.layers, inputs, theirs, strict=True):
+        ours = reference.run_layer(layer, given.reshape(len(pixels), *layer.in_shape), "fixed")
+        worst = max(worst, int(np.abs(ours.reshape(-1).astype(int) - expected.reshape(-1).astype(int)).max()))
+    return worst

@@ -2,13 +2,34 @@
  * onnxruntime's MLAS does it (float32 multiply, clamp, round half to even, zero point).
  * Feature maps are channels-last (HWC). C99, standard headers only, no libm, no malloc, no recursion.
  * Build without fast-math and with -ffp-contract=off: the proof of equality with onnxruntime
- * assumes IEEE float32 arithmetic evaluated in float (FLT_EVAL_METHOD 0). */
-#include <float.h>
+ * assumes IEEE float32 arithmetic evaluated in float (FLT_EVAL_METHOD 0). REQUANT_FIXED selects
+ * the integer-only requantization instead. */
 #include <stdint.h>
+
+#if REQUANT_FIXED
+/* Integer-only requantization for cores without an FPU (--requant fixed): scale = multiplier *
+ * 2^-shift with a Q31 multiplier in [2^30, 2^31) (exact: a float32 scale has 24 significant
+ * bits), one exact 64-bit product, one rounding (half up), clamp, zero point. */
+typedef struct {
+    int32_t multiplier;
+    int32_t shift; /* 1 to 62 */
+} scale_t;
+
+static uint8_t requantize(int32_t acc, scale_t scale, int32_t zero) {
+    const int64_t product = (int64_t)acc * scale.multiplier + ((int64_t)1 << (scale.shift - 1));
+    int32_t q = (int32_t)(product >> scale.shift); /* arithmetic shift: floor, so half rounds up */
+    if (q < -zero) q = -zero;
+    if (q > 255 - zero) q = 255 - zero;
+    return (uint8_t)(q + zero);
+}
+#else
+#include <float.h>
 
 #if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0 && FLT_EVAL_METHOD != -1
 #error "mnist-edge needs float arithmetic evaluated in float (FLT_EVAL_METHOD 0), e.g. SSE, not x87"
 #endif
+
+typedef float scale_t;
 
 /* Round half to even without libm: for |f| < 2^22, adding and subtracting 1.5 * 2^23 leaves the
  * integer that IEEE round-to-nearest-even gives (what _mm_cvtps_epi32 does in MLAS). */
@@ -18,13 +39,14 @@ static int32_t round_half_even(float f) {
     return (int32_t)r;
 }
 
-static uint8_t requantize(int32_t acc, float scale, int32_t zero) {
+static uint8_t requantize(int32_t acc, scale_t scale, int32_t zero) {
     float f = (float)acc * scale;
     const float lo = (float)(0 - zero), hi = (float)(255 - zero);
     if (f < lo) f = lo; /* MLAS: max with the lower bound, then min with the upper one */
     if (f > hi) f = hi;
     return (uint8_t)(round_half_even(f) + zero);
 }
+#endif
 
 #if NEED_CONV_POOL
 /* Every output channel at one convolution position, requantized and folded into the running
@@ -35,7 +57,7 @@ static uint8_t requantize(int32_t acc, float scale, int32_t zero) {
  * (folded at generation time), so the products are of raw uint8 values; a tap in the padding
  * reads x_zero, which the folded term cancels. */
 static void conv_at(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias,
-                    const float *scale, int m, int kh, int kw, int y0, int x0, uint8_t x_zero, int32_t y_zero,
+                    const scale_t *scale, int m, int kh, int kw, int y0, int x0, uint8_t x_zero, int32_t y_zero,
                     uint8_t *patch, uint8_t *best) {
     const int taps = kh * kw * c;
     int o, i, j, k, n = 0;
@@ -62,7 +84,7 @@ static void conv_at(const uint8_t *x, int h, int w, int c, const int8_t *wt, con
  * is the maximum of its requantized convolution outputs, so the full convolution output never
  * exists. */
 static void conv_pool(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias,
-                      const float *scale, int m, int kh, int kw, int sy, int sx, int pt, int pl, int32_t x_zero,
+                      const scale_t *scale, int m, int kh, int kw, int sy, int sx, int pt, int pl, int32_t x_zero,
                       int32_t y_zero, int pk, int ps, uint8_t *out, int out_h, int out_w) {
     uint8_t best[CONV_MAX_CHANNELS];
     uint8_t patch[CONV_MAX_TAPS];
@@ -101,7 +123,7 @@ static void max_pool(const uint8_t *x, int w, int c, int k, int s, uint8_t *out,
 
 #if NEED_GLOBAL_AVERAGE_POOL
 /* QLinearGlobalAveragePool: the sum less x_zero per pixel, times x_scale / (y_scale * pixels). */
-static void global_average_pool(const uint8_t *x, int c, int pixels, int32_t x_zero, float scale, int32_t y_zero,
+static void global_average_pool(const uint8_t *x, int c, int pixels, int32_t x_zero, scale_t scale, int32_t y_zero,
                                 uint8_t *out) {
     int ci, i;
     for (ci = 0; ci < c; ++ci) {
@@ -114,7 +136,7 @@ static void global_average_pool(const uint8_t *x, int c, int pixels, int32_t x_z
 #endif
 
 #if NEED_GEMM
-static void gemm(const uint8_t *x, int k, const int8_t *wt, const int32_t *bias, const float *scale, int n,
+static void gemm(const uint8_t *x, int k, const int8_t *wt, const int32_t *bias, const scale_t *scale, int n,
                  int32_t x_zero, int32_t y_zero, uint8_t *out) {
     int o, i;
     for (o = 0; o < n; ++o) {
