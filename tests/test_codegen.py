@@ -304,3 +304,10 @@ def test_an_unknown_requantization_is_refused(tiny_mcu, tmp_path):
     result = invoke("codegen", tiny_mcu, "--out", tmp_path / "c", "--requant", "double")
     assert result.exit_code == 2
     assert one_error_line(result) == "error: --requant must be float or fixed, got 'double'"
+
+
+@pytest.mark.slow
+def test_every_test_image_and_a_thousand_on_the_cortex_m4(tiny_mcu, tmp_path, mnist_dir):
+    """The shipped proof at full size: 10,000 of 10,000 identical on the host, 1,000 under QEMU."""
+    result = generate(tiny_mcu, tmp_path / "full", verify_images=10_000, boards=("mps2-an386",), download=False)
+    assert result.verification.identical == 10_000 and result.boards[0].passed and result.boards[0].images == 1000
