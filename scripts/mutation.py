@@ -91,7 +91,7 @@ MODULES: dict[str, Target] = {
     ), scope=("run_sweep", "_run_one", "_recipe_changed", "_prepare", "collect", "write_results", "_csv",
               "markdown_table")),
     # Runtime input handling: model layouts, dtypes, normalisation, batching, outputs.
-    "mnist_edge/runtime.py": Target(("tests/test_runtime.py", "tests/test_cli_runtime.py")),
+    "mnist_edge/runtime.py": Target(("tests/test_runtime.py", "tests/test_runtime_rules.py", "tests/test_cli_runtime.py")),
     "mnist_edge/inputs.py": Target(("tests/test_inputs.py",)),
     "mnist_edge/preprocess.py": Target(("tests/test_preprocess.py",)),
 }
