@@ -263,3 +263,37 @@ def test_metrics_against_pytorch_when_there_is_a_checkpoint(measured):
     assert metrics["top1_agreement"] == 0.9 and metrics["torch_top1_agreement"] == 0.9
     with pytest.raises(ParityError, match="the report has no fp32 model"):
         parity.metrics_for(with_torch, "fp32")
+
+
+def test_small_differences_are_measured_exactly():
+    labels = np.array([0, 1])
+    logits = {"fp32": np.array([[1.0, 0.0], [0.0, 1.0]], np.float32),
+              "int8": np.array([[0.75, 0.0], [0.0, 1.125]], np.float32)}
+    p = compare("fp32", "int8", logits, labels)
+    assert p.max_abs_logit_diff == 0.25 and p.mean_abs_logit_diff == pytest.approx(0.375 / 4)
+    assert p.accuracy_delta_points == 0.0 and p.disagreements == [] and p.agreement == 1.0
+
+
+def test_the_command_leaves_out_a_zero_limit_and_default_thresholds():
+    assert parity.parity_command("r", "a", None, limit=0, thresholds=Thresholds()) == "mnist-edge parity r a"
+    assert parity.parity_command(None, "a", "b", thresholds=Thresholds(fp32_max_abs_diff=2e-4)) == (
+        "mnist-edge parity a b --max-logit-diff 0.0002")
+
+
+def test_an_explicit_command_is_recorded_as_given(pair_folders, mnist_dir):
+    report = parity.run_parity(None, pair_folders["fp32"], pair_folders["int8"], limit=5, layers="never",
+                               data_dir=mnist_dir, download=False, command="mnist-edge export runs/x --out y")
+    assert report.command == "mnist-edge export runs/x --out y" and report.images == 5
+
+
+def test_the_report_and_its_figure_are_written(measured, mnist_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    from mnist_edge.data import load_split
+
+    images = load_split("test", download=False).subset(LIMIT).images
+    paths = parity.write_report(measured, tmp_path / "out", images)
+    assert sorted(paths) == ["figure", "report"]
+    assert paths["figure"].name == manifest_io.PARITY_FIGURE and paths["figure"].read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads(paths["report"].read_text())
+    assert saved["files"] == {"figure": manifest_io.PARITY_FIGURE, "report": manifest_io.PARITY_REPORT}
+    assert saved["images"] == LIMIT and saved["passed"] == measured.passed
