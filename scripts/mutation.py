@@ -444,6 +444,14 @@ def print_details(results: list[ModuleResult]) -> None:
             print(f"  STALE equivalent entry ({entry['status']}): {entry['mutant']}")
 
 
+def write_summary(args: argparse.Namespace, results: list[ModuleResult]) -> None:
+    summary = {"mutmut": MUTMUT_VERSION, "max_children": args.max_children, "mutants": args.mutants,
+               "modules": [asdict(result) for result in results]}
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out = args.out.resolve()
@@ -456,12 +464,12 @@ def main(argv: list[str] | None = None) -> int:
         left_out = f" (less {len(MODULES[module].left_out)} slow)" if MODULES[module].left_out else ""
         print(f"{module}: mutmut over {', '.join(MODULES[module].tests)}{left_out} ...", flush=True)
         results.append(mutate_module(module, mutmut, args, equivalents.get(module, [])))
+        # After every module, not only at the end: a long run that is stopped keeps what it measured.
+        write_summary(args, results)
+        print_table(results[-1:])
     print()
     print_table(results)
     print_details(results)
-    summary = {"mutmut": MUTMUT_VERSION, "max_children": args.max_children, "mutants": args.mutants,
-               "modules": [asdict(result) for result in results]}
-    args.out.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"\nsummary: {args.out}")
     return 0 if all(result.ok for result in results) else 1
 
