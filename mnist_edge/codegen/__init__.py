@@ -61,10 +61,11 @@ def load_integer_model(model: str | Path) -> IntegerModel:
     return read_integer_model(model_path, norm, labels)
 
 
-def weight_bytes(model: IntegerModel) -> int:
+def weight_bytes(model: IntegerModel, requant: str = "float") -> int:
     """Bytes of constant data in the library: weights, biases, scales and the input table."""
+    scale_bytes = 8 if requant == "fixed" else 4  # {multiplier, shift} or one float
     layers = [layer for layer in model.layers if isinstance(layer, (Conv, Gemm))]
-    return int(model.input.table.nbytes + sum(layer.weights.nbytes + layer.bias.nbytes + layer.scale.nbytes
+    return int(model.input.table.nbytes + sum(layer.weights.nbytes + layer.bias.nbytes + layer.scale.size * scale_bytes
                                               for layer in layers))
 
 
@@ -112,7 +113,7 @@ def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_
         runs = _run_boards(integer, stage, boards, test.images[:board_images], requant) if boards else []
         manifest = library_manifest(integer, stage, out, arena, checked, runs, verify_images, requant)
         atomic_write_json(stage / manifest_io.FILENAME, manifest)
-    return CodegenResult(out, arena, weight_bytes(integer), checked, runs, manifest)
+    return CodegenResult(out, arena, weight_bytes(integer, requant), checked, runs, manifest)
 
 
 def _run_boards(model: IntegerModel, c_dir: Path, boards: Sequence[str], pixels: np.ndarray,
@@ -160,7 +161,7 @@ def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, ch
         "input": {"scale": model.normalization.scale, "mean": model.normalization.mean,
                   "std": model.normalization.std},
         "labels": model.labels,
-        "memory": {"arena_bytes": arena, "constant_bytes": weight_bytes(model),
+        "memory": {"arena_bytes": arena, "constant_bytes": weight_bytes(model, requant),
                    "layers": [type(layer).__name__ + " " + layer.name for layer in model.layers]},
         "verification": None if checked is None else {**asdict(checked), "passed": checked.passed},
         "boards": {run.board: {**asdict(run), "ram_bytes": run.ram_bytes, "passed": run.passed, "digits": None}

@@ -266,6 +266,8 @@ def _maxpool(node: Any, in_shape: tuple[int, int, int], path: Path) -> MaxPool:
     if any(attrs.get("pads", [0, 0, 0, 0])) or attrs.get("ceil_mode", 0) or any(
             d != 1 for d in attrs.get("dilations", [1, 1])):
         raise CodegenError(f"node {node.name}: MaxPool with pads, ceil_mode or dilations is not supported", path)
+    if kernel[0] != kernel[1] or stride[0] != stride[1]:  # the C kernel takes one size and one stride
+        raise CodegenError(f"node {node.name}: only square max pooling with equal strides is supported", path)
     h = (in_shape[1] - kernel[0]) // stride[0] + 1
     w = (in_shape[2] - kernel[1]) // stride[1] + 1
     return MaxPool(node.name, kernel, stride, in_shape, (in_shape[0], h, w))
