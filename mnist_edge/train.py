@@ -257,7 +257,9 @@ class Trainer:
 def _interrupt_between_steps() -> Iterator[threading.Event]:
     """Turn Ctrl-C into a flag checked between steps, so a checkpoint never holds half a step."""
     stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
+    # A process started with SIGINT ignored (a background job, nohup, a service) asked not to be
+    # interrupted by it: keep it ignored rather than install a handler over that choice.
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield stop
         return
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -109,9 +109,50 @@ def test_a_real_sigint_stops_after_the_step_and_saves(tmp_path: Path, mnist_dir:
         if info.epoch == 1 and info.step == 3:
             os.kill(os.getpid(), signal.SIGINT)  # the handler only sets a flag: the step completes
 
-    with pytest.raises(TrainingInterrupted, match="epoch 1, step 3"):
-        train(small_recipe(epochs=1), tmp_path / "run", device="cpu", data_dir=mnist_dir, download=False,
-              on_step=press_ctrl_c)
+    # pytest started from a background job inherits SIGINT ignored, which training respects:
+    # give this test the interactive default, and put back whatever the process had.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted, match="epoch 1, step 3"):
+            train(small_recipe(epochs=1), tmp_path / "run", device="cpu", data_dir=mnist_dir, download=False,
+                  on_step=press_ctrl_c)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     saved = checkpoint.load_config(tmp_path / "run", for_resume=True)
     assert saved["progress"]["step"] == 3 and not saved["progress"]["completed"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+_TRAIN_WITH_SIGINT_IGNORED = """
+import os, signal, sys
+from mnist_edge.config import preset
+from mnist_edge.train import train
+assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN, "the parent did not ignore SIGINT"
+seen = []
+def press_ctrl_c(info):
+    if info.step == 2:
+        os.kill(os.getpid(), signal.SIGINT)
+    seen.append((info.epoch, info.step, signal.getsignal(signal.SIGINT) is signal.SIG_IGN))
+recipe = preset("fast", epochs=1, train_limit=768, val_size=256, batch_size=128)
+train(recipe, sys.argv[1], device="cpu", data_dir=sys.argv[2], download=False, on_step=press_ctrl_c)
+assert all(ignored for *_, ignored in seen), "training installed a SIGINT handler over SIG_IGN"
+assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+print("steps", len(seen))
+"""
+
+
+def test_training_started_with_sigint_ignored_keeps_it_ignored(tmp_path: Path, mnist_dir: Path) -> None:
+    """A background job (`pytest &`, nohup) starts with SIGINT ignored: training neither installs
+    its own handler over that nor stops at a SIGINT, and finishes every step."""
+    import signal
+    import subprocess
+    import sys
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    done = subprocess.run([sys.executable, "-c", _TRAIN_WITH_SIGINT_IGNORED, str(tmp_path / "run"), str(mnist_dir)],
+                          capture_output=True, text=True, timeout=300, preexec_fn=ignore_sigint)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["steps", "6"]  # 768 images / 128: the SIGINT at step 2 stopped nothing
+    assert checkpoint.load_config(tmp_path / "run", for_resume=True)["progress"]["completed"]
