@@ -5,12 +5,16 @@ A run folder holds:
   model.safetensors   weights and batch-norm buffers
   state.safetensors   optimizer tensors (momentum, Adam moments) for --resume
 No pickle anywhere: a checkpoint from an untrusted source cannot run code when loaded.
-Each file is written atomically and config.json last; it records the sha256 of the tensor files
-so a crash between two renames is detected instead of silently mixing two epochs.
+Each save is a small journal, so a process killed at any moment leaves a checkpoint that
+`--resume` can use: the tensor files are first written in full under pending names
+(`.model.safetensors.pending`), then config.json, which records their sha256, is replaced (the
+commit point), and only then are the pending files renamed over the old ones. `recover` finishes
+an interrupted save whose config.json was committed, and drops one that was not.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from mnist_edge import __version__
 from mnist_edge.config import Normalization, Recipe
-from mnist_edge.errors import CheckpointError, ConfigError
+from mnist_edge.errors import CheckpointError, ConfigError, OutputError
 from mnist_edge.evaluate import torch_logits
 from mnist_edge.fileio import atomic_write, atomic_write_json, read_json, sha256_file
 from mnist_edge.models import build
@@ -56,17 +60,52 @@ def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
          progress: Progress, history: list[dict], extra: dict[str, Any]) -> None:
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = _split_optimizer_state(optimizer.state_dict())
-    atomic_write(run_dir / WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
-    atomic_write(run_dir / STATE, lambda tmp: save_file(opt_tensors, str(tmp)))
+    atomic_write(_pending(run_dir, WEIGHTS), lambda tmp: save_file(weights, str(tmp)))
+    atomic_write(_pending(run_dir, STATE), lambda tmp: save_file(opt_tensors, str(tmp)))
     config = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "mnist_edge": __version__,
         "arch": recipe.arch, "normalization": Normalization().__dict__, "recipe": recipe.to_dict(),
         "progress": progress.__dict__, "optimizer": opt_meta, "history": history,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
-        "files": {name: sha256_file(run_dir / name) for name in (WEIGHTS, STATE)},
+        "files": {name: sha256_file(_pending(run_dir, name)) for name in (WEIGHTS, STATE)},
         **extra,
     }
-    atomic_write_json(run_dir / CONFIG, config)
+    atomic_write_json(run_dir / CONFIG, config)  # the commit point: it names the pending files' hashes
+    _install_pending(run_dir)
+
+
+def _pending(run_dir: Path, name: str) -> Path:
+    return run_dir / f".{name}.pending"
+
+
+def _install_pending(run_dir: Path) -> None:
+    for name in (WEIGHTS, STATE):
+        try:
+            os.replace(_pending(run_dir, name), run_dir / name)
+        except OSError as exc:
+            raise OutputError(f"cannot write ({exc.strerror or exc})", run_dir / name) from exc
+
+
+def recover(run_dir: str | Path) -> None:
+    """Finish or drop a save that a killed process left half done (see the module's docstring).
+
+    Call it holding the run folder's lock: a pending file is only stale when no process writes it.
+    """
+    run_dir = Path(run_dir)
+    pending = [name for name in (WEIGHTS, STATE) if _pending(run_dir, name).is_file()]
+    if not pending:
+        return
+    try:
+        committed = read_json(run_dir / CONFIG, CheckpointError).get("files", {})
+    except (CheckpointError, AttributeError):
+        committed = {}  # no readable config.json: nothing was committed
+    if not isinstance(committed, dict):
+        committed = {}
+    for name in pending:
+        if committed.get(name) == sha256_file(_pending(run_dir, name)):
+            os.replace(_pending(run_dir, name), run_dir / name)  # committed: roll forward
+        else:
+            _pending(run_dir, name).unlink()  # killed before the commit: the old files stand
 
 
 def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -147,6 +186,9 @@ def _check_file_hashes(run_dir: Path, files: dict[str, Any], for_resume: bool) -
         if not file.is_file():
             raise CheckpointError("file named by config.json is missing", file)
         if sha256_file(file) != digest:
+            if _pending(run_dir, name).is_file():
+                raise CheckpointError("a save was interrupted before this file was replaced; finish it with "
+                                      f"mnist-edge train --resume --out {run_dir}", file)
             raise CheckpointError("file does not match the hash in config.json (truncated or replaced)", file)
 
 

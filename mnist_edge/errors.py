@@ -49,6 +49,10 @@ class OutputError(MnistEdgeError):
     """An output location that cannot be written, or already holds something else."""
 
 
+class FolderBusyError(OutputError):
+    """A run folder that another mnist-edge process holds locked (see mnist_edge.runlock)."""
+
+
 class ParityError(MnistEdgeError):
     """Models that cannot be compared (different label sets, shapes...)."""
 

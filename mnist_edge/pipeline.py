@@ -35,6 +35,7 @@ from mnist_edge.fileio import atomic_write_json, ensure_dir, read_json, sha256_f
 from mnist_edge.manifest import PARITY_REPORT
 from mnist_edge.quantize import quantize_model
 from mnist_edge.report import build_report
+from mnist_edge.runlock import is_bookkeeping, run_folder_lock
 from mnist_edge.units import format_us
 
 STEPS = ("data", "train", "eval", "export", "quantize", "parity", "bench", "report")
@@ -140,22 +141,27 @@ def run_pipeline(options: PipelineOptions, hooks: Hooks | None = None) -> Pipeli
     """
     hooks = hooks or {}
     _check_options(options)
-    paths = Paths(_prepare_out(options))
-    state = _load_or_new_state(options, paths)
-    try:
-        for index, record in enumerate(state.steps):
-            if record.name not in options.steps:
-                continue
-            if "step_start" in hooks:
-                hooks["step_start"](record.name, index, len(state.steps))
-            _run_step(record, options, paths, state, hooks)
-            _save_state(paths, state)
-            if "step_end" in hooks:
-                hooks["step_end"](record)
-    except PipelineStepError:
-        _report_what_exists(paths, options)
-        raise
+    with run_folder_lock(options.out):  # a second pipeline on this --out is refused, not interleaved
+        paths = Paths(_prepare_out(options))
+        state = _load_or_new_state(options, paths)
+        try:
+            _run_steps(options, paths, state, hooks)
+        except PipelineStepError:
+            _report_what_exists(paths, options)
+            raise
     return state
+
+
+def _run_steps(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> None:
+    for index, record in enumerate(state.steps):
+        if record.name not in options.steps:
+            continue
+        if "step_start" in hooks:
+            hooks["step_start"](record.name, index, len(state.steps))
+        _run_step(record, options, paths, state, hooks)
+        _save_state(paths, state)
+        if "step_end" in hooks:
+            hooks["step_end"](record)
 
 
 def _report_what_exists(paths: Paths, options: PipelineOptions) -> None:
@@ -183,7 +189,8 @@ def _prepare_out(options: PipelineOptions) -> Path:
     out = Path(options.out)
     if out.exists() and not out.is_dir():
         raise OutputError("exists and is not a directory", out)
-    entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    # The lock file and a killed run's temporaries are ours: they never make a folder foreign.
+    entries = {p.name for p in out.iterdir() if not is_bookkeeping(p.name)} if out.is_dir() else set()
     foreign = sorted(entries - set(_OWNED))
     if foreign and not options.force:
         raise OutputError(f"holds files that are not a pipeline run ({', '.join(foreign[:3])}"

@@ -19,6 +19,7 @@ again: the light install has no onnx package.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,10 @@ from mnist_edge import manifest as manifest_io
 from mnist_edge.config import IMAGE_SIZE as SIZE
 from mnist_edge.config import LABELS, Normalization
 from mnist_edge.errors import ConfigError, InputImageError, ManifestError, ModelFileError, first_line
+from mnist_edge.logs import quiet_onnxruntime
 from mnist_edge.modelfile import locate_model
+from mnist_edge.onnx_ops import operator_types
+from mnist_edge.units import format_bytes
 
 PIXELS = SIZE * SIZE
 # Arrays bigger than this are fed in chunks: memory stays bounded and onnxruntime's
@@ -189,7 +193,7 @@ class Predictor:
         try:
             (out,) = self.session.run([self.output_name], {self.spec.name: x})
         except _ORT_ERRORS as exc:
-            raise ModelFileError(f"inference failed: {first_line(exc)}", self.model_path) from None
+            raise ModelFileError(f"inference failed: {describe_run_error(exc)}", self.model_path) from None
         out = np.asarray(out)
         if out.ndim < 2 or out.size != len(x) * len(self.labels):
             raise ModelFileError(
@@ -212,7 +216,7 @@ class Predictor:
 def session_options(threads: int | None = None, profile_prefix: str | None = None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: warnings would clutter the CLI's stderr
+    quiet_onnxruntime(options)  # the CLI prints one error line; onnxruntime's own only with --verbose
     options.inter_op_num_threads = 1  # digit models are a single chain of operators
     if threads:
         options.intra_op_num_threads = threads
@@ -236,14 +240,58 @@ def providers_for(provider: str) -> list[str]:
 
 def create_session(model_path: str | Path, *, threads: int | None = None, provider: str = "cpu",
                    profile_prefix: str | None = None) -> ort.InferenceSession:
-    """An onnxruntime session, with its failures turned into one-line ModelFileErrors."""
+    """An onnxruntime session, with its failures turned into one-line ModelFileErrors.
+
+    Hostile models are refused or contained: a loop whose iteration count the model decides
+    is refused before it can run, and every CPU tensor comes from one arena capped at
+    `memory_limit()` bytes, so a graph that asks for billions of elements fails with a clear
+    error instead of exhausting the machine's memory.
+    """
     options = session_options(threads, profile_prefix)
     providers = providers_for(provider)
+    _cap_cpu_memory(options)
     try:
         # Loading by path (not bytes) lets onnxruntime resolve external data beside the model.
-        return ort.InferenceSession(str(model_path), options, providers=providers)
+        session = ort.InferenceSession(str(model_path), options, providers=providers)
     except _ORT_ERRORS as exc:
         raise ModelFileError(describe_load_error(exc), model_path) from None
+    _refuse_unbounded_loops(Path(model_path))
+    return session
+
+
+# Operators whose iteration count the model itself decides (a Loop of 10^12 trips runs for
+# days); a digit classifier needs none, so a model that has them is refused before any run.
+UNBOUNDED_OPERATORS = frozenset({"Loop", "Scan"})
+# The arena's cap, in bytes, for all sessions of the process together. Digit models need a few
+# MB (the largest chunk, 512 images through the cnn, about 60 MB); MNIST_EDGE_MEMORY_LIMIT_MB raises it.
+DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+_arena_registered = False
+
+
+def memory_limit() -> int:
+    text = os.environ.get("MNIST_EDGE_MEMORY_LIMIT_MB", "")
+    if text.strip().isdigit() and int(text) > 0:
+        return int(text) * 1024**2
+    return DEFAULT_MEMORY_LIMIT
+
+
+def _cap_cpu_memory(options: ort.SessionOptions) -> None:
+    """Make the session allocate from the process's shared, capped CPU arena (registered once)."""
+    global _arena_registered
+    if not _arena_registered:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        # max_mem, then onnxruntime's defaults (-1) for extend strategy, first chunk and dead bytes
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(memory_limit(), -1, -1, -1))
+        _arena_registered = True
+    options.add_session_config_entry("session.use_env_allocators", "1")
+
+
+def _refuse_unbounded_loops(model_path: Path) -> None:
+    used = UNBOUNDED_OPERATORS & (operator_types(model_path) or set())
+    if used:
+        raise ModelFileError(
+            f"uses {', '.join(sorted(used))}: control flow whose number of iterations the model decides is "
+            "refused (a digit classifier needs none, and a hostile one could run for days)", model_path)
 
 
 def describe_load_error(exc: BaseException) -> str:
@@ -255,6 +303,9 @@ def describe_load_error(exc: BaseException) -> str:
                     "sit beside the model file)")
         if "does not exist" in text or "No such file" in text:
             return f"external data file is missing ({_after_colon(text)})"
+    if "Failed to allocate memory" in text or "Available memory of" in text:
+        return (f"the model asks for more memory than the limit of {format_bytes(memory_limit())} "
+                "(set MNIST_EDGE_MEMORY_LIMIT_MB to raise it)")
     if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text:
         return "not an ONNX model (protobuf parsing failed: truncated or foreign file?)"
     if "No graph was found" in text:
@@ -263,6 +314,18 @@ def describe_load_error(exc: BaseException) -> str:
     if operator:
         return f"unsupported operator {operator}: onnxruntime has no implementation for it"
     return f"onnxruntime cannot load the model: {_after_colon(text)}"
+
+
+def describe_run_error(exc: BaseException) -> str:
+    """onnxruntime's failure of one run -> one line, without its C++ source paths."""
+    text = str(exc)
+    node = re.search(r"running (\w+) node", text)
+    where = f" (operator {node.group(1)})" if node else ""
+    if "Failed to allocate memory" in text or "Available memory of" in text:
+        return (f"the model asks for more memory than the limit of {format_bytes(memory_limit())}{where} "
+                "(set MNIST_EDGE_MEMORY_LIMIT_MB to raise it)")
+    message = re.sub(r"/onnxruntime_src/\S+ [^)]*\)\s*", "", first_line(text))
+    return message.split("Status Message: ")[-1].strip() + ("" if "Status Message" not in text else where)
 
 
 def _unsupported_operator(text: str) -> str | None:

@@ -33,6 +33,7 @@ from mnist_edge import pipeline
 from mnist_edge.config import DEVICES, PIPELINE_BENCH_SECONDS, PRESETS, Recipe, preset
 from mnist_edge.errors import ConfigError, MnistEdgeError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, atomic_write_text, ensure_dir, read_json
+from mnist_edge.runlock import is_bookkeeping, run_folder_lock
 from mnist_edge.units import format_bytes, format_us
 
 _RECIPE_KEYS = {f.name for f in fields(Recipe)}
@@ -247,8 +248,12 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
 
     An interrupted training (Ctrl-C) stops the whole sweep; `resume` continues it.
     """
-    out = _prepare(Path(out), config, resume, force)
-    hooks = hooks or {}
+    with run_folder_lock(out):  # a second sweep on this --out is refused, not interleaved
+        return _run_all(config, _prepare(Path(out), config, resume, force), resume, data_dir, download, hooks or {})
+
+
+def _run_all(config: SweepConfig, out: Path, resume: bool, data_dir: Any, download: bool,
+             hooks: dict[str, Any]) -> list[RunResult]:
     results = []
     for index, spec in enumerate(config.runs):
         if "run_start" in hooks:
@@ -307,7 +312,8 @@ def _prepare(out: Path, config: SweepConfig, resume: bool, force: bool) -> Path:
         raise OutputError("exists and is not a directory", out)
     if marker.is_file() and not (resume or force):
         raise OutputError("already holds a sweep; pass --resume to finish it or --force to start over", out)
-    if out.exists() and any(out.iterdir()) and not marker.is_file() and not force:
+    if out.exists() and not marker.is_file() and not force and any(
+            not is_bookkeeping(p.name) for p in out.iterdir()):
         raise OutputError("holds other files (not a sweep); choose an empty or new --out, or pass --force", out)
     ensure_dir(out)
     atomic_write_json(marker, {"config": str(config.path), "name": config.name,

@@ -28,6 +28,7 @@ from mnist_edge.config import Normalization, Recipe
 from mnist_edge.errors import CheckpointError, ConfigError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, ensure_dir
 from mnist_edge.models import build, count_parameters
+from mnist_edge.runlock import run_folder_lock
 
 
 @dataclass(frozen=True)
@@ -331,19 +332,16 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "auto", data_dir: An
           on_start: Callable[[Trainer], None] | None = None) -> TrainResult:
     """Train (or resume) a run in `out`. Checkpoints are written after each epoch and on Ctrl-C."""
     chosen = pick_device(device)  # before touching `out`: a bad option must leave no folder behind
-    config = checkpoint.load_config(out, for_resume=True) if resume and checkpoint.is_run_dir(out) else None
-    if config is not None:
-        recipe = resolve_resume_recipe(config, requested or {})
-    fresh = not Path(out).exists()
-    run_dir = prepare_run_dir(out, resume, force)
-    try:
+    # The lock (mnist_edge.runlock) removes a folder it made when the run never started.
+    with run_folder_lock(out) as run_dir:
+        checkpoint.recover(run_dir)
+        config = checkpoint.load_config(run_dir, for_resume=True) if resume and checkpoint.is_run_dir(run_dir) else None
+        if config is not None:
+            recipe = resolve_resume_recipe(config, requested or {})
+        prepare_run_dir(run_dir, resume, force)
         trainer = _start_trainer(recipe, run_dir, chosen, config, data_dir, download, compile_model)
-    except BaseException:
-        if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # a run that never started leaves no empty folder behind
-        raise
-    if on_start:
-        on_start(trainer)
-    resumed = dict(config["progress"]) if config else None
-    trainer.run(on_step, on_epoch)
+        if on_start:
+            on_start(trainer)
+        resumed = dict(config["progress"]) if config else None
+        trainer.run(on_step, on_epoch)
     return TrainResult(run_dir, trainer.params, str(chosen), trainer.history, resumed)

@@ -23,6 +23,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Let onnxruntime print its own warnings and errors (silent by default: "
+        "mnist-edge prints one `error:` line).")] = False,
+) -> None:
+    from mnist_edge.logs import set_verbose  # no onnxruntime import: --help stays light
+
+    set_verbose(verbose)
+
+
 # Piped output (a file, CI log) gets a wide console: rich would otherwise wrap tables at 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mnist_edge.errors import CodegenError
+from mnist_edge.logs import quiet_onnxruntime
 
 # The optimization level whose fused graph the C code reproduces (recorded in the manifest).
 OPT_LEVEL = "ORT_ENABLE_EXTENDED"
@@ -105,6 +106,7 @@ def optimized_graph(model_path: Path) -> Any:
         options = ort.SessionOptions()
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVEL)
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        quiet_onnxruntime(options)
         try:
             ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
