@@ -63,3 +63,7 @@ class TrainingInterrupted(MnistEdgeError):
 
 class CodegenError(MnistEdgeError):
     """A model the C generator cannot turn into integer-only C, or a C build that fails."""
+
+
+class WebError(MnistEdgeError):
+    """A site `mnist-edge web` cannot build or serve: no usable model, toolchain or runtime, a busy port."""

@@ -1,0 +1,1 @@
+"""`mnist-edge web`: a static page that classifies a drawn digit in the browser."""
