@@ -1,0 +1,258 @@
+"""`mnist-edge web --engine c`: the shipped C libraries compiled to WebAssembly (clang and lld,
+no libc) and run by node through the page's own engine_c.js give the C library's host scores
+bit for bit on 2,000 MNIST test images and on inputs no pen draws (and so onnxruntime's),
+loaded from bytes, from base64 and from a URL; each bad input is one typed error."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_edge.data import load_split
+from mnist_edge.errors import WebError
+from mnist_edge.fileio import sha256_file
+from mnist_edge.web import wasm
+
+REPO = Path(__file__).resolve().parents[1]
+LIBRARIES = {"tiny": REPO / "exported" / "tiny-mcu", "cnn": REPO / "exported" / "cnn-mcu"}
+IMAGES = 2000  # MNIST test images per comparison (node and the host build each take about 1-2 ms an image)
+TINY_WASM_BUDGET = 32 * 1024  # the page's whole budget for tiny is 100 KB
+CODE_BUDGET = 8 * 1024  # the module beyond the library's constant data: code, exports, the shim
+ENGINE_JS = Path(str(resources.files("mnist_edge.web").joinpath("assets", "engine_c.js")))
+
+# Loads engine_c.js as the page does and classifies every image of a raw file (784 bytes each):
+# OUT.scores (uint8, 10 per image), OUT.logits (float32, 10 per image), OUT.digits (uint8).
+NODE_SCRIPT = r"""
+import { readFileSync, writeFileSync } from "node:fs";
+const [engineUrl, how, where, infoPath, imagesPath, out] = process.argv.slice(2);
+const { loadCEngine } = await import(engineUrl);
+const source = how === "bytes" ? new Uint8Array(readFileSync(where))
+  : how === "base64" ? "data:application/wasm;base64," + readFileSync(where).toString("base64")
+  : where;
+const engine = await loadCEngine(source, JSON.parse(readFileSync(infoPath, "utf8")));
+const images = new Uint8Array(readFileSync(imagesPath));
+const count = images.length / 784;
+const scores = new Uint8Array(count * engine.classes);
+const logits = new Float32Array(count * engine.classes);
+const digits = new Uint8Array(count);
+for (let i = 0; i < count; i++) {
+  const result = engine.predict(images.subarray(i * 784, (i + 1) * 784));
+  scores.set(result.scores, i * engine.classes);
+  logits.set(result.logits, i * engine.classes);
+  digits[i] = result.digit;
+}
+writeFileSync(out + ".scores", scores);
+writeFileSync(out + ".logits", new Uint8Array(logits.buffer));
+writeFileSync(out + ".digits", digits);
+"""
+
+
+def need(tool: str, package: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        pytest.skip(f"{tool} is missing (apt-get install {package})")
+    return found
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory) -> dict[str, wasm.WasmBuild]:
+    need("clang", "clang")
+    need("wasm-ld", "lld")
+    out = tmp_path_factory.mktemp("wasm")
+    return {name: wasm.compile_wasm(folder, out / f"{name}.wasm") for name, folder in LIBRARIES.items()}
+
+
+@pytest.fixture(scope="module")
+def images(mnist_dir) -> np.ndarray:
+    """IMAGES test images, then inputs no pen draws: blank, saturated, noise, a checkerboard."""
+    test = load_split("test", download=False).subset(IMAGES).images.reshape(-1, 784)
+    noise = np.random.default_rng(13).integers(0, 256, (3, 784), dtype=np.uint8)
+    board = (np.indices((28, 28)).sum(axis=0) % 2 * 255).astype(np.uint8).reshape(1, 784)
+    extremes = np.stack([np.zeros(784, np.uint8), np.full(784, 255, np.uint8)])
+    return np.concatenate([test, extremes, noise, board])
+
+
+def host_scores(library: Path, pixels: np.ndarray, work: Path) -> np.ndarray:
+    """The C library built for this machine as `codegen --verify` builds it (gcc, STRICT, -O2)."""
+    from mnist_edge.codegen.verify import build_harness, c_scores
+
+    need("cc", "gcc")
+    work.mkdir()
+    return c_scores(build_harness(library, work, "cc"), pixels, 10)
+
+
+def run_node(build: wasm.WasmBuild, pixels: np.ndarray, work: Path, how: str = "bytes", where: str | None = None,
+             info: dict | None = None) -> dict[str, np.ndarray]:
+    """engine_c.js in node on PIXELS: the module given as bytes, a base64 data: URL or a URL."""
+    node = need("node", "nodejs")
+    work.mkdir(exist_ok=True)
+    (work / "run.mjs").write_text(NODE_SCRIPT)
+    (work / "images.bin").write_bytes(np.ascontiguousarray(pixels, np.uint8).tobytes())
+    (work / "info.json").write_text(json.dumps(info if info is not None else {"engine": build.page_info}))
+    done = subprocess.run([node, str(work / "run.mjs"), ENGINE_JS.as_uri(), how, where or str(build.path),
+                           str(work / "info.json"), str(work / "images.bin"), str(work / "out")],
+                          capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode:
+        raise AssertionError(f"node failed: {done.stderr.strip()}")
+    return {"scores": np.fromfile(work / "out.scores", np.uint8).reshape(len(pixels), 10),
+            "logits": np.fromfile(work / "out.logits", np.float32).reshape(len(pixels), 10),
+            "digits": np.fromfile(work / "out.digits", np.uint8)}
+
+
+def python_logits(scores: np.ndarray, build: wasm.WasmBuild) -> np.ndarray:
+    """What `mnist-edge run` computes from the int8 model's scores: float32 (q - zero) * scale."""
+    return (scores.astype(np.float32) - np.float32(build.score_zero)) * np.float32(build.score_scale)
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+# --- the module ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", LIBRARIES)
+def test_the_module_is_small_and_exports_the_shim(builds, name, record_property) -> None:
+    build = builds[name]
+    data = build.path.read_bytes()
+    record_property("wasm_bytes", build.bytes)
+    record_property("wasm_gzip_bytes", len(gzip.compress(data, 9)))
+    manifest = json.loads((LIBRARIES[name] / "manifest.json").read_text())
+    assert build.bytes == len(data) <= manifest["memory"]["constant_bytes"] + CODE_BUDGET, build.bytes
+    if name == "tiny":
+        assert build.bytes <= TINY_WASM_BUDGET, build.bytes
+    assert sorted(build.exports) == sorted(wasm.EXPORTS)
+    assert build.score_zero == manifest["api"]["score_zero"] and build.score_scale == manifest["api"]["score_scale"]
+    assert build.labels == [str(d) for d in range(10)] and build.clang_version
+    assert {"-ffp-contract=off", "-nostdlib", "--no-entry", "--strip-all"} <= set(build.flags)
+
+
+def test_the_build_is_deterministic(builds, tmp_path) -> None:
+    again = wasm.compile_wasm(LIBRARIES["tiny"], tmp_path / "again.wasm")
+    assert again.path.read_bytes() == builds["tiny"].path.read_bytes()
+
+
+@pytest.mark.parametrize("name", LIBRARIES)
+def test_wasm_scores_equal_the_c_librarys_bit_for_bit(builds, images, name, tmp_path, record_property) -> None:
+    build = builds[name]
+    ours = run_node(build, images, tmp_path / "node")
+    host = host_scores(LIBRARIES[name], images, tmp_path / "host")
+    identical = int((ours["scores"] == host).all(axis=1).sum())
+    record_property("images_identical", f"{identical} of {len(images)}")
+    assert identical == len(images)
+    assert np.array_equal(ours["digits"], host.argmax(axis=1))  # the first highest, as the C returns
+    assert np.array_equal(ours["logits"].view(np.uint32), python_logits(host, build).view(np.uint32))
+
+
+@pytest.mark.parametrize("name", LIBRARIES)
+def test_wasm_scores_equal_onnxruntimes(builds, images, name, tmp_path) -> None:
+    """The C library's proof carried over: onnxruntime on the int8 model it was generated from."""
+    pytest.importorskip("onnx")
+    from mnist_edge.codegen.verify import onnxruntime_scores
+    from mnist_edge.config import Normalization
+
+    manifest = json.loads((LIBRARIES[name] / "manifest.json").read_text())
+    model = REPO / manifest["source_model"]["path"]
+    assert sha256_file(model) == manifest["source_model"]["sha256"]
+    pixels = images[:1000].reshape(-1, 28, 28)
+    theirs = onnxruntime_scores(model, pixels, Normalization(**manifest["input"]))
+    assert np.array_equal(run_node(builds[name], pixels.reshape(-1, 784), tmp_path)["scores"], theirs)
+
+
+def test_the_module_loads_from_base64_and_from_a_url(builds, images, tmp_path) -> None:
+    build = builds["tiny"]
+    few = images[:50]
+    expected = run_node(build, few, tmp_path / "bytes")["scores"]
+    assert np.array_equal(run_node(build, few, tmp_path / "base64", how="base64")["scores"], expected)
+    handler = partial(QuietHandler, directory=str(build.path.parent))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/{build.path.name}"
+            assert np.array_equal(run_node(build, few, tmp_path / "url", how="url", where=url)["scores"], expected)
+        finally:
+            server.shutdown()
+
+
+def test_a_model_json_of_another_model_is_refused(builds, images, tmp_path) -> None:
+    other = {"engine": builds["cnn"].page_info}
+    with pytest.raises(AssertionError, match="does not match model.json"):
+        run_node(builds["tiny"], images[:1], tmp_path, info=other)
+
+
+# --- bad input: one typed error, nothing written ---------------------------------------------------
+
+def refused(folder: Path, out: Path, message: str) -> None:
+    with pytest.raises(WebError, match=message) as caught:
+        wasm.compile_wasm(folder, out / "model.wasm")
+    assert "\n" not in str(caught.value)
+    assert not out.exists()
+
+
+def copy_of_tiny(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(LIBRARIES["tiny"], tmp_path / "tiny-mcu"))
+
+
+def test_a_folder_that_is_not_a_c_library_is_refused(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    refused(REPO / "exported" / "cnn-int8", tmp_path / "out", "kind is None, not 'c-library'.*--engine ort")
+    refused(tmp_path / "empty", tmp_path / "out", "no manifest.json")
+    refused(LIBRARIES["tiny"] / "model.c", tmp_path / "out", "not a folder")
+    refused(tmp_path / "absent", tmp_path / "out", "not a folder")
+
+
+def test_a_library_that_is_not_what_its_manifest_says_is_refused(tmp_path) -> None:
+    library = copy_of_tiny(tmp_path)
+    with open(library / "model.c", "a") as source:
+        source.write("/* edited */\n")
+    refused(library, tmp_path / "out", "model.c differs from the one manifest.json describes")
+    (library / "model.h").unlink()
+    refused(library, tmp_path / "out", "model.h is missing")
+    (library / "manifest.json").write_text("{not json")
+    refused(library, tmp_path / "out", "not valid JSON")
+
+
+def test_c_that_does_not_compile_is_one_line_from_clang(tmp_path) -> None:
+    need("clang", "clang")
+    need("wasm-ld", "lld")
+    library = copy_of_tiny(tmp_path)
+    (library / "model.c").write_text("int mnist_edge_predict(void) { return undeclared; }\n")
+    manifest = json.loads((library / "manifest.json").read_text())
+    manifest["files"]["model.c"]["sha256"] = sha256_file(library / "model.c")
+    (library / "manifest.json").write_text(json.dumps(manifest))
+    refused(library, tmp_path / "out", "clang .* failed: .*error: .*undeclared")
+
+
+@pytest.mark.parametrize("missing", ["clang", "wasm-ld"])
+def test_a_missing_toolchain_says_what_to_install(tmp_path, monkeypatch, missing) -> None:
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == missing else real(name, *a, **k))
+    with pytest.raises(WebError, match=f"{missing}.*not found on PATH: apt-get install clang lld"):
+        wasm.find_wasm_toolchain()
+    refused(LIBRARIES["tiny"], tmp_path / "out", "apt-get install clang lld")
+
+
+def test_a_clang_without_the_wasm32_target_is_refused(tmp_path, monkeypatch) -> None:
+    fake = tmp_path / "clang"
+    fake.write_text("#!/bin/sh\necho '  Registered Targets:'\necho '    x86-64 - 64-bit X86: EM_X86_64'\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: str(fake) if name == "clang" else "/usr/bin/wasm-ld")
+    with pytest.raises(WebError, match="no wasm32 target.*apt-get install clang lld"):
+        wasm.find_wasm_toolchain()
+
+
+def test_a_damaged_module_is_a_typed_error() -> None:
+    with pytest.raises(WebError, match="not a WebAssembly"):
+        wasm.wasm_exports(b"PK\x03\x04")
+    with pytest.raises(WebError, match="truncated or malformed"):
+        wasm.wasm_exports(b"\0asm\x01\0\0\0\x07\x05\x01\x09")
