@@ -17,8 +17,18 @@ from mnist_edge.report.run_folder import EXPECTED, RunFolder, as_number, dicts_i
 
 def summary_section(run: RunFolder) -> str:
     cards = [_card_model(run), _card_accuracy(run), _card_sizes(run), _card_latency(run)]
-    parts = [f'<div class="cards">{"".join(cards)}</div>', _steps(run), _missing_list(run)]
+    parts = [f'<div class="cards">{"".join(cards)}</div>', _web_link(run), _steps(run), _missing_list(run)]
     return "\n".join(p for p in parts if p)
+
+
+def _web_link(run: RunFolder) -> str:
+    """`pipeline --web` built a page of the int8 model: say where, and that it wants a server."""
+    if run.obj("site/model.json") is None:
+        return ""
+    return ('<p class="note">Draw a digit and watch the int8 model classify it in the browser: '
+            '<a href="site/index.html">site/index.html</a>. Browsers run its WebAssembly only over HTTP: '
+            'serve it with <code>python3 -m http.server -d site</code> (or <code>mnist-edge web exported/int8 '
+            '--serve</code>) and open the address printed.</p>')
 
 
 def _card(title: str, body: str) -> str:

@@ -1,0 +1,51 @@
+// The onnxruntime-web engine: the page's uint8 28 x 28 digit -> the exported model's scores.
+// The input follows model.json, read from the model by `mnist-edge web` exactly as `run` reads it:
+// layout (NCHW, NHWC, flat), dtype (float32 normalised, or raw uint8) and a fixed or free batch.
+import * as ort from "./ort/ort.wasm.min.mjs";
+
+const SHAPES = { NCHW: [1, 28, 28], NHWC: [28, 28, 1], flat: [784] };
+
+// (pixel / scale - mean) / std with float32 rounding at every step, as mnist_edge.runtime's
+// normalisation table computes it in numpy float32, so the model sees the same numbers.
+function normalisationTable(norm) {
+  const f = Math.fround;
+  const table = new Float32Array(256);
+  for (let p = 0; p < 256; p++) {
+    table[p] = f(f(f(p / f(norm.scale)) - f(norm.mean)) / f(norm.std));
+  }
+  return table;
+}
+
+export async function loadOrtEngine(info) {
+  ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
+  ort.env.wasm.numThreads = 1; // a static site has no cross-origin isolation: no threads anyway
+  ort.env.logLevel = "error";
+  const session = await ort.InferenceSession.create(info.engine.model, { executionProviders: ["wasm"] });
+  const input = info.input;
+  const batch = input.batch || 1;
+  const shape = [batch, ...SHAPES[input.layout]];
+  const table = input.dtype === "float32" ? normalisationTable(input.normalization) : null;
+  const outputName = info.output.name;
+
+  function tensorFor(pixels) {
+    if (table === null) {
+      const data = new Uint8Array(batch * 784);
+      data.set(pixels);
+      return new ort.Tensor("uint8", data, shape);
+    }
+    const data = new Float32Array(batch * 784).fill(table[0]); // padding rows are blank images
+    for (let i = 0; i < 784; i++) data[i] = table[pixels[i]];
+    return new ort.Tensor("float32", data, shape);
+  }
+
+  return {
+    name: "ort",
+    runtime: info.engine.runtime,
+    async predict(pixels) {
+      const feeds = { [input.name]: tensorFor(pixels) };
+      const results = await session.run(feeds, [outputName]);
+      const logits = Float32Array.from(results[outputName].data.slice(0, info.labels.length));
+      return { logits, probabilities: info.output.probabilities };
+    },
+  };
+}

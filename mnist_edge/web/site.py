@@ -1,0 +1,156 @@
+"""Build the static site of `mnist-edge web`: the page (package data), the model and its engine.
+
+    OUT/index.html, app.js, preprocess.js, style.css     the page, the same for every model
+    OUT/model.json                                       what the page reads: name, labels,
+                                                         input convention, accuracy, engine files
+    --engine ort: OUT/model.onnx, OUT/engine_ort.js, OUT/ort/ (onnxruntime-web's wasm backend)
+    --engine c:   OUT/model.wasm, OUT/engine_c.js        (the generated C, compiled by clang)
+
+The site is built aside and moved into place whole (fileio.staged_dir): a failure leaves no
+partial site. It needs an HTTP server (`--serve`, or any static one): browsers refuse module
+scripts and WebAssembly fetches from file://, and the page says so when opened that way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mnist_edge.errors import OutputError, WebError
+from mnist_edge.fileio import atomic_write_bytes, atomic_write_json, staged_dir
+
+ENGINES = ("ort", "c")
+PAGE_FILES = ("index.html", "app.js", "preprocess.js", "style.css")
+ENGINE_FILES = {"ort": ("engine_ort.js",), "c": ("engine_c.js",)}
+INFO = "model.json"
+# Everything a site of ours may hold: a rebuild replaces these, and a folder with anything else
+# is someone's and is refused without --force.
+OWNED = frozenset({*PAGE_FILES, *ENGINE_FILES["ort"], *ENGINE_FILES["c"], INFO, "model.onnx", "model.wasm", "ort"})
+
+
+@dataclass(frozen=True)
+class Site:
+    folder: Path
+    engine: str
+    model: str
+    files: dict[str, int]  # relative path -> bytes
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.files.values())
+
+    @property
+    def gzip_bytes(self) -> int:
+        """What the site weighs over the wire with gzip, file by file (as a server compresses)."""
+        return sum(len(gzip.compress((self.folder / name).read_bytes(), 9)) for name in self.files)
+
+
+def build_site(model: str | Path, out: str | Path, *, engine: str = "ort", runtime_dir: str | Path | None = None,
+               force: bool = False) -> Site:
+    """MODEL (an exported folder or .onnx for `ort`, a generated C library for `c`) -> a site in OUT."""
+    if engine not in ENGINES:
+        raise WebError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    out = Path(out)
+    _check_out(out, force)
+    prepare = _prepare_ort if engine == "ort" else _prepare_c
+    with staged_dir(out, stale=OWNED) as stage:
+        info = prepare(Path(model), stage, runtime_dir)
+        for name in (*PAGE_FILES, *ENGINE_FILES[engine]):
+            atomic_write_bytes(stage / name, _asset(name))
+        atomic_write_json(stage / INFO, info)
+    files = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*"))
+             if p.is_file() and p.relative_to(out).parts[0] in OWNED}
+    return Site(out, engine, info["name"], files)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError("exists and is not a directory", out)
+    if out.is_dir() and not force:
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OWNED)
+        if foreign:
+            raise OutputError(f"holds files that are not a site of mnist-edge web ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new --out, or pass --force",
+                              out)
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("mnist_edge.web").joinpath("assets", name).read_bytes()
+
+
+# --- engine: onnxruntime-web -----------------------------------------------------------------------
+
+def _prepare_ort(model: Path, stage: Path, runtime_dir: str | Path | None) -> dict[str, Any]:
+    from mnist_edge.runtime import Predictor
+    from mnist_edge.web.ort_runtime import VERSION, runtime_files
+
+    predictor = Predictor.load(model)  # refuses what `run` refuses: not 28 x 28, not a digit model...
+    if _has_external_data(predictor.model_path):
+        raise WebError("models with external data files are not supported by the page (export it as one file)",
+                       predictor.model_path)
+    runtime = runtime_files(runtime_dir)
+    shutil.copyfile(predictor.model_path, stage / "model.onnx")
+    (stage / "ort").mkdir()
+    for name, path in runtime.items():
+        shutil.copyfile(path, stage / "ort" / name)
+    spec = predictor.spec
+    norm = predictor.normalization
+    return {
+        **_describe(predictor.name, predictor.labels, predictor.manifest, str(predictor.model_path)),
+        "engine": {"name": "ort", "runtime": f"onnxruntime-web {VERSION} (WebAssembly, 1 thread)",
+                   "model": "model.onnx"},
+        "input": {"name": spec.name, "layout": spec.layout, "dtype": str(spec.dtype),
+                  "batch": spec.batch, "normalization": None if norm is None else norm.__dict__},
+        "output": {"name": predictor.output_name, "probabilities": predictor.outputs_probabilities},
+    }
+
+
+def _has_external_data(model_path: Path) -> bool:
+    from mnist_edge.modelfile import external_data_files
+
+    return bool(external_data_files(model_path))
+
+
+# --- engine: the generated C as WebAssembly ---------------------------------------------------------
+
+def _prepare_c(library: Path, stage: Path, runtime_dir: str | Path | None) -> dict[str, Any]:
+    from mnist_edge.web import wasm
+
+    if runtime_dir is not None:
+        raise WebError("--runtime-dir is onnxruntime-web's folder: it does not apply to --engine c")
+    manifest = wasm.check_c_library(library)
+    build = wasm.compile_wasm(library, stage / "model.wasm")
+    return {
+        **_describe(manifest.get("name", library.name), manifest.get("labels"), manifest, str(library)),
+        "engine": {"name": "c", "runtime": f"generated C, clang {build.clang_version} -> WebAssembly",
+                   "model": "model.wasm", **build.page_info},
+        "input": {"layout": "flat", "dtype": "uint8", "normalization": None},
+    }
+
+
+def _describe(name: str, labels: list[str] | None, manifest: dict[str, Any] | None, source: str) -> dict[str, Any]:
+    """What the page shows about the model, from its manifest when it has one."""
+    metrics = (manifest or {}).get("metrics") or {}
+    verification = (manifest or {}).get("verification") or {}
+    return {
+        "name": name,
+        "labels": list(labels or [str(d) for d in range(10)]),
+        "source": source,
+        "accuracy": metrics.get("test_accuracy", verification.get("accuracy")),
+        "accuracy_measured_with": metrics.get("measured_with", verification.get("measured_with")),
+        "quantization": (manifest or {}).get("quantization"),
+    }
+
+
+def site_summary(site: Site) -> dict[str, Any]:
+    return {"folder": str(site.folder), "engine": site.engine, "model": site.model, "files": site.files,
+            "bytes": site.total_bytes, "gzip_bytes": site.gzip_bytes}
+
+
+def read_info(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / INFO).read_text())
