@@ -14,6 +14,7 @@ from mnist_edge.cli import (  # noqa: F401,E402  (registration)
     commands_report,
     commands_runtime,
     commands_train,
+    commands_web,
 )
 from mnist_edge.cli.common import app
 
