@@ -6,7 +6,7 @@
 
 For each site: its files and weight (raw and gzip-compressed, file by file as a server sends
 them), the time from navigation to the first prediction and from the load event, and the p50
-inference time over 100 predictions of a drawn digit; then `mnist-edge bench` (batch 1, one
+inference time over 100 predictions of a drawn digit (after 300 of warm-up); then `mnist-edge bench` (batch 1, one
 thread) on the same model for comparison. Each budget is printed with its measured figure and
 its verdict. Chromium is Debian's (`apt-get install chromium`), driven by Playwright.
 """
@@ -56,6 +56,8 @@ def measure_site(browser, folder: Path, screenshot: Path | None) -> dict:
         loaded = page.evaluate("window.mnistEdge.ready")
         draw(page, THREE)
         result = page.evaluate("window.mnistEdge.classify()")
+        # Warm-up first: V8 compiles WebAssembly with its baseline compiler, then tiers hot code up.
+        page.evaluate("window.mnistEdge.timePredictions(300)")
         times = page.evaluate("window.mnistEdge.timePredictions(100)")
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)

@@ -101,7 +101,7 @@ def _prepare_ort(model: Path, stage: Path, runtime_dir: str | Path | None) -> di
     spec = predictor.spec
     norm = predictor.normalization
     return {
-        **_describe(predictor.name, predictor.labels, predictor.manifest, str(predictor.model_path)),
+        **_describe(predictor.name, predictor.labels, predictor.manifest, _short(predictor.model_path)),
         "engine": {"name": "ort", "runtime": f"onnxruntime-web {VERSION} (WebAssembly, 1 thread)",
                    "model": "model.onnx"},
         "input": {"name": spec.name, "layout": spec.layout, "dtype": str(spec.dtype),
@@ -126,11 +126,17 @@ def _prepare_c(library: Path, stage: Path, runtime_dir: str | Path | None) -> di
     manifest = wasm.check_c_library(library)
     build = wasm.compile_wasm(library, stage / "model.wasm")
     return {
-        **_describe(manifest.get("name", library.name), manifest.get("labels"), manifest, str(library)),
+        **_describe(manifest.get("name", library.name), manifest.get("labels"), manifest, _short(library)),
         "engine": {"name": "c", "runtime": f"generated C, clang {build.clang_version} -> WebAssembly",
                    "model": "model.wasm", **build.page_info},
         "input": {"layout": "flat", "dtype": "uint8", "normalization": None},
     }
+
+
+def _short(path: Path) -> str:
+    """FOLDER/FILE, not the absolute path: a published page should not show the builder's disk."""
+    path = Path(path).resolve()
+    return f"{path.parent.name}/{path.name}"
 
 
 def _describe(name: str, labels: list[str] | None, manifest: dict[str, Any] | None, source: str) -> dict[str, Any]:
