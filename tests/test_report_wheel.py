@@ -135,3 +135,35 @@ def test_wheel_generates_and_verifies_c(wheel, tmp_path, mnist_dir):
     assert Path(loaded).resolve().is_relative_to((tmp_path / "venv").resolve()), loaded
     assert "verified on 200 test images: 200 identical to onnxruntime" in done.stdout
     assert (tmp_path / "c" / "model.c").read_bytes() == (ROOT / "exported" / "tiny-mcu" / "model.c").read_bytes()
+
+
+WEB = """
+import sys
+import mnist_edge.web
+from mnist_edge.web.site import build_site
+print(mnist_edge.web.__file__)
+site = build_site(sys.argv[1], sys.argv[2], engine="c")
+print(sorted(site.files))
+"""
+
+
+def test_wheel_ships_the_page_and_builds_a_site(wheel, tmp_path):
+    """`web` from the installed wheel: the page's HTML, JavaScript, CSS and the C shim are package
+    data; --engine c needs numpy, clang and lld besides."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assets = {f"mnist_edge/web/assets/{n}" for n in ("index.html", "app.js", "preprocess.js", "style.css",
+                                                      "engine_ort.js", "engine_c.js", "c_shim.c")}
+    assert assets <= names, sorted(assets - names)
+    for tool in ("clang", "wasm-ld"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is missing (apt-get install clang lld)")
+    python = _install_alone(wheel, tmp_path)
+    import numpy  # the C library's reader uses it: reached as in test_wheel_generates_and_verifies_c
+
+    site_packages = next((tmp_path / "venv" / "lib").glob("python*/site-packages"))
+    (site_packages / "dependencies.pth").write_text(str(Path(numpy.__file__).parents[1]) + "\n")
+    done = _run(python, "-I", "-c", WEB, ROOT / "exported" / "tiny-mcu", tmp_path / "site", cwd=tmp_path)
+    loaded, files = done.stdout.strip().splitlines()
+    assert Path(loaded).resolve().is_relative_to((tmp_path / "venv").resolve()), loaded
+    assert {"index.html", "app.js", "preprocess.js", "engine_c.js", "model.wasm", "model.json"} <= set(eval(files))
+    assert (tmp_path / "site" / "app.js").read_bytes() == (ROOT / "mnist_edge/web/assets/app.js").read_bytes()

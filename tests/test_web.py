@@ -238,3 +238,17 @@ def test_a_busy_port_is_one_error_line_and_no_site(tmp_path: Path) -> None:
         holder.server_close()
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and f"port {port}" in done.stderr, done.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_pipeline_web_builds_the_site_and_the_report_links_it(ort_site: Path, tmp_path: Path) -> None:
+    from mnist_edge.pipeline import Paths, _build_web
+    from mnist_edge.report import build_report
+
+    run = tmp_path / "run"
+    shutil.copytree(CNN_INT8, run / "exported" / "int8")
+    (run / "pipeline.json").write_text(json.dumps({"arch": "cnn", "steps": []}))
+    summary = _build_web(Paths(run))
+    assert summary["index"] == "site/index.html" and (run / "site" / "model.onnx").is_file()
+    assert (run / "site" / "model.onnx").read_bytes() == (CNN_INT8 / "model.onnx").read_bytes()
+    html = Path(build_report(run)).read_text()
+    assert 'href="site/index.html"' in html
