@@ -173,6 +173,8 @@ def read_json(path: str | Path, error: type[Exception]) -> Any:
         raise error("file not found", path) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"not valid JSON ({exc})", path) from exc
+    except RecursionError:  # nesting deeper than Python's parser follows: no file of ours is like that
+        raise error("not valid JSON (nested too deeply)", path) from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

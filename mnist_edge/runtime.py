@@ -54,6 +54,9 @@ _ORT_ERRORS: tuple[type[BaseException], ...] = tuple(
     value for value in vars(_ort_state).values()
     if isinstance(value, type) and issubclass(value, Exception)
 ) + (RuntimeError,)
+# A model with a fixed batch gets its inputs padded to that batch: beyond this (200 MB of float32
+# pixels) the padding alone would exhaust memory, so such a model is refused at load.
+MAX_FIXED_BATCH = 65_536
 LAYOUT_SHAPES = {"NCHW": (1, SIZE, SIZE), "NHWC": (SIZE, SIZE, 1), "flat": (PIXELS,)}
 
 
@@ -255,6 +258,9 @@ def create_session(model_path: str | Path, *, threads: int | None = None, provid
         session = ort.InferenceSession(str(model_path), options, providers=providers)
     except _ORT_ERRORS as exc:
         raise ModelFileError(describe_load_error(exc), model_path) from None
+    except UnicodeDecodeError:  # onnxruntime hands a damaged name or error text to Python as UTF-8
+        raise ModelFileError("not a valid ONNX model (a name or string in it is not UTF-8: damaged file?)",
+                             model_path) from None
     _refuse_unbounded_loops(Path(model_path))
     return session
 
@@ -352,7 +358,14 @@ def _after_colon(text: str) -> str:
 
 
 def inspect_input(session: ort.InferenceSession, model_path: Path) -> InputSpec:
-    inputs = session.get_inputs()
+    try:
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        for arg in (*inputs, *outputs):  # onnxruntime decodes each name when it is first read
+            arg.name, arg.type  # noqa: B018
+    except UnicodeDecodeError:
+        raise ModelFileError("not a valid ONNX model (an input or output name is not UTF-8)", model_path) from None
+    if not outputs:
+        raise ModelFileError("model has no outputs; expected one output of digit scores", model_path)
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
         raise ModelFileError(
@@ -369,6 +382,9 @@ def inspect_input(session: ort.InferenceSession, model_path: Path) -> InputSpec:
             f"input {arg.name!r} has shape {_shape_text(shape)}: not a digit image "
             "(expected [N,1,28,28], [N,28,28,1] or [N,784])", model_path)
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    if batch is not None and batch > MAX_FIXED_BATCH:
+        raise ModelFileError(f"input {arg.name!r} has a fixed batch of {batch:,} images; mnist-edge feeds at most "
+                             f"{MAX_FIXED_BATCH:,} at a time (export it with a dynamic batch)", model_path)
     return InputSpec(arg.name, layout, dtype, batch, shape)
 
 

@@ -339,3 +339,43 @@ def test_the_whole_chain_is_bitwise_deterministic_on_the_cpu(tmp_path: Path, mni
         texts = [(x / f"m-{role}" / "manifest.json").read_text() for x in (a, b)]
         manifests = [json.loads(texts[0].replace(str(a), str(b))), json.loads(texts[1])]
         assert _stable(manifests[0]) == _stable(manifests[1]), role
+
+
+# --- regressions found by scripts/fuzz.py ------------------------------------------------------
+
+def test_json_nested_deeper_than_the_parser_follows_is_a_typed_error(tmp_path: Path) -> None:
+    from mnist_edge.errors import ManifestError
+    from mnist_edge.fileio import read_json
+
+    (tmp_path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ManifestError, match="nested too deeply"):
+        read_json(tmp_path / "manifest.json", ManifestError)
+
+
+def _tiny_with(edit) -> onnx.ModelProto:
+    model = onnx.load(DIGIT_MODEL / "model.onnx")
+    edit(model)
+    return model
+
+
+def test_a_model_without_outputs_is_a_typed_error(tmp_path: Path) -> None:
+    onnx.save(_tiny_with(lambda m: m.graph.ClearField("output")), tmp_path / "m.onnx")
+    with pytest.raises(ModelFileError):
+        Predictor.load(tmp_path / "m.onnx")
+
+
+def test_a_huge_fixed_batch_is_refused_before_any_padding(tmp_path: Path) -> None:
+    def fix_batch(model: onnx.ModelProto) -> None:
+        model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2**31
+
+    onnx.save(_tiny_with(fix_batch), tmp_path / "m.onnx")
+    with pytest.raises(ModelFileError, match="fixed batch of 2,147,483,648"):
+        Predictor.load(tmp_path / "m.onnx")
+
+
+def test_a_name_that_is_not_utf8_is_a_typed_error(tmp_path: Path) -> None:
+    data = (DIGIT_MODEL / "model.onnx").read_bytes()
+    name = onnx.load(DIGIT_MODEL / "model.onnx").graph.input[0].name.encode()
+    (tmp_path / "m.onnx").write_bytes(data.replace(name, b"\xe1" * len(name)))
+    with pytest.raises(ModelFileError, match="UTF-8|ONNX"):
+        Predictor.load(tmp_path / "m.onnx")
