@@ -87,11 +87,20 @@ def external_data_files(model_path: Path) -> list[Path]:
     found = set()
     for match in re.finditer(re.escape(_LOCATION_ENTRY), raw):
         name = _varint_prefixed(raw, match.end())
-        candidate = (folder / name).resolve() if name else None
+        candidate = _existing_file(folder / name) if name else None
         # Only files in the folder: onnxruntime refuses the others, so they were never loaded.
-        if candidate is not None and candidate.is_file() and folder in candidate.parents:
+        if candidate is not None and folder in candidate.parents:
             found.add(candidate)
     return sorted(found)
+
+
+def _existing_file(path: Path) -> Path | None:
+    """PATH resolved when it is a file; None for a name no file can have (too long, NUL...)."""
+    try:
+        path = path.resolve()
+        return path if path.is_file() else None
+    except (OSError, ValueError):  # ENAMETOOLONG and friends: pathlib only swallows "not found"
+        return None
 
 
 def _varint_prefixed(raw: bytes, offset: int) -> str | None:

@@ -379,3 +379,14 @@ def test_a_name_that_is_not_utf8_is_a_typed_error(tmp_path: Path) -> None:
     (tmp_path / "m.onnx").write_bytes(data.replace(name, b"\xe1" * len(name)))
     with pytest.raises(ModelFileError, match="UTF-8|ONNX"):
         Predictor.load(tmp_path / "m.onnx")
+
+
+def test_an_external_data_name_too_long_for_the_file_system_is_ignored_by_the_size_count(tmp_path: Path) -> None:
+    from mnist_edge.modelfile import model_bytes
+
+    model = onnx.load(DIGIT_MODEL / "model.onnx")
+    onnx.save_model(model, tmp_path / "m.onnx", save_as_external_data=True, location="w.bin", size_threshold=0)
+    raw = (tmp_path / "m.onnx").read_bytes().replace(b"\x08location\x12\x05w.bin", b"\x08location\x12\xac\x02"
+                                                      + b"a" * 300)
+    (tmp_path / "m.onnx").write_bytes(raw)
+    assert model_bytes(tmp_path / "m.onnx") == len(raw)  # the name no file can have counts nothing
