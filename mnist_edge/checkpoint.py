@@ -219,7 +219,9 @@ def load_optimizer(optimizer: torch.optim.Optimizer, run_dir: Path, config: dict
     path = run_dir / STATE
     try:
         optimizer.load_state_dict(_join_optimizer_state(_load_tensors(path), config["optimizer"]))
-    except (KeyError, ValueError, RuntimeError) as exc:
+    # config.json's optimizer part is plain JSON: a damaged one can hold any shape (a list for
+    # a mapping, a string for a list), which torch and the join report as TypeError or AttributeError.
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"optimizer state does not fit ({exc})", path) from exc
 
 

@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import io
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,8 @@ def read_idx(path: str | Path, max_bytes: int | None = None) -> np.ndarray:
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as stream:
             raw = stream.read(limit)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        # zlib.error: a damaged deflate stream inside a valid gzip header ("invalid distance too far back").
         raise DataError(f"cannot read IDX file ({exc})", path) from exc
     if max_bytes is not None and len(raw) > max_bytes:
         raise IdxTooLarge(f"IDX file is over {max_bytes:,} bytes", path)

@@ -9,6 +9,8 @@ InputImageError in `InputSet.errors` and the caller decides what to report.
 from __future__ import annotations
 
 import os
+import tokenize
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from PIL import Image
 
 from mnist_edge.config import IMAGE_SIZE as SIZE
 from mnist_edge.data import IdxTooLarge, read_idx
-from mnist_edge.errors import DataError, InputImageError
+from mnist_edge.errors import DataError, InputImageError, first_line
 from mnist_edge.fileio import atomic_write, ensure_dir
 from mnist_edge.preprocess import MAX_PIXELS, to_mnist
 
@@ -34,6 +36,11 @@ MAX_ARRAY_IMAGES = 1_000_000
 _CHUNK = 16_384
 _PIXELS = SIZE * SIZE
 _IDX_HEADER = 16  # magic and three dimensions
+# What numpy's .npy header parser raises for a damaged header: it evaluates the header's dict
+# text with ast.literal_eval (ValueError, TypeError for an unhashable key, SyntaxError,
+# RecursionError for deep nesting), and for old files first re-tokenizes it (tokenize.TokenError
+# for an unterminated string or bracket); OSError for a short read.
+_NPY_HEADER_ERRORS = (OSError, ValueError, TypeError, SyntaxError, RecursionError, tokenize.TokenError)
 
 
 @dataclass
@@ -173,16 +180,20 @@ def load_npy(path: str | Path) -> np.ndarray:
             f"file is {path.stat().st_size:,} bytes but its header {shape} implies {expected:,} "
             "(truncated?)", path)
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputImageError(f"cannot read array ({exc})", path) from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (*_NPY_HEADER_ERRORS, OverflowError) as exc:  # OverflowError: mmap refusing the data's length
+        raise InputImageError(f"cannot read array ({first_line(exc)})", path) from exc
     return to_uint8_images(array.reshape(count, SIZE, SIZE), path)
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, data offset) from the .npy header alone."""
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb") as handle, warnings.catch_warnings():
+            # numpy warns (on stderr) when a header needed its Python 2 repair; the CLI shows errors only.
+            warnings.simplefilter("ignore", UserWarning)
             version = np.lib.format.read_magic(handle)
             if version == (1, 0):
                 shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
@@ -191,8 +202,8 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
             else:  # 3.0 exists only for structured dtypes with unicode field names
                 raise InputImageError(f"unsupported .npy format version {version}", path)
             return shape, dtype, handle.tell()
-    except (OSError, ValueError) as exc:
-        raise InputImageError(f"not a valid .npy file ({exc})", path) from exc
+    except _NPY_HEADER_ERRORS as exc:
+        raise InputImageError(f"not a valid .npy file (damaged header: {first_line(exc)})", path) from exc
 
 
 def _image_count(shape: tuple[int, ...], path: Path) -> int:
@@ -205,7 +216,7 @@ def _image_count(shape: tuple[int, ...], path: Path) -> int:
     else:
         raise InputImageError(
             f"array of shape {shape} is not N x 28 x 28 or N x 784 (nor one 28 x 28 image)", path)
-    if count == 0:
+    if count <= 0:  # a damaged header can declare -1 images
         raise InputImageError(f"array of shape {shape} holds no images", path)
     if count > MAX_ARRAY_IMAGES:
         raise InputImageError(

@@ -6,6 +6,7 @@ how to feed it, what it was measured to do and with which command.
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ PARITY_FIGURE = "parity_disagreements.png"
 # What describes a folder's previous model: `export` and `quantize` remove these when they replace it.
 PARITY_FILES = (PARITY_REPORT, PARITY_FIGURE)
 LAYOUTS = ("NCHW", "NHWC", "flat")
+# The input element types a digit model can take (runtime.py reads them with np.dtype).
+DTYPES = ("float32", "uint8")
 
 # Required keys of each section and the types their values must have.
 _NUMBER = (int, float)
@@ -69,14 +72,30 @@ def validate(manifest: Any, path: str | Path = FILENAME) -> dict[str, Any]:
     _validate_labels(manifest, path)
     if manifest["input"]["layout"] not in LAYOUTS:
         raise ManifestError(f"'input.layout' must be one of {', '.join(LAYOUTS)}", path)
-    if manifest["input"]["std"] <= 0 or manifest["input"]["scale"] <= 0:
-        raise ManifestError("'input.std' and 'input.scale' must be positive", path)
+    if manifest["input"]["dtype"] not in DTYPES:
+        raise ManifestError(f"'input.dtype' must be one of {', '.join(DTYPES)}", path)
+    _validate_normalization(manifest["input"], path)
     if Path(manifest["files"]["model"]).name != manifest["files"]["model"]:
         raise ManifestError("'files.model' must be a file name inside the model's folder", path)
     _validate_hashes(manifest, path)
     _validate_quantization(manifest, path)
     _validate_metrics(manifest.get("metrics"), path)
     return manifest
+
+
+def _validate_normalization(section: dict[str, Any], path: str | Path) -> None:
+    """Finite numbers (JSON readers accept NaN and Infinity), scale and std positive."""
+    if not all(_finite(section[key]) for key in ("scale", "mean", "std")):
+        raise ManifestError("'input.scale', 'input.mean' and 'input.std' must be finite numbers", path)
+    if section["std"] <= 0 or section["scale"] <= 0:
+        raise ManifestError("'input.std' and 'input.scale' must be positive", path)
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:  # an integer beyond the float range (JSON has no size limit)
+        return False
 
 
 def _require_key(body: dict[str, Any], key: str, kind: type | tuple[type, ...], path: str | Path,

@@ -40,7 +40,7 @@ from mnist_edge.units import format_us
 
 STEPS = ("data", "train", "eval", "export", "quantize", "parity", "bench", "report")
 RECORD = "pipeline.json"
-_OWNED = ("data", "checkpoint", "exported", "parity", "bench", "report.html", RECORD)
+_OWNED = ("data", "checkpoint", "exported", "parity", "bench", "site", "report.html", RECORD)
 # What each step leaves behind: fingerprints cover a step's inputs, so a resumed run checks these
 # too and redoes a step whose outputs were deleted.
 STEP_OUTPUTS = {
@@ -76,6 +76,8 @@ class PipelineOptions:
     # Stop the pipeline when parity thresholds are breached; a sweep records the verdict instead.
     parity_gate: bool = True
     steps: tuple[str, ...] = STEPS
+    # Also build the browser page of the int8 model in OUT/site (`mnist-edge web`), linked from the report.
+    web: bool = False
 
 
 @dataclass
@@ -218,14 +220,36 @@ def _load_or_new_state(options: PipelineOptions, paths: Paths) -> PipelineState:
     if not (options.resume and record.is_file()):
         return fresh
     saved = read_json(record, OutputError)
+    if not isinstance(saved, dict):
+        raise OutputError("not a pipeline record (expected a JSON object); start over with --force", record)
     if saved.get("preset_recipe") != options.recipe.to_dict():
         raise PipelineStepError(
             f"cannot resume: the recipe differs from the one this run was started with "
             f"({RECORD} holds {saved.get('preset_recipe')})", paths.root)
-    steps = {s["name"]: StepRecord(**s) for s in saved.get("steps", [])}
+    steps = {s.name: s for s in _saved_steps(saved.get("steps", []), record)}
     fresh.steps = [steps.get(name, StepRecord(name)) for name in STEPS]
-    fresh.created, fresh.summary = saved.get("created", fresh.created), saved.get("summary", {})
+    created, summary = saved.get("created", fresh.created), saved.get("summary", {})
+    if not isinstance(created, str) or not isinstance(summary, dict):
+        raise OutputError("'created' must be a string and 'summary' an object; start over with --force", record)
+    fresh.created, fresh.summary = created, summary
     return fresh
+
+
+# The JSON types of a saved StepRecord's fields: a hand-edited pipeline.json is refused here,
+# not with a TypeError in the middle of a resumed run.
+_STEP_TYPES = {"name": str, "status": str, "seconds": (int, float), "message": str, "fingerprint": str}
+
+
+def _saved_steps(saved: Any, record: Path) -> list[StepRecord]:
+    if not isinstance(saved, list) or not all(isinstance(s, dict) for s in saved):
+        raise OutputError("'steps' must be a list of objects; start over with --force", record)
+    for step in saved:
+        wrong = [k for k in step if k not in _STEP_TYPES or not isinstance(step[k], _STEP_TYPES[k])
+                 or isinstance(step[k], bool)]
+        if wrong or "name" not in step:
+            raise OutputError(f"step {step.get('name', '?')!r} has missing or wrong fields "
+                              f"({', '.join(wrong) or 'name'}); start over with --force", record)
+    return [StepRecord(**step) for step in saved]
 
 
 def _save_state(paths: Paths, state: PipelineState) -> None:
@@ -426,9 +450,19 @@ def _step_bench(options: PipelineOptions, paths: Paths, state: PipelineState, ho
 
 def _step_report(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:
     # The report reads pipeline.json; show this step as done in it (a failure overwrites that).
+    if options.web:
+        state.summary["web"] = _build_web(paths)
     state.step("report").status = "done"
     _save_state(paths, state)
     return str(build_report(paths.root))
+
+
+def _build_web(paths: Paths) -> dict[str, Any]:
+    """The page of the int8 model, built with the report so the report can link it."""
+    from mnist_edge.web.site import build_site, site_summary
+
+    site = build_site(paths.int8, paths.root / "site", force=True)
+    return {"index": "site/index.html", "engine": site.engine, "bytes": site_summary(site)["gzip_bytes"]}
 
 
 STEP_FUNCTIONS: dict[str, Callable[..., str]] = {

@@ -268,11 +268,14 @@ def load_model(path: str | Path) -> Any:
     except (DecodeError, OSError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"not an ONNX model (protobuf parsing failed: truncated or foreign file?) "
                              f"({type(exc).__name__})", path) from None
+    except onnx.checker.ValidationError as exc:  # onnx.load reads external data and checks its location
+        raise ModelFileError(f"cannot load external data: {first_line(exc)}", path) from None
     if not model.graph.node or not model.opset_import:
         raise ModelFileError("not an ONNX model (the file holds no graph)", path)
     try:
         onnx.checker.check_model(model, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+    # ValueError: the checker meeting an unknown element type ("Invalid tensor data type 99").
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
         raise ModelFileError(f"invalid ONNX model: {str(exc).strip().splitlines()[0]}", path) from None
     return model
 

@@ -139,6 +139,8 @@ def load_config(path: str | Path) -> SweepConfig:
         raise ConfigError(f"cannot read sweep config ({exc})", path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path) from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError("not valid TOML: arrays or tables nested too deeply", path) from exc
     source = _Source(path, text)
     for key, value in raw.items():
         if key not in ("sweep", "run", "grid"):
@@ -324,16 +326,22 @@ def _prepare(out: Path, config: SweepConfig, resume: bool, force: bool) -> Path:
 def collect(run_dir: Path, spec: RunSpec) -> RunResult:
     """Read one finished run's parity, manifest and bench files."""
     parity = read_json(run_dir / "parity" / "parity.json", ConfigError)
-    scores = {m["role"]: m["accuracy"] for m in parity["models"]}
     manifest = manifest_io.load(run_dir / "exported" / "int8")
     bench = read_json(run_dir / "bench" / "bench.json", ConfigError)
-    int8_bench = next(m for m in bench["models"] if m["path"].endswith(str(Path("int8") / "model.onnx")))
-    history = read_json(run_dir / "checkpoint" / "metrics.json", ConfigError)["epochs"]
-    result = RunResult(spec.name, spec.recipe.arch, "done", params=manifest["source"]["params"],
-                       int8_accuracy=scores["int8"], fp32_accuracy=scores["fp32"],
-                       torch_accuracy=scores["pytorch"], int8_bytes=manifest["files"]["bytes"],
-                       latency_us=int8_bench["latency"]["p50_us"],
-                       train_seconds=round(sum(h["seconds"] for h in history), 1), parity_passed=parity["passed"])
+    metrics = read_json(run_dir / "checkpoint" / "metrics.json", ConfigError)
+    try:
+        scores = {m["role"]: m["accuracy"] for m in parity["models"]}
+        int8_bench = next(m for m in bench["models"] if m["path"].endswith(str(Path("int8") / "model.onnx")))
+        result = RunResult(spec.name, spec.recipe.arch, "done", params=manifest["source"]["params"],
+                           int8_accuracy=scores["int8"], fp32_accuracy=scores["fp32"],
+                           torch_accuracy=scores["pytorch"], int8_bytes=manifest["files"]["bytes"],
+                           latency_us=int8_bench["latency"]["p50_us"],
+                           train_seconds=round(sum(h["seconds"] for h in metrics["epochs"]), 1),
+                           parity_passed=parity["passed"])
+    # Files edited by hand or written by another version: a key missing, a list where an object was.
+    except (KeyError, IndexError, TypeError, AttributeError, StopIteration) as exc:
+        raise ConfigError(f"parity, bench or metrics file lacks an expected field ({type(exc).__name__}: "
+                          f"{exc})", run_dir) from exc
     # The results table formats these as numbers: a hand-edited file must fail here, for this run only.
     figures = (result.params, result.int8_accuracy, result.fp32_accuracy, result.torch_accuracy,
                result.int8_bytes, result.latency_us)

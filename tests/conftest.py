@@ -7,9 +7,14 @@ write only under their tmp_path (checked once for the whole session, below).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Hypothesis keeps its example database and caches in ./.hypothesis by default: in the checkout,
+# wherever pytest starts. Keep them in the temporary directory instead (set before it is imported).
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "mnist-edge-hypothesis"))
 
 pytest_plugins = ["tests.ci_skips", "pytester"]
 ROOT = Path(__file__).resolve().parents[1]

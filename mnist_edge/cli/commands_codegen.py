@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from mnist_edge.cli.common import DataDirOption, DownloadOption, JsonOption, command, console, print_json
 
@@ -52,7 +53,7 @@ def codegen_command(
     if json_output:
         print_json(result.manifest)
     else:
-        console.print(f"C library: {out} (arena {result.arena_bytes:,} bytes, constants "
+        console.print(f"C library: {escape(str(out))} (arena {result.arena_bytes:,} bytes, constants "
                       f"{result.weight_bytes:,} bytes)")
         if checked is not None:
             against = ("onnxruntime" if checked.requant == "float"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mnist_edge import manifest as manifest_io
@@ -86,11 +87,11 @@ def export(
         print_json(payload)
     else:
         fp32 = result.fp32
-        console.print(f"fp32: {fp32.model_path} ({fp32.bytes:,} bytes, opset {fp32.opset}, {fp32.arch}, "
+        console.print(f"fp32: {escape(str(fp32.model_path))} ({fp32.bytes:,} bytes, opset {fp32.opset}, {fp32.arch}, "
                       f"{fp32.params:,} parameters)")
         if result.int8 is not None:
             q = result.int8.options
-            console.print(f"int8: {result.int8.model_path} ({result.int8.int8_bytes:,} bytes, "
+            console.print(f"int8: {escape(str(result.int8.model_path))} ({result.int8.int8_bytes:,} bytes, "
                           f"{result.int8.size_ratio:.1%} of fp32; {q['method']}, "
                           f"{'per-channel' if q['per_channel'] else 'per-tensor'}, "
                           f"{q['calibration']} on {q['images']} training images)")
@@ -161,16 +162,16 @@ def quantize(
                     "size_ratio": result.size_ratio, "quantization": result.options})
         return
     q = result.options
-    console.print(f"int8: {result.model_path} ({result.int8_bytes:,} bytes, {result.size_ratio:.1%} of "
+    console.print(f"int8: {escape(str(result.model_path))} ({result.int8_bytes:,} bytes, {result.size_ratio:.1%} of "
                   f"{result.fp32_bytes:,}); {q['method']}, "
                   f"{'per-channel' if q['per_channel'] else 'per-tensor'}, "
                   f"{'reduce-range, ' if q['reduce_range'] else ''}"
                   + (f"{q['calibration']} on {q['images']} training images (seed {q['seed']})"
                      if q["mode"] == "static" else "dynamic activations"))
     if q["target"] == "mcu":
-        console.print(f"Next: mnist-edge codegen {out} --out DIR --verify")
+        console.print(f"Next: mnist-edge codegen {escape(str(out))} --out DIR --verify")
     else:
-        console.print(f"Next: mnist-edge parity RUN_DIR {model} {out}")
+        console.print(f"Next: mnist-edge parity RUN_DIR {escape(str(model))} {escape(str(out))}")
 
 
 # --- parity ----------------------------------------------------------------------------------
@@ -225,10 +226,10 @@ def parity(
         _render_parity(report)
         for folder in report_dirs:
             if figure:
-                console.print(f"wrote {folder / manifest_io.PARITY_FIGURE}")
-            console.print(f"wrote {folder / manifest_io.PARITY_REPORT}")
+                console.print(f"wrote {escape(str(folder / manifest_io.PARITY_FIGURE))}")
+            console.print(f"wrote {escape(str(folder / manifest_io.PARITY_REPORT))}")
         for folder in folders.values() if update_manifest else ():
-            console.print(f"wrote {folder / manifest_io.FILENAME}")
+            console.print(f"wrote {escape(str(folder / manifest_io.FILENAME))}")
     if not report.passed:
         raise typer.Exit(1)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from mnist_edge.cli.commands_train import TrainingDisplay
 from mnist_edge.cli.common import DataDirOption, DeviceOption, DownloadOption, command, console
@@ -28,6 +29,8 @@ def pipeline(
                                         "bench step."),
     resume: bool = typer.Option(False, "--resume", help="Skip steps already done with unchanged inputs."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a run."),
+    web: bool = typer.Option(False, "--web", help="Also build the browser page of the int8 model in OUT/site "
+                             "(`mnist-edge web`), linked from the report."),
     data_dir: DataDirOption = None,
     download: DownloadOption = True,
 ) -> None:
@@ -43,12 +46,12 @@ def pipeline(
 
     recipe = make_recipe(preset, arch=arch, epochs=epochs, seed=seed)
     options = PipelineOptions(recipe=recipe, out=out, device=device, data_dir=data_dir, download=download,
-                              resume=resume, force=force, bench_seconds=bench_seconds)
+                              resume=resume, force=force, bench_seconds=bench_seconds, web=web)
     with TrainingDisplay() as display:
         state = run_pipeline(options, _hooks(display))
     summary = state.summary
     accuracy = (summary.get("parity") or {}).get("accuracy", {})
-    console.print(f"[bold]done[/]: {out}/report.html  ·  test accuracy "
+    console.print(f"[bold]done[/]: {escape(str(out))}/report.html  ·  test accuracy "
                   + ", ".join(f"{role} {acc:.2%}" for role, acc in accuracy.items()))
 
 
@@ -59,10 +62,10 @@ def _hooks(display: TrainingDisplay) -> dict[str, Any]:
     def step_end(record: Any) -> None:
         style = _STATUS_STYLE.get(record.status, "white")
         took = "" if record.status == "skipped" else f" in {record.seconds:.1f}s"
-        console.print(f"  [{style}]{record.status}[/]{took}  {record.message}")
+        console.print(f"  [{style}]{record.status}[/]{took}  {escape(record.message)}")
 
     def bench_model(name: str, index: int, total: int) -> None:
-        console.print(f"  measuring {index + 1}/{total}: {name}")
+        console.print(f"  measuring {index + 1}/{total}: {escape(name)}")
 
     return {"step_start": step_start, "step_end": step_end, "train_step": display.step,
             "train_epoch": display.epoch, "train_start": display.start, "bench_model": bench_model}
@@ -88,16 +91,17 @@ def sweep(
     from mnist_edge.sweep import load_config, run_sweep
 
     parsed = load_config(config)
-    console.print(f"sweep [bold]{parsed.name}[/]: {len(parsed.runs)} runs -> {out}")
+    # Names, messages and paths come from the user's files: escaped, or rich reads "[/x]" as markup.
+    console.print(f"sweep [bold]{escape(parsed.name)}[/]: {len(parsed.runs)} runs -> {escape(str(out))}")
     with TrainingDisplay() as display:
         hooks = _hooks(display)
-        hooks["run_start"] = lambda spec, i, n: console.print(f"[bold]run {i + 1}/{n}: {spec.name}[/] "
+        hooks["run_start"] = lambda spec, i, n: console.print(f"[bold]run {i + 1}/{n}: {escape(spec.name)}[/] "
                                                               f"({spec.recipe.arch})")
         hooks["run_end"] = lambda r: console.print(
             f"  {r.status}: int8 {r.int8_accuracy:.2%}, {format_us(r.latency_us)}" if r.status == "done"
-            else f"  [red]failed[/]: {r.message}")
+            else f"  [red]failed[/]: {escape(r.message)}")
         results = run_sweep(parsed, out, resume=resume, force=force, data_dir=data_dir, download=download,
                             hooks=hooks)
     failed = sum(r.status != "done" for r in results)
     console.print(f"[bold]done[/]: {len(results) - failed} runs measured, {failed} failed; "
-                  f"{out}/results.md, {out}/pareto.png")
+                  f"{escape(str(out))}/results.md, {escape(str(out))}/pareto.png")

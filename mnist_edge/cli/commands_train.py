@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mnist_edge.cli.common import DataDirOption, DeviceOption, DownloadOption, JsonOption, command, console, print_json
@@ -54,8 +55,9 @@ def train(
                               resume=resume, force=force, compile_model=compile, requested=requested,
                               on_step=display.step, on_epoch=display.epoch, on_start=display.start)
     last = result.history[-1] if result.history else {}
-    console.print(f"[bold]done[/]: {result.run_dir} ({result.params:,} parameters, {result.device}); "
-                  f"val acc {_pct(last.get('val_acc'))}. Next: mnist-edge eval {result.run_dir}")
+    run_dir = escape(str(result.run_dir))  # a user's path: "[/x]" in it is no markup
+    console.print(f"[bold]done[/]: {run_dir} ({result.params:,} parameters, {result.device}); "
+                  f"val acc {_pct(last.get('val_acc'))}. Next: mnist-edge eval {run_dir}")
 
 
 class TrainingDisplay:
@@ -129,7 +131,7 @@ def evaluate(
         return
     _render_eval(report)
     for kind, path in artifacts.items():
-        console.print(f"{kind}: {path}")
+        console.print(f"{kind}: {escape(str(path))}")
 
 
 def _render_eval(report: Any) -> None:

@@ -64,7 +64,7 @@ class RunFolder:
             return None
         try:
             return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             self._problems[rel] = f"not valid JSON ({exc})"
             return None
 
