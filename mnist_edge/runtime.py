@@ -364,8 +364,6 @@ def inspect_input(session: ort.InferenceSession, model_path: Path) -> InputSpec:
             arg.name, arg.type  # noqa: B018
     except UnicodeDecodeError:
         raise ModelFileError("not a valid ONNX model (an input or output name is not UTF-8)", model_path) from None
-    if not outputs:
-        raise ModelFileError("model has no outputs; expected one output of digit scores", model_path)
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
         raise ModelFileError(
@@ -413,7 +411,10 @@ def _shape_text(shape: tuple[Any, ...]) -> str:
 
 
 def _check_output(session: ort.InferenceSession, classes: int, model_path: Path) -> None:
-    out = session.get_outputs()[0]
+    outputs = session.get_outputs()
+    if not outputs:
+        raise ModelFileError("model has no outputs; expected one output of digit scores", model_path)
+    out = outputs[0]
     if out.type not in _OUTPUT_TYPES:
         raise ModelFileError(f"output {out.name!r} has type {out.type}; expected float scores",
                              model_path)
