@@ -14,7 +14,6 @@ scripts and WebAssembly fetches from file://, and the page says so when opened t
 from __future__ import annotations
 
 import gzip
-import json
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -156,7 +155,3 @@ def _describe(name: str, labels: list[str] | None, manifest: dict[str, Any] | No
 def site_summary(site: Site) -> dict[str, Any]:
     return {"folder": str(site.folder), "engine": site.engine, "model": site.model, "files": site.files,
             "bytes": site.total_bytes, "gzip_bytes": site.gzip_bytes}
-
-
-def read_info(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / INFO).read_text())
