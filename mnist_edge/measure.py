@@ -35,6 +35,7 @@ import onnxruntime as ort
 from mnist_edge import data
 from mnist_edge.config import Normalization
 from mnist_edge.errors import DataError
+from mnist_edge.fileio import sha256_file
 from mnist_edge.modelfile import is_quantized, model_bytes
 from mnist_edge.runtime import Predictor, create_session
 
@@ -143,6 +144,12 @@ class ModelResult:
     profile: list[OpTime] | None = None
     profile_file: str | None = None
     notes: list[str] = field(default_factory=list)
+    # The model's own memory: the peak while it was measured over the RSS just before it was
+    # loaded, with the kernel's high-water mark reset first. None where that reset is impossible
+    # (then only the process peak above is known, which includes whatever ran before).
+    memory_added_bytes: int | None = None
+    sha256: str | None = None  # of the model file: how an int8 model finds its fp32 sibling
+    fp32_sibling_sha256: str | None = None  # an int8 model's manifest: the fp32 model it came from
 
     def throughput_at(self, batch_size: int, threads: int) -> float | None:
         for point in self.throughput:
@@ -313,6 +320,17 @@ def reset_peak_rss() -> bool:
         return False
 
 
+_NO_RESET_NOTE = ("memory added is unknown: the process's peak RSS cannot be reset here, so only "
+                  "the whole process's peak is reported")
+
+
+def memory_added(reset: bool, before: int | None, peak: int | None) -> int | None:
+    """A model's own memory: the peak since the high-water mark was reset, over the RSS then."""
+    if not reset or before is None or peak is None:
+        return None
+    return max(0, peak - before)
+
+
 def rss_bytes() -> tuple[int | None, int | None]:
     """(current, peak) resident set size in bytes."""
     try:
@@ -356,7 +374,7 @@ def bench_onnx(path: str | Path, *, images: np.ndarray, batch_sizes: Sequence[in
     rss_before, _ = rss_bytes()
     predictor = Predictor.load(path, scale=scale, mean=mean, std=std, threads=threads[0],
                                provider=provider)
-    notes = [] if memory_reset else ["peak RSS is the whole process's so far (cannot reset it here)"]
+    notes = [] if memory_reset else [_NO_RESET_NOTE]
     usable = _usable_batches(predictor, batch_sizes, notes)
     latency_batch = 1 if predictor.batch in (None, 1) else predictor.batch
     x_latency = predictor.prepare(_take(images, latency_batch))
@@ -365,11 +383,15 @@ def bench_onnx(path: str | Path, *, images: np.ndarray, batch_sizes: Sequence[in
     latency = measure_latency(bound.call, seconds, latency_batch, threads[0])
     points = _throughput_points(predictor, images, usable, threads, provider, throughput_seconds)
     _, peak = rss_bytes()
+    quantization = (predictor.manifest or {}).get("quantization") or {}
     result = ModelResult(
         name=name or predictor.name, path=str(predictor.model_path), kind="onnx",
         quantized=is_quantized(predictor.model_path, predictor.manifest),
         file_bytes=model_bytes(predictor.model_path), cold_start=cold, latency=latency,
-        throughput=points, peak_rss_bytes=peak, rss_before_bytes=rss_before, notes=notes)
+        throughput=points, peak_rss_bytes=peak, rss_before_bytes=rss_before, notes=notes,
+        memory_added_bytes=memory_added(memory_reset, rss_before, peak),
+        sha256=sha256_file(predictor.model_path),
+        fp32_sibling_sha256=quantization.get("fp32_model_sha256") if isinstance(quantization, dict) else None)
     if profile_dir is not None:
         result.profile, result.profile_file = profile_onnx(
             predictor.model_path, predictor.input_name, x_latency, profile_dir,
@@ -509,7 +531,8 @@ def bench_torch(module: Any, *, name: str, images: np.ndarray, batch_sizes: Sequ
     cold = ColdStart(load_ms, first_ms, (load_ms or 0.0) + first_ms)
     notes = [f"PyTorch {torch.__version__} eager, CPU"]
     if not memory_reset:
-        notes.append("peak RSS is the whole process's so far (cannot reset it here)")
+        notes.append(_NO_RESET_NOTE)
     return ModelResult(name=name, path=path, kind="torch", quantized=False, file_bytes=file_bytes,
                        cold_start=cold, latency=latency, throughput=points, peak_rss_bytes=peak,
-                       rss_before_bytes=rss_before, notes=notes)
+                       rss_before_bytes=rss_before, notes=notes,
+                       memory_added_bytes=memory_added(memory_reset, rss_before, peak))

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from mnist_edge import benchmark, measure
+from mnist_edge.benchmark.floor import floor_model, floor_path
 from mnist_edge.errors import ConfigError
 from mnist_edge.modelfile import external_data_files, model_bytes
 from mnist_edge.runtime import create_session
-from tests.onnx_models import write_zoo
+from tests.onnx_models import linear_model, save, write_zoo
 
 try:  # imported once here rather than in the test: mutation testing forks a process per mutant
     import torch
@@ -208,24 +210,51 @@ def test_bench_torch_measures_an_eager_module(images):
     json.dumps(asdict(result))
 
 
-def _model(name: str, p50: float, quantized: bool = False, profile=None) -> measure.ModelResult:
+def _model(name: str, p50: float, quantized: bool = False, profile=None, path: str | None = None,
+           sha256: str | None = None, sibling: str | None = None) -> measure.ModelResult:
     latency = measure.latency_stats(np.full(100, p50), 1, 1, 10, True)
     return measure.ModelResult(
-        name=name, path=name, kind="onnx", quantized=quantized, file_bytes=1000,
+        name=name, path=path or name, kind="onnx", quantized=quantized, file_bytes=1000,
         cold_start=measure.ColdStart(1.0, 0.1, 1.1), latency=latency,
         throughput=[measure.ThroughputPoint(8, 1, 1e6 / p50, 100, 0.1)],
-        peak_rss_bytes=None, rss_before_bytes=None, profile=profile)
+        peak_rss_bytes=None, rss_before_bytes=None, profile=profile, sha256=sha256,
+        fp32_sibling_sha256=sibling)
 
 
 def test_a_slower_int8_model_gets_its_reasons():
     env = replace(measure.environment(), int8_dot_product=False)
     profile = [measure.OpTime("QuantizeLinear", 1, 30, 0.3), measure.OpTime("Gemm", 1, 70, 0.7)]
-    lines = benchmark.explain_int8([_model("fp32", 50), _model("int8", 80, True, profile)], env)
+    fp32 = _model("fp32", 50, sha256="a" * 64)
+    lines = benchmark.explain_int8([fp32, _model("int8", 80, True, profile, sibling="a" * 64)], env)
     (line,) = lines
-    assert line.startswith("int8 is 1.60x slower than fp32 at batch 1")
+    assert line.startswith("int8 is 1.60x slower than its fp32 sibling fp32 at batch 1")
     assert "no AVX-512 VNNI" in line and "quantize/dequantize operators take 30%" in line
     assert "fixed per-operator costs dominate" in line
-    assert benchmark.explain_int8([_model("fp32", 50), _model("int8", 30, True)], env) == []
+    assert benchmark.explain_int8([fp32, _model("int8", 30, True, sibling="a" * 64)], env) == []
+
+
+def test_int8_is_explained_against_its_own_fp32_sibling_not_the_first_model():
+    """The floor first, then cnn int8 and cnn fp32: the int8 model is compared with cnn fp32
+    (named by its manifest's fp32_model_sha256), never with the floor."""
+    env = replace(measure.environment(), int8_dot_product=False)
+    floor = _model("floor", 3, sha256="f" * 64)
+    cnn_fp32 = _model("cnn-fp32", 20, sha256="c" * 64)
+    cnn_int8 = _model("cnn-int8", 30, True, sibling="c" * 64)
+    (line,) = benchmark.explain_int8([floor, cnn_int8, cnn_fp32], env)
+    assert "1.50x slower than its fp32 sibling cnn-fp32" in line
+    assert "floor" not in line and "already runs in 20 µs" in line
+    # Without its sibling in the run there is nothing to say about int8: the floor is no sibling.
+    assert benchmark.explain_int8([floor, cnn_int8], env) == []
+
+
+def test_an_int8_folder_finds_its_sibling_folder_by_name():
+    env = replace(measure.environment(), int8_dot_product=False)
+    other_fp32 = _model("mlp-fp32", 5, path="exported/mlp-fp32/model.onnx")
+    tiny_fp32 = _model("tiny-fp32", 10, path="exported/tiny-fp32/model.onnx")
+    tiny_int8 = _model("tiny-int8", 40, True, path="exported/tiny-int8/model.onnx")
+    (line,) = benchmark.explain_int8([other_fp32, tiny_int8, tiny_fp32], env)
+    assert "4.00x slower than its fp32 sibling tiny-fp32" in line
+    assert benchmark.explain_int8([other_fp32, tiny_int8], env) == []
 
 
 def test_compare_gives_a_regression_verdict():
@@ -293,3 +322,52 @@ def test_model_bytes_count_external_data_of_any_name(tmp_path, zoo):
     assert model_bytes(model) == expected
     assert model_bytes(zoo["nchw"]) == zoo["nchw"].stat().st_size
     assert external_data_files(zoo["escaping"]) == []  # outside the folder: not the model's
+
+
+def test_the_shipped_floor_model_is_the_one_floor_model_builds():
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'mnist-edge[mcu]')")
+    shipped = onnx.load(str(floor_path()))
+    assert shipped.SerializeToString() == floor_model().SerializeToString()
+    session = create_session(floor_path())
+    x = np.arange(784, dtype=np.float32).reshape(1, 1, 28, 28)
+    (out,) = session.run(None, {"input": x})
+    assert out.tolist() == [list(range(10))]
+
+
+def _wide_model(path: Path, hidden: int) -> Path:
+    """784 -> hidden -> 10: with hidden = 16,384 its first weight alone is 51 MB."""
+    rng = np.random.default_rng(0)
+    first = numpy_helper.from_array(rng.standard_normal((784, hidden), dtype=np.float32), "W1")
+    second = numpy_helper.from_array(rng.standard_normal((hidden, 10), dtype=np.float32), "W2")
+    shape = numpy_helper.from_array(np.array([-1, 784], np.int64), "flat_shape")
+    nodes = [helper.make_node("Reshape", ["input", "flat_shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "W1"], ["hidden"]),
+             helper.make_node("MatMul", ["hidden", "W2"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "wide", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], [first, second, shape])
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_memory_added_is_each_models_own_not_the_process_peak(tmp_path, images):
+    """A 51 MB model and a 31 kB one, measured while the process holds 300 MB of its own (as
+    `pipeline` holds training's): each model's memory added is its own; only the process peak
+    column carries the 300 MB."""
+    ballast = np.ones(300 * 2**20 // 8)  # written, so resident
+    small = save(linear_model("NCHW"), tmp_path / "small.onnx")
+    big = _wide_model(tmp_path / "big.onnx", 16_384)
+    measured = {name: measure.bench_onnx(path, images=images, batch_sizes=[1], threads=[1], **FAST)
+                for name, path in (("small", small), ("big", big))}
+    if any(result.memory_added_bytes is None for result in measured.values()):
+        pytest.skip("this kernel cannot reset the peak RSS (/proc/self/clear_refs)")
+    assert big.stat().st_size > 50e6
+    assert measured["big"].memory_added_bytes >= 45e6
+    assert measured["small"].memory_added_bytes <= 30e6
+    assert measured["big"].memory_added_bytes - measured["small"].memory_added_bytes >= 40e6
+    for result in measured.values():
+        assert result.peak_rss_bytes >= 300 * 2**20 + result.memory_added_bytes * 0.9
+    assert ballast[-1] == 1.0
+    headers, rows = benchmark.tables(benchmark.report(
+        measure.environment(), benchmark.Settings([1], [1], "cpu", 0.05, 0.02, "test"),
+        list(measured.values())))[0][1:]
+    assert headers[3].startswith("memory added") and headers[4] == "process peak RSS"

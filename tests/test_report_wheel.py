@@ -91,6 +91,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_ships_the_template_and_renders_a_report(wheel, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {"mnist_edge/report/page.html", "mnist_edge/report/style.css"} <= set(names), names
+    assert "mnist_edge/benchmark/floor.onnx" in names, names  # bench --floor in the light runtime
 
     python = _install_alone(wheel, tmp_path)
     run, page = _small_run(tmp_path / "run"), tmp_path / "report.html"

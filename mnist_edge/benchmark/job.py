@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mnist_edge import measure
+from mnist_edge.benchmark.floor import floor_path
 from mnist_edge.benchmark.render import write_bench_files, write_png
 from mnist_edge.benchmark.verdicts import BenchReport, Comparison, Settings, compare, load_previous, report
 from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_SECONDS, BENCH_THREADS
@@ -28,7 +29,7 @@ from mnist_edge.errors import ConfigError
 from mnist_edge.fileio import ensure_dir
 from mnist_edge.measure import ModelResult
 from mnist_edge.modelfile import locate_model
-from mnist_edge.runtime import providers_for
+from mnist_edge.runtime import create_session, providers_for
 
 # --- request and outcome --------------------------------------------------------------------
 
@@ -67,7 +68,7 @@ def _positive_ints(text: str, option: str) -> list[int]:
 
 @dataclass(frozen=True)
 class BenchRequest:
-    """What to benchmark and how. Ratios are to the first model.
+    """What to benchmark and how. Ratios are to the first model (the floor, with `floor`).
 
     threads: None means "1,N" (one thread, then every usable core). torch_checkpoint: a
     training run folder for the PyTorch eager baseline; None lets the first manifest's
@@ -88,6 +89,8 @@ class BenchRequest:
     scale: float | None = None
     mean: float | None = None
     std: float | None = None
+    # Measure onnxruntime's floor first (mnist_edge/benchmark/floor.py), so the ratios read "x floor".
+    floor: bool = False
 
     def __post_init__(self) -> None:
         # Accept lists and str paths; keep tuples and Paths (the dataclass is frozen).
@@ -161,9 +164,11 @@ def run_benchmark(request: BenchRequest,
     profile_dir = None
     if request.profile:
         profile_dir = out / "profiles" if out else Path(tempfile.mkdtemp(prefix="mnist-edge-profile-"))
-    total = len(request.models) + (checkpoint is not None)
+    paths = ([floor_path()] if request.floor else []) + list(request.models)
+    _initialise_runtime(counts[0], request.provider)
+    total = len(paths) + (checkpoint is not None)
     results = []
-    for index, path in enumerate(request.models):
+    for index, path in enumerate(paths):
         if on_model:
             on_model(str(path), index, total)
         results.append(measure.bench_onnx(path, images=images, batch_sizes=sizes, threads=counts,
@@ -188,6 +193,14 @@ def run_benchmark(request: BenchRequest,
     if out is not None:
         write_bench_files(out, outcome)
     return outcome
+
+
+def _initialise_runtime(threads: int, provider: str) -> None:
+    """Run the floor model once, unmeasured: onnxruntime's one-time set-up (its environment,
+    kernel registries, thread pool) would otherwise be charged to the first model's memory
+    added and cold start."""
+    session = create_session(floor_path(), threads=threads, provider=provider)
+    session.run(None, {"input": np.zeros((1, 1, 28, 28), np.float32)})
 
 
 def _unique_names(results: list[ModelResult]) -> None:

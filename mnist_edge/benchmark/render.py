@@ -70,6 +70,10 @@ def _stack_images(parts: list[Path], target: Path) -> None:
     atomic_write(target, lambda tmp: canvas.save(tmp, format="PNG"))
 
 
+# What the memory column means, wherever it is shown (bench tables, bench.md, the report).
+MEMORY_ADDED_LABEL = "memory added (peak over RSS before loading)"
+
+
 def markdown(outcome: BenchOutcome) -> str:
     """bench.md: environment, the tables of `tables`, findings and the comparison."""
     report, comparison = outcome.report, outcome.comparison
@@ -152,16 +156,16 @@ def isa_text(env: Environment) -> str:
 
 
 def _footprint_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
+    """Memory leads with what the model itself added; the process peak (which includes whatever
+    ran earlier in the process, e.g. training in `pipeline`) is labelled as such."""
     rows = []
     for model in report.models:
-        added = (model.peak_rss_bytes - model.rss_before_bytes
-                 if model.peak_rss_bytes and model.rss_before_bytes else None)
         cold = model.cold_start
         load = f"{cold.load_ms:.1f} + " if cold.load_ms is not None else ""
         rows.append([_model_label(model), format_bytes(model.file_bytes),
                      f"{load}{cold.first_inference_ms:.1f} = {cold.total_ms:.1f} ms",
-                     format_bytes(model.peak_rss_bytes), format_bytes(added)])
-    return ["model", "file", "cold start (load + 1st run)", "peak RSS", "RSS added"], rows
+                     format_bytes(model.memory_added_bytes), format_bytes(model.peak_rss_bytes)])
+    return ["model", "file", "cold start (load + 1st run)", MEMORY_ADDED_LABEL, "process peak RSS"], rows
 
 
 def _latency_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:

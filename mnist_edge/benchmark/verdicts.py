@@ -1,5 +1,5 @@
 """What a benchmark concludes from its measurements: ratios to the first model, why an int8
-model is slower than its fp32 sibling, and the verdict against an earlier bench.json.
+model is slower than its own fp32 sibling (when both were measured), and the verdict against an earlier bench.json.
 
 The measuring itself is in `mnist_edge.measure`; the whole job in `mnist_edge.benchmark.job`.
 """
@@ -98,39 +98,60 @@ def ratio(model: ModelResult, baseline: ModelResult) -> Ratio:
                  throughput, size, model.cold_start.total_ms / baseline.cold_start.total_ms)
 
 
+def fp32_sibling(model: ModelResult, models: list[ModelResult]) -> ModelResult | None:
+    """The fp32 model an int8 model was quantized from, when it is among `models`: the one whose
+    file the int8 manifest names by SHA-256, else the NAME-fp32 folder beside a NAME-int8 one."""
+    candidates = [m for m in models if m.kind == "onnx" and not m.quantized and m is not model]
+    if model.fp32_sibling_sha256:
+        named = next((m for m in candidates if m.sha256 == model.fp32_sibling_sha256), None)
+        if named is not None:
+            return named
+    folder = Path(model.path).parent.name
+    if not folder.endswith("-int8"):
+        return None
+    wanted = folder.removesuffix("-int8") + "-fp32"
+    return next((m for m in candidates if Path(m.path).parent.name == wanted), None)
+
+
 def explain_int8(models: list[ModelResult], env: Environment) -> list[str]:
-    """Why an int8 model is slower than its fp32 sibling, from the CPU flags and the profile."""
-    reference = next((m for m in models if m.kind == "onnx" and not m.quantized), None)
-    if reference is None:
-        return []
+    """Why an int8 model is slower than its own fp32 sibling, from the CPU flags and the profile.
+
+    An int8 model whose sibling was not measured in this run gets no explanation: comparing it
+    with an unrelated fp32 model would say nothing about quantization.
+    """
     lines = []
     for model in models:
         if not model.quantized or model.kind != "onnx":
             continue
-        slowdown = model.latency.p50_us / reference.latency.p50_us
-        if slowdown <= 1.05:
+        sibling = fp32_sibling(model, models)
+        if sibling is None or model.latency.p50_us <= 1.05 * sibling.latency.p50_us:
             continue
-        reasons = []
-        if not env.int8_dot_product:
-            reasons.append("this CPU has no int8 dot-product instructions (no AVX-512 VNNI, "
-                           "AVX-VNNI or AMX), so int8 matrix products take several instructions "
-                           "each and gain little over fp32")
-        qdq = sum(op.share for op in model.profile or [] if op.op_type in _QDQ_OPS)
-        if qdq >= 0.1:
-            reasons.append(f"quantize/dequantize operators take {qdq:.0%} of its operator time")
-        layout = sum(op.share for op in model.profile or [] if op.op_type in _LAYOUT_OPS)
-        if layout >= 0.05:
-            reasons.append(f"layout conversions for the int8 kernels (Transpose/Reorder) take "
-                           f"{layout:.0%} of its operator time")
-        if reference.latency.p50_us < 200:
-            reasons.append(f"the fp32 model already runs in {reference.latency.p50_us:.0f} µs: at "
-                           "this size fixed per-operator costs dominate, and quantization adds "
-                           "operators")
-        if model.profile is None:
-            reasons.append("run with --profile for the per-operator breakdown")
-        lines.append(f"{model.name} is {slowdown:.2f}x slower than {reference.name} at batch 1: "
-                     + "; ".join(reasons))
+        reasons = _int8_reasons(model, sibling, env)
+        lines.append(f"{model.name} is {model.latency.p50_us / sibling.latency.p50_us:.2f}x slower than its "
+                     f"fp32 sibling {sibling.name} at batch 1: " + "; ".join(reasons))
     return lines
+
+
+def _int8_reasons(model: ModelResult, sibling: ModelResult, env: Environment) -> list[str]:
+    reasons = []
+    if not env.int8_dot_product:
+        reasons.append("this CPU has no int8 dot-product instructions (no AVX-512 VNNI, "
+                       "AVX-VNNI or AMX), so int8 matrix products take several instructions "
+                       "each and gain little over fp32")
+    qdq = sum(op.share for op in model.profile or [] if op.op_type in _QDQ_OPS)
+    if qdq >= 0.1:
+        reasons.append(f"quantize/dequantize operators take {qdq:.0%} of its operator time")
+    layout = sum(op.share for op in model.profile or [] if op.op_type in _LAYOUT_OPS)
+    if layout >= 0.05:
+        reasons.append(f"layout conversions for the int8 kernels (Transpose/Reorder) take "
+                       f"{layout:.0%} of its operator time")
+    if sibling.latency.p50_us < 200:
+        reasons.append(f"the fp32 model already runs in {sibling.latency.p50_us:.0f} µs: at "
+                       "this size fixed per-operator costs dominate, and quantization adds "
+                       "operators")
+    if model.profile is None:
+        reasons.append("run with --profile for the per-operator breakdown")
+    return reasons
 
 
 # --- comparing with an earlier run ----------------------------------------------------------

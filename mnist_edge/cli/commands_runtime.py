@@ -157,6 +157,9 @@ def bench(
         help="Training run folder: add its PyTorch eager model (needs torch). Default: the "
         "manifest's source.checkpoint when it exists and torch is installed."),
     no_torch: bool = typer.Option(False, "--no-torch", help="Never add the PyTorch baseline."),
+    floor: bool = typer.Option(
+        False, "--floor", help="Measure onnxruntime's floor first (a model that only slices its input to 10 "
+        "values: what any call costs here), so the ratios read 'x floor'."),
     scale: float | None = _scale_option(),
     mean: float | None = _mean_option(),
     std: float | None = _std_option(),
@@ -166,10 +169,11 @@ def bench(
     Batch-1 latency is measured after a warm-up that runs until latency is steady, with
     IOBinding so the timed loop holds nothing but the inference call. Reports p50/p90/p99/
     p99.9, mean, std and CV (with warnings when noisy or too few runs), images/s for every
-    batch size x thread count, peak RSS, the CPU's int8-relevant ISA flags, and why an int8
-    model is slower than fp32 when it is.
+    batch size x thread count, the memory each model adds (its peak over the RSS before it was
+    loaded) beside the process peak, the CPU's int8-relevant ISA flags, and why an int8 model is
+    slower than its own fp32 sibling when both are measured and it is.
 
-    Example: mnist-edge bench exported/cnn-fp32 exported/cnn-int8 --out bench/ --profile
+    Example: mnist-edge bench --floor exported/cnn-fp32 exported/cnn-int8 --out bench/ --profile
     """
     from mnist_edge import benchmark
 
@@ -177,7 +181,7 @@ def bench(
         models, batch_sizes=benchmark.parse_batch_sizes(batch_sizes),
         threads=benchmark.parse_threads(threads), provider=provider, seconds=seconds, out=out,
         profile=profile, torch_checkpoint=torch_checkpoint, no_torch=no_torch, compare=compare,
-        threshold=threshold, scale=scale, mean=mean, std=std)
+        threshold=threshold, scale=scale, mean=mean, std=std, floor=floor)
     # A transient status line on stderr: stdout carries the tables or the JSON, and nothing of
     # it is left behind (or written at all when stderr is not a terminal).
     with Console(stderr=True).status("measuring") as status:

@@ -172,9 +172,11 @@ def _bench_models(models: list[dict[str, Any]]) -> str:
                      fmt(m.get("file_bytes"), "bytes"), fmt(cold.get("total_ms"), "ms"),
                      *(fmt(lat.get(key), "us") for key in ("p50_us", "p90_us", "p99_us")),
                      fmt(lat.get("cv"), "pct"), fmt(lat.get("runs"), "int"),
-                     fmt(m.get("peak_rss_bytes"), "bytes")])
+                     fmt(m.get("memory_added_bytes"), "bytes"), fmt(m.get("peak_rss_bytes"), "bytes")])
+    # The model's own memory leads; the process peak includes whatever ran before in the process.
     return html_table(["model", "kind", "int8", "file", "cold start", "p50", "p90", "p99", "CV", "runs",
-                       "peak RSS"], rows, "numeric l2") or note("bench.json lists no models.", "warn")
+                       "memory added", "process peak RSS"], rows, "numeric l2") or note(
+                           "bench.json lists no models.", "warn")
 
 
 def _bench_throughput(models: list[dict[str, Any]]) -> str:
