@@ -17,7 +17,7 @@ MNIST_STD = 0.3081
 LABELS = tuple(str(d) for d in range(10))
 IMAGE_SIZE = 28  # MNIST's field: 28 x 28 pixels
 
-ARCHS = ("mlp", "lenet5", "cnn", "tiny")
+ARCHS = ("mlp", "lenet5", "cnn", "tiny", "strided")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -102,7 +102,8 @@ PRESETS: dict[str, Recipe] = {
     "default": Recipe(arch="cnn", epochs=30, batch_size=128, lr=0.1, optimizer="sgd",
                       momentum=0.9, weight_decay=5e-4, schedule="onecycle", augment=True,
                       label_smoothing=0.05),
-    "fast": Recipe(arch="tiny", epochs=4, batch_size=128, lr=0.01, optimizer="adamw",
+    # 99.06-99.11 % test in 10-17 s of training steps on 2 CPU cores (seeds 0-2, scripts/train_targets.py)
+    "fast": Recipe(arch="strided", epochs=3, batch_size=128, lr=0.01, optimizer="adamw",
                    momentum=0.9, weight_decay=1e-4, schedule="onecycle", augment=False),
 }
 

@@ -37,7 +37,8 @@ def machine() -> str:
 
 def run_seed(args: argparse.Namespace, seed: int, test: data.Split) -> dict:
     overrides = {"arch": args.arch, "epochs": args.epochs, "seed": seed, "lr": args.lr,
-                 "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing}
+                 "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing,
+                 "batch_size": args.batch_size, "optimizer": args.optimizer}
     recipe = preset(args.preset, **overrides)
     out = Path(args.out) / f"{recipe.arch}-{args.preset}{args.tag}-seed{seed}"
     reached_99: list[float] = []
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--arch", default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--optimizer", default=None)
     parser.add_argument("--weight-decay", type=float, default=None)
     parser.add_argument("--label-smoothing", type=float, default=None)
     parser.add_argument("--seeds", default="0,1,2")

@@ -13,6 +13,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 
 from mnist_edge import manifest as manifest_io  # noqa: E402
+from mnist_edge.config import ARCHS  # noqa: E402
 from mnist_edge.data import load_split  # noqa: E402
 from mnist_edge.errors import ConfigError, ModelFileError, OutputError  # noqa: E402
 from mnist_edge.fileio import sha256_file  # noqa: E402
@@ -75,15 +76,15 @@ def test_bad_options_are_refused_before_any_work(options, message):
 
 
 def test_every_architecture_has_defaults_and_explicit_options_win():
-    assert set(ARCH_DEFAULTS) == {"mlp", "lenet5", "cnn", "tiny"}
+    assert set(ARCH_DEFAULTS) == set(ARCHS)
     static = QuantizeOptions()  # what every static architecture starts from (docs/export.md)
     assert (static.mode, static.resolved_format, static.calibration, static.calib_images, static.seed) == (
         "static", "qdq", "minmax", 1000, 0)
     assert (static.per_channel, static.reduce_range, static.float_logits, static.preprocess) == (True, True, True, True)
     assert (static.activation_type, static.weight_type, static.op_types) == ("uint8", "int8", ())
-    # The first convolution (one input channel) stays float for cnn and tiny: measured faster.
-    assert default_options("cnn") == replace(static, exclude=("/0/Conv",))
-    assert default_options("tiny") == replace(static, exclude=("/0/Conv",))
+    # The first convolution (one input channel) stays float for cnn, tiny and strided: measured faster.
+    for arch in ("cnn", "tiny", "strided"):
+        assert default_options(arch) == replace(static, exclude=("/0/Conv",))
     assert default_options("lenet5") == default_options(None) == static
     mlp = default_options("mlp")
     assert mlp == replace(static, mode="dynamic") and mlp.resolved_format == "qoperator"

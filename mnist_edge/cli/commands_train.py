@@ -18,7 +18,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoint, metrics and curves."),
     preset: str | None = typer.Option(None, help="Recipe preset: seed (the original notebook), default "
                                       "(used when none is given), fast."),
-    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny."),
+    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided."),
     epochs: int | None = typer.Option(None, help="Number of epochs."),
     batch_size: int | None = typer.Option(None, help="Images per step."),
     lr: float | None = typer.Option(None, help="Peak learning rate."),
