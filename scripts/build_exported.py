@@ -68,6 +68,10 @@ SHIPPED = (
             "mnist-edge train --preset default --device cpu)"),
     Shipped("tiny", "runs/shipped/tiny",
             "mnist-edge train --preset default --arch tiny --out runs/shipped/tiny (NVIDIA H100)"),
+    Shipped("strided", "runs/targets/strided-defaultcpu-z4-seed0",
+            "python scripts/train_targets.py --preset default --arch strided --seeds 0,1,2 --device cpu "
+            "--out runs/targets --tag cpu-z4 (the seed-0 run, 30 epochs, AMD EPYC Zen 4 CPU, 2 cores; the same "
+            "recipe as mnist-edge train --preset default --arch strided --device cpu)"),
     Shipped("mlp", "runs/shipped/mlp",
             "mnist-edge train --preset seed --device cpu --out runs/shipped/mlp (the original notebook)",
             fp32_max_abs_diff=1e-4),

@@ -237,6 +237,27 @@ def test_padding_strides_lone_pooling_and_a_wide_gemm_are_exact(odd_layout, test
     assert result.verification.identical == 300
 
 
+def test_the_strided_layout_generates_and_is_exact(tmp_path, test_images, mnist_dir):
+    """The latency-first layout (5x5 and 3x3 stride-2 convolutions, a Gemm over a 64x5x5 map),
+    untrained, through the exporter, the microcontroller quantization and the C generator."""
+    torch = pytest.importorskip("torch")
+    from mnist_edge.export import fold_batch_norm, to_onnx
+    from mnist_edge.models import build
+
+    torch.manual_seed(0)
+    proto, _ = to_onnx(fold_batch_norm(build("strided").eval()), 17)
+    fp32 = tmp_path / "strided.onnx"
+    fp32.write_bytes(proto.SerializeToString())
+    out = tmp_path / "strided-int8-mcu"
+    quantize_model(fp32, out, default_options("strided", target="mcu", calib_images=200), download=False)
+    model = load_integer_model(out)
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv", "Conv", "Gemm"]
+    assert [layer.stride for layer in model.layers[:2]] == [(2, 2), (2, 2)]
+    assert model.layers[2].in_shape == (64, 5, 5)
+    result = generate(out, tmp_path / "c", verify_images=300, download=False)
+    assert result.verification.identical == 300
+
+
 # --- on an emulated Cortex-M --------------------------------------------------------------------------
 
 
