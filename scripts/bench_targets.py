@@ -55,6 +55,23 @@ class Measured:
     accuracy: float | None
 
 
+def kernels(model_path: Path) -> int:
+    """Nodes in the graph onnxruntime runs (ORT_ENABLE_ALL, after its fusions): the per-call
+    overhead a batch-1 model pays scales with this, not with the file's node count."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # not the warning that the saved graph is for this CPU only
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        return len(onnx.load(options.optimized_model_filepath).graph.node)
+
+
 def manifest_accuracy(folder: str) -> float | None:
     path = Path(folder) / "manifest.json"
     if not path.is_file():
@@ -140,11 +157,14 @@ def main() -> None:
     print(f"machine: {env.cpu_model}, {env.logical_cores} logical cores, {isa_text(env)}, "
           f"onnxruntime {env.onnxruntime}")
     floor = measured[FLOOR_NAME].p50_us
-    print(f"  {'model':<16} {'test acc':>8} {'p50 us':>8} {'x floor':>8} {'b64 x2 img/s':>13}")
+    print(f"  {'model':<16} {'test acc':>8} {'p50 us':>8} {'x floor':>8} {'b64 x2 img/s':>13} {'bytes':>10} "
+          f"{'kernels':>7}")
     for name, m in measured.items():
         accuracy = "" if m.accuracy is None else f"{m.accuracy:.2%}"
         per_s = "" if m.batch64_per_s is None else f"{m.batch64_per_s:,.0f}"
-        print(f"  {name:<16} {accuracy:>8} {m.p50_us:8.1f} {m.p50_us / floor:8.1f} {per_s:>13}")
+        path = Path(f"exported/{name}/model.onnx")
+        size, count = (f"{path.stat().st_size:,}", str(kernels(path))) if path.is_file() else ("", "")
+        print(f"  {name:<16} {accuracy:>8} {m.p50_us:8.1f} {m.p50_us / floor:8.1f} {per_s:>13} {size:>10} {count:>7}")
     for target, figure, verdict in ratio_goals(measured) + earlier_goals(measured):
         print(f"{verdict:>8}: {target}: {figure}")
 
