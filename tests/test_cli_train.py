@@ -133,7 +133,7 @@ def test_resume_with_another_preset_is_refused(tmp_path: Path, mnist_dir: Path) 
     assert runner.invoke(app, train_args(tmp_path, mnist_dir)).exit_code == 0
     args = train_args(tmp_path, mnist_dir, "--resume")
     args[args.index("--preset") + 1] = "seed"
-    one_error_line(runner.invoke(app, args), "differ from the saved run", "arch (saved 'tiny', given 'mlp')")
+    one_error_line(runner.invoke(app, args), "differ from the saved run", "arch (saved 'strided', given 'mlp')")
 
 
 def test_resume_on_other_data_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
