@@ -74,9 +74,10 @@ def strided() -> nn.Module:
 
     At batch 1 onnxruntime's time is mostly per-operator overhead, so this layout has the fewest
     operators that still learn MNIST well: as int8 (the first convolution in float) onnxruntime
-    runs eight kernels for it, against fourteen for the cnn, and a third of the multiply-adds. The stride-2
-    convolutions do the pooling's job; flattening the 64x5x5 map keeps where a stroke is, which
-    global pooling would throw away. scripts/latency_by_layout.py measures it against the others.
+    runs eight kernels for it, against fourteen for the cnn, and a third of the multiply-adds.
+    The stride-2 convolutions do the pooling's job; flattening the 64x5x5 map keeps where a
+    stroke is, which global pooling would throw away. scripts/latency_by_layout.py measures it
+    against the other layouts (docs/latency.md).
     """
     return nn.Sequential(
         *conv_bn(1, 32, kernel=5, padding=0, stride=2),   # 32x12x12

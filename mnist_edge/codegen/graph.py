@@ -97,14 +97,15 @@ class IntegerModel:
         return self.layers[-1].out_shape[0]
 
 
-def optimized_graph(model_path: Path) -> Any:
-    """onnxruntime's optimized graph of MODEL_PATH at OPT_LEVEL, as an onnx ModelProto."""
+def optimized_graph(model_path: Path, level: str = OPT_LEVEL) -> Any:
+    """onnxruntime's optimized graph of MODEL_PATH at LEVEL (a GraphOptimizationLevel name; the
+    generator's OPT_LEVEL unless given), as an onnx ModelProto."""
     import onnx
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="mnist-edge-codegen-") as tmp:
         options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVEL)
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         quiet_onnxruntime(options)
         try:
