@@ -30,7 +30,7 @@ from mnist_edge.config import Normalization, Recipe
 from mnist_edge.errors import CheckpointError, ConfigError, OutputError
 from mnist_edge.evaluate import torch_logits
 from mnist_edge.fileio import atomic_write, atomic_write_json, read_json, sha256_file
-from mnist_edge.models import build
+from mnist_edge.models import build_recipe
 
 FORMAT = "mnist-edge-checkpoint"
 FORMAT_VERSION = 1
@@ -229,7 +229,7 @@ def load_for_inference(run_dir: str | Path) -> tuple[torch.nn.Module, dict[str, 
     """The trained model in eval mode, on the CPU, and its config."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
-    model = build(config["arch"])
+    model = build_recipe(config["recipe_obj"])
     load_weights(model, run_dir)
     return model.eval(), config
 

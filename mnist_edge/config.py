@@ -18,6 +18,16 @@ LABELS = tuple(str(d) for d in range(10))
 IMAGE_SIZE = 28  # MNIST's field: 28 x 28 pixels
 
 ARCHS = ("mlp", "lenet5", "cnn", "tiny", "strided")
+# Width and depth knobs (Recipe.width/depth; 0 = the layout as named) and their ranges, so a
+# search can explore layouts: mlp - hidden units and hidden layers; strided - channels of the first
+# convolution (the second has twice as many) and stride-2 stages (a third takes 5x5 to 2x2);
+# cnn and tiny - channels of the first convolution, every later one scaled alike.
+ARCH_KNOBS: dict[str, dict[str, tuple[int, int]]] = {
+    "mlp": {"width": (16, 2048), "depth": (1, 6)},
+    "strided": {"width": (4, 128), "depth": (2, 3)},
+    "cnn": {"width": (4, 32)},
+    "tiny": {"width": (4, 32)},
+}
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -58,6 +68,9 @@ class Recipe:
     split_seed: int = 0
     # Optional limit on training images (tests and smoke runs); 0 means all.
     train_limit: int = 0
+    # Architecture knobs (models.KNOBS says which architecture takes which); 0 keeps the layout as named.
+    width: int = 0
+    depth: int = 0
 
     def validate(self) -> Recipe:
         if self.arch not in ARCHS:
@@ -80,7 +93,22 @@ class Recipe:
             raise ConfigError(f"validation size must be in [0, 60000), got {self.val_size}")
         if self.train_limit < 0:
             raise ConfigError("train limit must be >= 0")
+        self._check_knobs()
         return self
+
+    def _check_knobs(self) -> None:
+        for knob in ("width", "depth"):
+            value = getattr(self, knob)
+            if value == 0:
+                continue
+            low, high = ARCH_KNOBS.get(self.arch, {}).get(knob, (None, None))
+            if low is None:
+                takes = [a for a, k in ARCH_KNOBS.items() if knob in k]
+                raise ConfigError(f"architecture {self.arch!r} has no {knob} knob (those with one: "
+                                  f"{', '.join(takes)}); leave --{knob} at 0")
+            if not low <= value <= high:
+                raise ConfigError(f"--{knob} of {self.arch} must be in [{low}, {high}] (or 0 for the named "
+                                  f"layout), got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

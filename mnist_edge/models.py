@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from mnist_edge.config import ARCH_KNOBS, Recipe
 from mnist_edge.errors import ConfigError
 
 
@@ -17,14 +18,13 @@ def conv_bn(c_in: int, c_out: int, kernel: int = 3, padding: int = 1, stride: in
             nn.ReLU(inplace=True)]
 
 
-def mlp() -> nn.Module:
-    """The original notebook's network: 784-512-512-10 with ReLU."""
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 512), nn.ReLU(inplace=True),
-        nn.Linear(512, 512), nn.ReLU(inplace=True),
-        nn.Linear(512, 10),
-    )
+def mlp(width: int = 512, depth: int = 2) -> nn.Module:
+    """The original notebook's network: 784-512-512-10 with ReLU (`width` units in each of
+    `depth` hidden layers)."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for index in range(depth):
+        layers += [nn.Linear(784 if index == 0 else width, width), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.Linear(width, 10))
 
 
 def lenet5() -> nn.Module:
@@ -39,7 +39,12 @@ def lenet5() -> nn.Module:
     )
 
 
-def cnn() -> nn.Module:
+def _scaled(width: int, base: int, channels: int) -> int:
+    # Every convolution keeps its ratio to the first one's channel count.
+    return max(1, round(channels * width / base))
+
+
+def cnn(width: int = 8) -> nn.Module:
     """Compact CNN with batch norm (~44k parameters), aimed at >= 99.6 % and fast as int8.
 
     Laid out for batch-1 int8 latency on a CPU core (scripts/latency_by_layout.py measures the
@@ -47,28 +52,32 @@ def cnn() -> nn.Module:
     multiply-adds per image (an earlier padded layout with 48k parameters needed 4.8 M and ran
     int8 at 56 us instead of 31 us). The last convolution is wide (96 channels at 2x2): capacity
     for almost no compute, which also keeps the int8 file under a third of the fp32 one.
+    `width` is the first convolution's channels (8); the others scale with it.
     """
+    c = [_scaled(width, 8, n) for n in (8, 16, 32, 32, 96)]
     return nn.Sequential(
-        *conv_bn(1, 8, padding=0), *conv_bn(8, 16, padding=0), nn.MaxPool2d(2),     # 16x12x12
-        *conv_bn(16, 32, padding=0), *conv_bn(32, 32, padding=0), nn.MaxPool2d(2),  # 32x4x4
-        *conv_bn(32, 96, padding=0),                                                 # 96x2x2
+        *conv_bn(1, c[0], padding=0), *conv_bn(c[0], c[1], padding=0), nn.MaxPool2d(2),     # 16x12x12
+        *conv_bn(c[1], c[2], padding=0), *conv_bn(c[2], c[3], padding=0), nn.MaxPool2d(2),  # 32x4x4
+        *conv_bn(c[3], c[4], padding=0),                                                     # 96x2x2
         nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(96, 10),
+        nn.Linear(c[4], 10),
     )
 
 
-def tiny() -> nn.Module:
-    """At most 10k parameters, aimed at >= 99.3 %, small enough for a microcontroller."""
+def tiny(width: int = 8) -> nn.Module:
+    """At most 10k parameters, aimed at >= 99.3 %, small enough for a microcontroller.
+    `width` is the first convolution's channels (8); the others scale with it."""
+    c, d = _scaled(width, 8, 8), _scaled(width, 8, 16)
     return nn.Sequential(
-        *conv_bn(1, 8, padding=0), *conv_bn(8, 16, padding=0), nn.MaxPool2d(2),   # 16x12x12
-        *conv_bn(16, 16, padding=0), *conv_bn(16, 16, padding=0), nn.MaxPool2d(2),  # 16x4x4
-        *conv_bn(16, 16, padding=0),                                                  # 16x2x2
+        *conv_bn(1, c, padding=0), *conv_bn(c, d, padding=0), nn.MaxPool2d(2),   # 16x12x12
+        *conv_bn(d, d, padding=0), *conv_bn(d, d, padding=0), nn.MaxPool2d(2),   # 16x4x4
+        *conv_bn(d, d, padding=0),                                                # 16x2x2
         nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(16, 10),
+        nn.Linear(d, 10),
     )
 
 
-def strided() -> nn.Module:
+def strided(width: int = 32, depth: int = 2) -> nn.Module:
     """Latency first (~35k parameters, 0.59 M multiply-adds): two stride-2 convolutions and a
     linear classifier over the whole 5x5 map, no pooling and no padding.
 
@@ -77,24 +86,35 @@ def strided() -> nn.Module:
     runs eight kernels for it, against fourteen for the cnn, and a third of the multiply-adds.
     The stride-2 convolutions do the pooling's job; flattening the 64x5x5 map keeps where a
     stroke is, which global pooling would throw away. scripts/latency_by_layout.py measures it
-    against the other layouts (docs/latency.md).
+    against the other layouts (docs/latency.md). `width` is the first convolution's channels
+    (the second has twice as many); `depth` 3 adds a third stride-2 stage (2x2 map, 2*width channels).
     """
-    return nn.Sequential(
-        *conv_bn(1, 32, kernel=5, padding=0, stride=2),   # 32x12x12
-        *conv_bn(32, 64, kernel=3, padding=0, stride=2),  # 64x5x5
-        nn.Flatten(),
-        nn.Linear(64 * 5 * 5, 10),
-    )
+    stages = conv_bn(1, width, kernel=5, padding=0, stride=2)                   # width x12x12
+    stages += conv_bn(width, 2 * width, kernel=3, padding=0, stride=2)          # 2*width x5x5
+    side = 5
+    if depth == 3:
+        stages += conv_bn(2 * width, 2 * width, kernel=3, padding=0, stride=2)  # 2*width x2x2
+        side = 2
+    return nn.Sequential(*stages, nn.Flatten(), nn.Linear(2 * width * side * side, 10))
 
 
-BUILDERS: dict[str, Callable[[], nn.Module]] = {"mlp": mlp, "lenet5": lenet5, "cnn": cnn, "tiny": tiny,
-                                               "strided": strided}
+BUILDERS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "lenet5": lenet5, "cnn": cnn, "tiny": tiny,
+                                                "strided": strided}
 
 
-def build(arch: str) -> nn.Module:
+def build(arch: str, width: int = 0, depth: int = 0) -> nn.Module:
+    """The named layout; a non-zero width or depth (config.ARCH_KNOBS) resizes it."""
     if arch not in BUILDERS:
         raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(BUILDERS)}")
-    return BUILDERS[arch]()
+    knobs = {name: value for name, value in (("width", width), ("depth", depth)) if value}
+    unknown = set(knobs) - set(ARCH_KNOBS.get(arch, {}))
+    if unknown:
+        raise ConfigError(f"architecture {arch!r} has no {' or '.join(sorted(unknown))} knob")
+    return BUILDERS[arch](**knobs)
+
+
+def build_recipe(recipe: Recipe) -> nn.Module:
+    return build(recipe.arch, recipe.width, recipe.depth)
 
 
 def count_parameters(model: nn.Module) -> int:

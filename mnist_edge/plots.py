@@ -403,15 +403,20 @@ def _label_offsets(x: np.ndarray, y: np.ndarray) -> list[float]:
     return offsets
 
 
-def pareto_front(points: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Accuracy against latency; marker area proportional to file size; the front connected."""
+def pareto_front(points: Sequence[Mapping[str, Any]], path: str | Path, front: Sequence[int] | None = None,
+                 accuracy_label: str = "test accuracy") -> Path:
+    """Accuracy against latency; marker area proportional to file size; the front connected.
+
+    `front`: indices of the Pareto-optimal points when the caller knows them (a study's
+    best trials); by default those no other point beats on both accuracy and latency.
+    """
     fig, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
     if points:
         accuracy = np.array([p["accuracy"] for p in points], dtype=float)
         latency = np.array([p["latency_us"] for p in points], dtype=float)
         size = np.array([p["size_bytes"] for p in points], dtype=float)
         area = 30 + 900 * size / max(size.max(), 1)
-        front = pareto_indices(points)
+        front = sorted(pareto_indices(points) if front is None else front, key=lambda i: latency[i])
         on_front = np.isin(np.arange(len(points)), front)
         ax.plot(latency[front], accuracy[front], "--", color=PARETO_COLOR, zorder=1,
                 label="Pareto front")
@@ -430,7 +435,7 @@ def pareto_front(points: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         ax.margins(x=0.2, y=0.15)
         ax.legend(loc="lower right", fontsize=8, markerscale=0.5)
     ax.set_xlabel("latency per image (µs, lower is better)")
-    ax.set_ylabel("test accuracy (higher is better)")
+    ax.set_ylabel(f"{accuracy_label} (higher is better)")
     ax.set_title("Accuracy vs latency (marker area ∝ model file size)")
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -23,17 +23,16 @@ import csv
 import io
 import itertools
 import re
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from mnist_edge import manifest as manifest_io
 from mnist_edge import pipeline
 from mnist_edge.config import DEVICES, PIPELINE_BENCH_SECONDS, PRESETS, Recipe, preset
 from mnist_edge.errors import ConfigError, MnistEdgeError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, atomic_write_text, ensure_dir, read_json
 from mnist_edge.runlock import is_bookkeeping, run_folder_lock
+from mnist_edge.tomlconfig import Source, Table, read_toml
 from mnist_edge.units import format_bytes, format_us
 
 _RECIPE_KEYS = {f.name for f in fields(Recipe)}
@@ -77,71 +76,10 @@ class RunResult:
     message: str = ""
 
 
-@dataclass(frozen=True)
-class _Table:
-    """Where keys live in the file: the `index`-th `[name]`/`[[name]]` table; name None is the top level."""
-
-    name: str | None = None
-    index: int = 0
-
-
-_TOP = _Table()
-
-
-def _headers(lines: list[str]) -> list[tuple[int, str]]:
-    """(line index, table name) of every `[name]` and `[[name]]` header."""
-    pattern = re.compile(r"\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
-    return [(n, m.group(1)) for n, line in enumerate(lines) if (m := pattern.match(line))]
-
-
-def _line_of(text: str, key: str, table: _Table) -> int | None:
-    """The line of `key` inside `table`; at the top level, the header of a table named `key` counts too."""
-    lines = text.splitlines()
-    headers = _headers(lines)
-    if table.name is None:
-        named = next((n for n, name in headers if name.split(".")[0] == key), None)
-        if named is not None:
-            return named + 1
-        return _key_line(lines, key, 0, headers[0][0] if headers else len(lines))
-    starts = [n for n, name in headers if name == table.name]
-    if table.index >= len(starts):
-        return None
-    start = starts[table.index]
-    end = next((n for n, _ in headers if n > start), len(lines))
-    return _key_line(lines, key, start + 1, end)
-
-
-def _key_line(lines: list[str], key: str, start: int, end: int) -> int | None:
-    pattern = re.compile(rf"\s*[\"']?{re.escape(key)}[\"']?\s*[=.]")
-    return next((n + 1 for n in range(start, end) if pattern.match(lines[n])), None)
-
-
-@dataclass(frozen=True)
-class _Source:
-    path: Path
-    text: str
-
-    def fail(self, key: str, problem: str, table: _Table = _TOP) -> ConfigError:
-        line = _line_of(self.text, key, table)
-        where = f"line {line}: " if line else ""
-        return ConfigError(f"{where}key '{key}': {problem}", self.path)
-
-
 def load_config(path: str | Path) -> SweepConfig:
     """Parse and validate a sweep config; errors name the key and its line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
-    except FileNotFoundError as exc:
-        raise ConfigError("sweep config not found", path) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read sweep config ({exc})", path) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", path) from exc
-    except RecursionError as exc:  # tomllib parses nested arrays and inline tables recursively
-        raise ConfigError("not valid TOML: arrays or tables nested too deeply", path) from exc
-    source = _Source(path, text)
+    source, raw = read_toml(path, "sweep config")
     for key, value in raw.items():
         if key not in ("sweep", "run", "grid"):
             raise source.fail(key, "unknown table; expected [sweep], [[run]] and/or [grid]")
@@ -150,8 +88,8 @@ def load_config(path: str | Path) -> SweepConfig:
             raise source.fail(key, f"must be written as {'[[run]] tables' if key == 'run' else f'a [{key}] table'}")
     head = _sweep_table(source, raw.get("sweep", {}))
     base = head.get("preset", "fast")
-    located = [(_explicit_run(source, base, i, entry), _Table("run", i)) for i, entry in enumerate(raw.get("run", []))]
-    located += [(spec, _Table("grid")) for spec in _grid_runs(source, base, raw.get("grid", {}))]
+    located = [(_explicit_run(source, base, i, entry), Table("run", i)) for i, entry in enumerate(raw.get("run", []))]
+    located += [(spec, Table("grid")) for spec in _grid_runs(source, base, raw.get("grid", {}))]
     if not located:
         raise ConfigError("no runs: add [[run]] tables or a [grid]", path)
     _check_unique(source, located)
@@ -159,8 +97,8 @@ def load_config(path: str | Path) -> SweepConfig:
                        head.get("device", "auto"), tuple(spec for spec, _ in located))
 
 
-def _sweep_table(source: _Source, head: dict[str, Any]) -> dict[str, Any]:
-    where = _Table("sweep")
+def _sweep_table(source: Source, head: dict[str, Any]) -> dict[str, Any]:
+    where = Table("sweep")
     for key in head:
         if key not in _SWEEP_KEYS:
             raise source.fail(key, f"unknown [sweep] key; expected one of {', '.join(sorted(_SWEEP_KEYS))}", where)
@@ -173,12 +111,12 @@ def _sweep_table(source: _Source, head: dict[str, Any]) -> dict[str, Any]:
     return head
 
 
-def _check_preset(source: _Source, name: Any, where: _Table) -> None:
+def _check_preset(source: Source, name: Any, where: Table) -> None:
     if not isinstance(name, str) or name not in PRESETS:
         raise source.fail("preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}", where)
 
 
-def _check_unique(source: _Source, located: list[tuple[RunSpec, _Table]]) -> None:
+def _check_unique(source: Source, located: list[tuple[RunSpec, Table]]) -> None:
     # Case-insensitive: on macOS and Windows, 'A' and 'a' are the same folder.
     seen: set[str] = set()
     for spec, where in located:
@@ -188,14 +126,14 @@ def _check_unique(source: _Source, located: list[tuple[RunSpec, _Table]]) -> Non
         seen.add(spec.name.casefold())
 
 
-def _check_name(source: _Source, name: Any, where: _Table) -> str:
+def _check_name(source: Source, name: Any, where: Table) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in _RESERVED:
         raise source.fail("name", f"{name!r} is not a usable run name (it becomes a folder under --out): use "
                           "letters, digits, '.', '_' and '-' only, not '.', '..' or a results file name", where)
     return name
 
 
-def _recipe(source: _Source, base: str, overrides: dict[str, Any], where: _Table) -> Recipe:
+def _recipe(source: Source, base: str, overrides: dict[str, Any], where: Table) -> Recipe:
     """Check the overrides one key at a time, so that an error names the key at fault."""
     for key, value in overrides.items():
         expected = type(getattr(Recipe(), key))
@@ -214,8 +152,8 @@ def _coerce(key: str, value: Any) -> Any:
     return float(value) if isinstance(getattr(Recipe(), key), float) else value
 
 
-def _explicit_run(source: _Source, base: str, index: int, entry: dict[str, Any]) -> RunSpec:
-    where = _Table("run", index)
+def _explicit_run(source: Source, base: str, index: int, entry: dict[str, Any]) -> RunSpec:
+    where = Table("run", index)
     for key in entry:
         if key not in _RUN_KEYS:
             raise source.fail(key, f"unknown [[run]] key; recipe keys are {', '.join(sorted(_RECIPE_KEYS))}", where)
@@ -227,8 +165,8 @@ def _explicit_run(source: _Source, base: str, index: int, entry: dict[str, Any])
     return RunSpec(name, recipe)
 
 
-def _grid_runs(source: _Source, base: str, grid: dict[str, Any]) -> list[RunSpec]:
-    where = _Table("grid")
+def _grid_runs(source: Source, base: str, grid: dict[str, Any]) -> list[RunSpec]:
+    where = Table("grid")
     for key, values in grid.items():
         if key not in _RECIPE_KEYS:
             raise source.fail(key, f"unknown [grid] key; recipe keys are {', '.join(sorted(_RECIPE_KEYS))}", where)
@@ -256,25 +194,51 @@ def run_sweep(config: SweepConfig, out: str | Path, *, resume: bool = False, for
 
 def _run_all(config: SweepConfig, out: Path, resume: bool, data_dir: Any, download: bool,
              hooks: dict[str, Any]) -> list[RunResult]:
-    results = []
-    for index, spec in enumerate(config.runs):
-        if "run_start" in hooks:
-            hooks["run_start"](spec, index, len(config.runs))
-        again = resume and not _recipe_changed(out / spec.name, spec.recipe)
-        options = pipeline.PipelineOptions(
-            recipe=spec.recipe, out=out / spec.name, device=config.device, data_dir=data_dir, download=download,
-            resume=again, force=not again, bench_seconds=config.bench_seconds, batch_sizes=(1,), threads=(1,),
-            torch_baseline=False, parity_gate=False, steps=SWEEP_STEPS)
-        try:
-            result = _run_one(spec, options, hooks)
-        except TrainingInterrupted as exc:
-            raise TrainingInterrupted(f"run '{spec.name}' interrupted; state saved, continue with: mnist-edge "
-                                      f"sweep {config.path} --resume --out {out}") from exc
+    """The runs as enqueued trials of an in-memory study, on the runner `search` uses.
+
+    The study lives only as long as this call: `--resume` finds finished work through each
+    run folder's own pipeline record, which also notices an edited recipe or bench time.
+    """
+    import optuna
+
+    from mnist_edge.search import engine
+
+    engine.quiet_optuna()
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    names = [spec.name for spec in config.runs]
+    for name in names:
+        study.enqueue_trial({"run": name})
+    results: list[RunResult] = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        spec = config.runs[names.index(trial.suggest_categorical("run", names))]
+        result = _run_spec(config, out, spec, resume, data_dir, download, hooks, len(results))
         results.append(result)
         write_results(out, results)
         if "run_end" in hooks:
             hooks["run_end"](result)
+        if result.status != "done":
+            raise engine.TrialFailed(result.message)
+        return result.int8_accuracy, result.latency_us
+
+    engine.optimize(study, objective, target=len(names))
     return results
+
+
+def _run_spec(config: SweepConfig, out: Path, spec: RunSpec, resume: bool, data_dir: Any, download: bool,
+              hooks: dict[str, Any], index: int) -> RunResult:
+    if "run_start" in hooks:
+        hooks["run_start"](spec, index, len(config.runs))
+    again = resume and not _recipe_changed(out / spec.name, spec.recipe)
+    options = pipeline.PipelineOptions(
+        recipe=spec.recipe, out=out / spec.name, device=config.device, data_dir=data_dir, download=download,
+        resume=again, force=not again, bench_seconds=config.bench_seconds, batch_sizes=(1,), threads=(1,),
+        torch_baseline=False, parity_gate=False, steps=SWEEP_STEPS)
+    try:
+        return _run_one(spec, options, hooks)
+    except TrainingInterrupted as exc:
+        raise TrainingInterrupted(f"run '{spec.name}' interrupted; state saved, continue with: mnist-edge "
+                                  f"sweep {config.path} --resume --out {out}") from exc
 
 
 def _run_one(spec: RunSpec, options: pipeline.PipelineOptions, hooks: dict[str, Any]) -> RunResult:
@@ -324,29 +288,21 @@ def _prepare(out: Path, config: SweepConfig, resume: bool, force: bool) -> Path:
 
 
 def collect(run_dir: Path, spec: RunSpec) -> RunResult:
-    """Read one finished run's parity, manifest and bench files."""
+    """Read one finished run's parity, manifest, bench and metrics files."""
+    from mnist_edge.search.engine import chain_figures
+
+    figures = chain_figures(run_dir)
     parity = read_json(run_dir / "parity" / "parity.json", ConfigError)
-    manifest = manifest_io.load(run_dir / "exported" / "int8")
-    bench = read_json(run_dir / "bench" / "bench.json", ConfigError)
-    metrics = read_json(run_dir / "checkpoint" / "metrics.json", ConfigError)
     try:
         scores = {m["role"]: m["accuracy"] for m in parity["models"]}
-        int8_bench = next(m for m in bench["models"] if m["path"].endswith(str(Path("int8") / "model.onnx")))
-        result = RunResult(spec.name, spec.recipe.arch, "done", params=manifest["source"]["params"],
-                           int8_accuracy=scores["int8"], fp32_accuracy=scores["fp32"],
-                           torch_accuracy=scores["pytorch"], int8_bytes=manifest["files"]["bytes"],
-                           latency_us=int8_bench["latency"]["p50_us"],
-                           train_seconds=round(sum(h["seconds"] for h in metrics["epochs"]), 1),
-                           parity_passed=parity["passed"])
-    # Files edited by hand or written by another version: a key missing, a list where an object was.
-    except (KeyError, IndexError, TypeError, AttributeError, StopIteration) as exc:
-        raise ConfigError(f"parity, bench or metrics file lacks an expected field ({type(exc).__name__}: "
-                          f"{exc})", run_dir) from exc
-    # The results table formats these as numbers: a hand-edited file must fail here, for this run only.
-    figures = (result.params, result.int8_accuracy, result.fp32_accuracy, result.torch_accuracy,
-               result.int8_bytes, result.latency_us)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in figures):
-        raise ConfigError("parity, manifest or bench figures are not numbers", run_dir)
+        result = RunResult(spec.name, spec.recipe.arch, "done", int8_accuracy=scores["int8"],
+                           fp32_accuracy=scores["fp32"], torch_accuracy=scores["pytorch"],
+                           parity_passed=parity["passed"], **figures)
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"parity file lacks an expected field ({type(exc).__name__}: {exc})", run_dir) from exc
+    accuracies = (result.int8_accuracy, result.fp32_accuracy, result.torch_accuracy)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in accuracies):
+        raise ConfigError("parity figures are not numbers", run_dir)
     return result
 
 

@@ -27,7 +27,7 @@ from mnist_edge.checkpoint import Progress
 from mnist_edge.config import Normalization, Recipe
 from mnist_edge.errors import CheckpointError, ConfigError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, ensure_dir
-from mnist_edge.models import build, count_parameters
+from mnist_edge.models import build_recipe, count_parameters
 from mnist_edge.runlock import run_folder_lock
 
 
@@ -142,7 +142,7 @@ class Trainer:
         self.train_data = DeviceData(splits[0], device, Normalization())
         self.val_data = DeviceData(splits[1], device, Normalization()) if len(splits[1]) else None
         torch.manual_seed(recipe.seed)
-        self.model = build(recipe.arch).to(device)
+        self.model = build_recipe(recipe).to(device)
         self.params = count_parameters(self.model)
         self.step_fn = torch.compile(self.model) if compile_model else self.model
         self.optimizer = make_optimizer(self.model, recipe)

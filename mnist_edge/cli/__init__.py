@@ -13,6 +13,7 @@ from mnist_edge.cli import (  # noqa: F401,E402  (registration)
     commands_pipeline,
     commands_report,
     commands_runtime,
+    commands_search,
     commands_train,
     commands_web,
 )

@@ -19,6 +19,9 @@ def train(
     preset: str | None = typer.Option(None, help="Recipe preset: seed (the original notebook), default "
                                       "(used when none is given), fast."),
     arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided."),
+    width: int | None = typer.Option(None, help="Width knob: mlp hidden units; strided, cnn, tiny first-conv "
+                                     "channels (0: the layout as named)."),
+    depth: int | None = typer.Option(None, help="Depth knob: mlp hidden layers; strided stride-2 stages (2 or 3)."),
     epochs: int | None = typer.Option(None, help="Number of epochs."),
     batch_size: int | None = typer.Option(None, help="Images per step."),
     lr: float | None = typer.Option(None, help="Peak learning rate."),
@@ -45,7 +48,8 @@ def train(
 
     requested = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "optimizer": optimizer, "schedule": schedule, "augment": augment, "seed": seed,
-                 "train_limit": limit, "val_size": val_size}
+                 "train_limit": limit, "val_size": val_size,
+                 "width": width, "depth": depth}
     recipe = make_recipe(preset or "default", **requested)
     if resume and preset is not None:
         # A preset given again on --resume must agree with the saved run in every field it sets.

@@ -154,12 +154,12 @@ def write_checkpoint(folder: Path) -> None:
 
     from mnist_edge import checkpoint
     from mnist_edge.config import preset
-    from mnist_edge.models import build
+    from mnist_edge.models import build_recipe
     from mnist_edge.train import make_optimizer
 
     torch.manual_seed(0)
     recipe = preset("fast", arch="tiny", epochs=2, optimizer="sgd", train_limit=64, val_size=0)
-    model = build(recipe.arch)
+    model = build_recipe(recipe)
     optimizer = make_optimizer(model, recipe)
     # Momentum buffers as a training step leaves them, so state.safetensors holds tensors (set
     # directly: optimizer.step() would first import torch's compiler stack, seconds of start-up).

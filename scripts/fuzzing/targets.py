@@ -117,12 +117,12 @@ def checkpoint_inference(folder: Path, file: str, ctx: Context) -> None:
 
 def checkpoint_resume(folder: Path, file: str, ctx: Context) -> None:
     """What `train --resume` reads, up to the first training step (no data is loaded)."""
-    from mnist_edge.models import build
+    from mnist_edge.models import build_recipe
     from mnist_edge.train import Trainer, make_optimizer, resolve_resume_recipe
 
     config = checkpoint.load_config(folder, for_resume=True)
     recipe = resolve_resume_recipe(config, {})
-    model = build(recipe.arch)
+    model = build_recipe(recipe)
     trainer = SimpleNamespace(model=model, optimizer=make_optimizer(model, recipe), run_dir=folder)
     Trainer.restore(trainer, config)  # type: ignore[arg-type]
 
