@@ -246,3 +246,23 @@ def test_cpu_share_keeps_the_benchmark_apart_from_computing_steps(tmp_path: Path
         waited = time.monotonic() - started
     holder.wait()
     assert waited > 0.5, f"the benchmark did not wait for the computing worker ({waited:.2f} s)"
+
+
+def test_ctrl_c_stops_the_search_and_resume_reruns_that_trial(tmp_path: Path, mnist_dir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnist_edge import pipeline
+    from mnist_edge.errors import TrainingInterrupted
+
+    def interrupted(options: pipeline.PipelineOptions, hooks: dict) -> None:
+        raise TrainingInterrupted("step 'train' interrupted", options.out)
+
+    out, config = tmp_path / "out", small_config(tmp_path, trials=1)
+    monkeypatch.setattr(pipeline, "run_pipeline", interrupted)
+    stopped = CliRunner().invoke(app, search_args(config, out, mnist_dir))
+    assert stopped.exit_code == 130 and "interrupted" in stopped.stderr
+    monkeypatch.undo()
+    resumed = CliRunner().invoke(app, search_args(config, out, mnist_dir, "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    trials = json.loads((out / "results.json").read_text())["trials"]
+    assert [t["state"] for t in trials] == ["fail", "complete"]
+    assert trials[1]["run"] == "trial-0000" and "retry of trial 0" in trials[1]["message"]

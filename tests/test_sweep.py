@@ -325,3 +325,19 @@ def test_the_pareto_front_is_marked_in_the_table(tmp_path: Path) -> None:
                             done("worse", 0.97, 40.0, 5000)])
     marks = {line.split(" | ")[0].strip("| "): line.rstrip().endswith("★ |") for line in table.splitlines()[2:]}
     assert marks == {"fast": True, "good": True, "worse": False}
+
+
+def test_runs_are_trials_of_the_search_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from mnist_edge.search import engine
+
+    studies: list[optuna.Study] = []
+    real = engine.optimize
+    monkeypatch.setattr(engine, "optimize", lambda study, *a, **k: (studies.append(study), real(study, *a, **k)))
+    config_path = no_torch_sweep(monkeypatch, tmp_path, recording_pipeline([]), "a b c")
+    run_sweep(load_config(config_path), tmp_path / "out", data_dir=tmp_path / "mnist", download=False)
+    trials = studies[0].get_trials()
+    # one trial per run, in the config's order, each its run's figures
+    assert [t.params["run"] for t in trials] == ["a", "b", "c"]
+    assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in trials)

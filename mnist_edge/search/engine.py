@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,6 @@ from mnist_edge import pipeline
 from mnist_edge.cpushare import CpuShare
 from mnist_edge.errors import ConfigError
 from mnist_edge.fileio import read_json
-
-# Optuna marks its heartbeat helpers experimental; the warning says nothing to our users.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="mnist_edge")
 
 RUN_ATTR = "run"
 MESSAGE_ATTR = "message"
@@ -41,6 +39,14 @@ class TrialFailed(Exception):
 def quiet_optuna() -> None:
     # The library never prints: trials are rendered by the CLI, and failures are in the results.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+@contextmanager
+def _stable_enough() -> Iterator[None]:
+    """Optuna marks its heartbeat helpers experimental; the warning tells our users nothing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def run_folder(trial: optuna.Trial, default: str) -> str:
@@ -83,7 +89,8 @@ def optimize(study: optuna.Study, objective: Callable[[optuna.Trial], Any], targ
     """
     waits_for_others = is_heartbeat_enabled(study._storage)
     while True:
-        fail_stale_trials(study)  # queues a retry of every trial whose worker stopped beating
+        with _stable_enough():
+            fail_stale_trials(study)  # queues a retry of every trial whose worker stopped beating
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if counted(trials) < target or waiting:
@@ -98,7 +105,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
     """Queue again every trial a Ctrl-C stopped (on --resume); returns how many."""
     trials = study.get_trials(deepcopy=False)
     replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    retry = RetryHeartbeatStaleTrialCallback()
+    with _stable_enough():
+        retry = RetryHeartbeatStaleTrialCallback()
     stopped = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED_ATTR)
                and t.number not in replaced]
     for trial in stopped:

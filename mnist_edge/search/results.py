@@ -37,10 +37,11 @@ def measure_test(study: optuna.Study, out: Path, cpu_lock: Path, data_dir: Any =
                  download: bool = True) -> list[int]:
     """Test accuracy and parity of the Pareto trials whose models are in `out`; returns their numbers."""
     measured = []
+    front = pareto_numbers(study)
     for trial in study.get_trials(deepcopy=False):
         key = TEST_ATTR.format(number=trial.number)
         folder = out / str(trial.user_attrs.get(engine.RUN_ATTR, ""))
-        if trial.number not in pareto_numbers(study) or key in study.user_attrs or \
+        if trial.number not in front or key in study.user_attrs or \
                 not (folder / "exported" / "int8" / "model.onnx").is_file():
             continue
         with CpuShare(cpu_lock) as cpu:

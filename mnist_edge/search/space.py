@@ -129,8 +129,8 @@ def _settings(source: Source, head: dict[str, Any]) -> dict[str, Any]:
         raise source.fail("device", f"unknown device {head['device']!r}; choose one of {', '.join(DEVICES)}", where)
     return {"name": _name(source, head.get("name", source.path.stem)), "base": base,
             "objectives": tuple(objectives), "sampler": head.get("sampler", "nsga2"),
-            "trials": _number(source, head, "trials", 40, int, 1), "population": _number(source, head, "population", 8,
-                                                                                         int, 2),
+            "trials": _number(source, head, "trials", 40, int, 1),
+            "population": _number(source, head, "population", 8, int, 2),
             "seed": _number(source, head, "seed", 0, int, 0),
             "bench_seconds": _number(source, head, "bench_seconds", PIPELINE_BENCH_SECONDS, float, 1e-3),
             "device": head.get("device", "auto"), "prune_below": _prune_floor(source, head)}

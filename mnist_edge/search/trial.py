@@ -92,9 +92,12 @@ def _run_measured(trial: optuna.Trial, config: SearchConfig, settings: TrialSett
             figures = engine.chain_figures(folder)
             figures["val_accuracy"] = validation_accuracy(folder / "exported" / "int8" / "model.onnx",
                                                           recipe.val_size, recipe.split_seed, settings)
-        except TrainingInterrupted:
+        except (TrainingInterrupted, KeyboardInterrupt) as exc:
+            # Not the trial's failure: --resume runs it again, in the same folder.
             trial.set_user_attr(engine.INTERRUPTED_ATTR, True)
-            raise
+            if isinstance(exc, TrainingInterrupted):
+                raise
+            raise TrainingInterrupted(f"trial {trial.number} interrupted; continue with --resume", folder) from exc
         except MnistEdgeError as exc:
             trial.set_user_attr(engine.MESSAGE_ATTR, str(exc))
             raise engine.TrialFailed(str(exc)) from exc
