@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -266,3 +268,29 @@ def test_ctrl_c_stops_the_search_and_resume_reruns_that_trial(tmp_path: Path, mn
     trials = json.loads((out / "results.json").read_text())["trials"]
     assert [t["state"] for t in trials] == ["fail", "complete"]
     assert trials[1]["run"] == "trial-0000" and "retry of trial 0" in trials[1]["message"]
+
+
+def test_damaged_search_configs_are_config_errors_never_tracebacks() -> None:
+    hypothesis = pytest.importorskip("hypothesis", reason="needs Hypothesis: pip install -e '.[fuzz]'")
+    from hypothesis import strategies as st
+
+    text = (Path(__file__).parent.parent / "sweeps" / "search.toml").read_text()
+    lines = text.splitlines()
+    replacement = st.sampled_from(["", "[]", "{}", "0", "-1", "1e999", '"x"', "true", "[search]", "{low = 1}",
+                                   "{low = 5, high = 1}", "[[search.space]]", "width = 8", 'arch = ["cnn"]'])
+
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True, database=None)
+    @hypothesis.given(st.integers(0, len(lines) - 1), st.integers(0, 80), replacement)
+    def damaged(line: int, column: int, insert: str) -> None:
+        edited = list(lines)
+        edited[line] = edited[line][:column] + insert + edited[line][column + len(insert):]
+        path = Path(tempfile.mkdtemp()) / "search.toml"
+        path.write_text("\n".join(edited))
+        try:
+            load_search_config(path)
+        except ConfigError as error:
+            assert str(error).startswith(str(path)) and "\n" not in str(error)
+        finally:
+            shutil.rmtree(path.parent)
+
+    damaged()
