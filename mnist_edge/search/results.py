@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_edge import parity
 from mnist_edge.cpushare import CpuShare
+from mnist_edge.errors import MnistEdgeError
 from mnist_edge.fileio import atomic_write_json, atomic_write_text
 from mnist_edge.search import engine
 from mnist_edge.units import format_bytes, format_us
@@ -44,16 +45,23 @@ def measure_test(study: optuna.Study, out: Path, cpu_lock: Path, data_dir: Any =
         if trial.number not in front or key in study.user_attrs or \
                 not (folder / "exported" / "int8" / "model.onnx").is_file():
             continue
+        study.set_user_attr(key, _test_figures(folder, cpu_lock, data_dir, download))
+        measured.append(trial.number)
+    return measured
+
+
+def _test_figures(folder: Path, cpu_lock: Path, data_dir: Any, download: bool) -> dict[str, Any]:
+    try:
         with CpuShare(cpu_lock) as cpu:
             cpu.shared()
             report = parity.record_parity(folder / "checkpoint", folder / "exported" / "fp32",
                                           folder / "exported" / "int8", report_dirs=[folder / "parity"],
                                           data_dir=data_dir, download=download)
-        scores = {m.role: m.accuracy for m in report.models}
-        study.set_user_attr(key, {"int8": scores["int8"], "fp32": scores["fp32"], "pytorch": scores["pytorch"],
-                                  "parity_passed": report.passed})
-        measured.append(trial.number)
-    return measured
+    except MnistEdgeError as exc:  # this trial's files only: the other trials and the tables go on
+        return {"int8": None, "parity_passed": None, "error": str(exc)}
+    scores = {m.role: m.accuracy for m in report.models}
+    return {"int8": scores["int8"], "fp32": scores["fp32"], "pytorch": scores["pytorch"],
+            "parity_passed": report.passed}
 
 
 def rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -69,7 +77,7 @@ def row_of(trial: FrozenTrial, on_front: bool, test: dict[str, Any] | None) -> d
     row.update({key: trial.user_attrs.get(key) for key in FIGURES})
     row.update({"test_accuracy": (test or {}).get("int8"), "parity_passed": (test or {}).get("parity_passed"),
                 "pareto": on_front, "worker": trial.user_attrs.get("worker"),
-                "message": trial.user_attrs.get(engine.MESSAGE_ATTR, "")})
+                "message": trial.user_attrs.get(engine.MESSAGE_ATTR, "") or (test or {}).get("error", "")})
     retried = trial.system_attrs.get("failed_trial")
     if retried is not None:
         row["message"] = (row["message"] + f" (retry of trial {retried})").strip()

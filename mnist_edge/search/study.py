@@ -69,8 +69,7 @@ def run_search(config: SearchConfig, options: SearchOptions) -> SearchResult:
         engine.requeue_interrupted(study)
     settings = TrialSettings(out, options.cpu_lock, options.data_dir, options.download, options.hooks)
     engine.optimize(study, objective(config, settings), options.trials or config.trials,
-                    callbacks=[_trial_end(options.hooks)] if "trial_end" in options.hooks else [],
-                    poll_seconds=min(5.0, options.heartbeat_seconds / 2))
+                    callbacks=[_trial_end(out, options.hooks)], poll_seconds=min(5.0, options.heartbeat_seconds / 2))
     tested = results.measure_test(study, out, options.cpu_lock, options.data_dir, options.download)
     paths = results.write_results(study, out)
     return SearchResult(config.name, storage.shown(url), results.rows(study), paths, tested)
@@ -141,8 +140,10 @@ def _sampler(config: SearchConfig, worker: bool) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(population_size=config.population, seed=seed)
 
 
-def _trial_end(hooks: dict[str, Any]) -> engine.Callback:
+def _trial_end(out: Path, hooks: dict[str, Any]) -> engine.Callback:
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        hooks["trial_end"](results.row_of(trial, False, None))
+        results.write_results(study, out)  # a long search's tables are current after every trial
+        if "trial_end" in hooks:
+            hooks["trial_end"](results.row_of(trial, False, None))
 
     return callback
