@@ -20,9 +20,11 @@ DATABASE = "mnist_edge_test"
 
 
 def _bindir() -> Path | None:
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
-    if versions:
-        return Path(versions[-1])
+    # Debian installs major versions side by side (not on PATH); a client-only one has a bin/ without initdb.
+    initdbs = glob.glob("/usr/lib/postgresql/*/bin/initdb")
+    if initdbs:
+        newest = max(initdbs, key=lambda p: [int(n) for n in Path(p).parts[-3].split(".") if n.isdigit()])
+        return Path(newest).parent
     found = shutil.which("initdb")
     return Path(found).parent if found else None
 
@@ -60,8 +62,11 @@ def postgres_server(tmp_path: Path) -> Iterator[str]:
     data, port = home / "data", _free_port()
     if os.geteuid() == 0:
         shutil.chown(home, "postgres")
-    run = lambda *args: subprocess.run(_as_server_user([str(bindir / args[0]), *args[1:]]),  # noqa: E731
-                                       capture_output=True, text=True, timeout=120)
+
+    def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(_as_server_user([str(bindir / tool), *args]), capture_output=True, text=True,
+                              timeout=120)
+
     try:
         made = run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
         if made.returncode != 0:
@@ -74,12 +79,16 @@ def postgres_server(tmp_path: Path) -> Iterator[str]:
         import psycopg2
 
         connection = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {DATABASE}")
-        connection.close()
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE {DATABASE}")
+        finally:
+            connection.close()
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{DATABASE}"
     finally:
-        if (data / "postmaster.pid").exists():
-            run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(home, ignore_errors=True)
+        try:
+            if (data / "postmaster.pid").exists():
+                run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+        finally:  # a stop that timed out still leaves no data folder behind
+            shutil.rmtree(home, ignore_errors=True)
