@@ -20,7 +20,7 @@ from pathlib import Path
 from mnist_edge import manifest as manifest_io
 from mnist_edge.benchmark import BenchRequest, isa_text, run_benchmark
 from mnist_edge.fileio import atomic_write_json
-from mnist_edge.search.trial import TrialSettings, validation_accuracy
+from mnist_edge.search.trial import validation_accuracy
 from mnist_edge.units import format_bytes, format_us
 
 SHIPPED = ("cnn-int8", "tiny-int8", "strided-int8", "mlp-int8")
@@ -42,13 +42,12 @@ def candidates(search: Path, shipped: Path) -> list[dict]:
 
 
 def measure(rows: list[dict], seconds: float, repeat: int, data_dir: str | None) -> str:
-    settings = TrialSettings(out=Path("."), cpu_lock=Path("."), data_dir=data_dir)
     for row in rows:
         recipe = row.get("recipe", {})
         val_size, split_seed = recipe.get("val_size", 5000), recipe.get("split_seed", 0)
         if (val_size, split_seed) != (5000, 0):
             raise SystemExit(f"{row['name']} was trained with another validation split ({val_size}, {split_seed})")
-        row["val_accuracy"] = validation_accuracy(row["path"] / "model.onnx", 5000, 0, settings)
+        row["val_accuracy"] = validation_accuracy(row["path"] / "model.onnx", 5000, 0, data_dir, download=False)
         row["bytes"] = (row["path"] / "model.onnx").stat().st_size
     runs = []
     for _ in range(repeat):

@@ -294,3 +294,17 @@ def test_damaged_search_configs_are_config_errors_never_tracebacks() -> None:
             shutil.rmtree(path.parent)
 
     damaged()
+
+
+def test_force_starts_the_study_over(tmp_path: Path, mnist_dir: Path) -> None:
+    out, config = tmp_path / "out", small_config(tmp_path, trials=1)
+    assert CliRunner().invoke(app, search_args(config, out, mnist_dir)).exit_code == 0
+    (out / "trial-0000" / "leftover").write_text("from the first search")
+    (out / "notes.txt").write_text("a user's file, never removed")
+    again = CliRunner().invoke(app, search_args(config, out, mnist_dir, "--force"))
+    assert again.exit_code == 0, again.output
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'study.db'}")
+    assert [t.number for t in study.get_trials()] == [0]  # a new study, not the old one continued
+    assert not (out / "trial-0000" / "leftover").exists() and (out / "notes.txt").is_file()
+    combined = CliRunner().invoke(app, search_args(config, out, mnist_dir, "--force", "--resume"))
+    assert combined.exit_code == 2 and "cannot be combined" in combined.stderr

@@ -74,9 +74,14 @@ def run_chain(options: pipeline.PipelineOptions, hooks: pipeline.Hooks, cpu: Cpu
     pipeline.run_pipeline(options, chained)
 
 
+def _replaced(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the trials a retry has replaced (Optuna keeps them in the retry's history)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
 def counted(trials: list[FrozenTrial]) -> int:
     """Trials that count towards the target: all but those a retry replaced."""
-    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    replaced = _replaced(trials)
     return sum(1 for t in trials if t.number not in replaced)
 
 
@@ -104,7 +109,7 @@ def optimize(study: optuna.Study, objective: Callable[[optuna.Trial], Any], targ
 def requeue_interrupted(study: optuna.Study) -> int:
     """Queue again every trial a Ctrl-C stopped (on --resume); returns how many."""
     trials = study.get_trials(deepcopy=False)
-    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    replaced = _replaced(trials)
     with _stable_enough():
         retry = RetryHeartbeatStaleTrialCallback()
     stopped = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED_ATTR)

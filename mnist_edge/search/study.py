@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 
 from mnist_edge.cpushare import DEFAULT_LOCK
 from mnist_edge.errors import ConfigError, OutputError
@@ -59,10 +60,15 @@ def run_search(config: SearchConfig, options: SearchOptions) -> SearchResult:
     _check_options(options)
     out = Path(options.out)
     url = options.storage_url or storage.default_url(out)
-    exists = _check_storage(config, options, url)
-    _prepare_out(config, options, out, url, exists)
+    # The default SQLite file is made only once every check has passed: nothing written before.
+    opened = storage.open_storage(url, options.heartbeat_seconds) \
+        if options.storage_url or (out / storage.DEFAULT_DB).is_file() else None
+    exists = _check_storage(config, options, url, opened)
+    _prepare_out(config, options, out, url, opened if exists else None)
+    if options.force:
+        opened = None  # --force removed the default study file: open the storage afresh
     engine.quiet_optuna()
-    study = storage.load_or_create(storage.open_storage(url, options.heartbeat_seconds), config.name,
+    study = storage.load_or_create(opened or storage.open_storage(url, options.heartbeat_seconds), config.name,
                                    config.directions, config.describe(), _sampler(config, options.worker),
                                    must_exist=options.resume)
     if options.resume or options.worker:
@@ -84,14 +90,15 @@ def _check_options(options: SearchOptions) -> None:
         raise ConfigError("--force starts over: it cannot be combined with --resume or --worker")
 
 
-def _check_storage(config: SearchConfig, options: SearchOptions, url: str) -> bool:
-    """Whether the study exists; a bad URL or a study of another space fails here, before any write."""
-    default = options.storage_url is None
-    if default and not (Path(options.out) / storage.DEFAULT_DB).is_file():
+def _check_storage(config: SearchConfig, options: SearchOptions, url: str,
+                   opened: BaseStorage | None) -> bool:
+    """Whether the study exists; a study of another space fails here, before any write."""
+    if opened is None:
         exists = False
+    elif options.force:
+        exists = True  # dropped whatever space it has
     else:
-        exists = storage.check_compatible(storage.open_storage(url, options.heartbeat_seconds), config.name,
-                                          config.directions, config.describe()) if not options.force else True
+        exists = storage.check_compatible(opened, config.name, config.directions, config.describe())
     if options.resume and not exists:
         raise ConfigError(f"nothing to resume: no study {config.name!r} in {storage.shown(url)}")
     if exists and not (options.resume or options.worker or options.force):
@@ -100,24 +107,25 @@ def _check_storage(config: SearchConfig, options: SearchOptions, url: str) -> bo
     return exists
 
 
-def _prepare_out(config: SearchConfig, options: SearchOptions, out: Path, url: str, exists: bool) -> None:
+def _prepare_out(config: SearchConfig, options: SearchOptions, out: Path, url: str,
+                 existing: BaseStorage | None) -> None:
     if out.exists() and not out.is_dir():
         raise OutputError("exists and is not a directory", out)
     ours = (out / MARKER).is_file()
     if out.is_dir() and not ours and not options.force and any(not is_bookkeeping(p.name) for p in out.iterdir()):
         raise OutputError("holds other files (not a search); choose an empty or new --out, or pass --force", out)
     if options.force:
-        _start_over(config, out, url, exists)
+        _start_over(config, out, existing)
     ensure_dir(out)
     atomic_write_json(out / MARKER, {"config": str(config.path), "study": config.name,
                                      "storage": storage.shown(url)})
 
 
-def _start_over(config: SearchConfig, out: Path, url: str, exists: bool) -> None:
+def _start_over(config: SearchConfig, out: Path, existing: BaseStorage | None) -> None:
     """--force: drop the study and what earlier searches wrote in --out (never a user's other files)."""
-    if exists:
+    if existing is not None:
         try:
-            optuna.delete_study(study_name=config.name, storage=storage.open_storage(url, 60))
+            optuna.delete_study(study_name=config.name, storage=existing)
         except KeyError:
             pass  # no such study: nothing to drop
     for name in _OWNED_FILES:

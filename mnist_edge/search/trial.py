@@ -91,7 +91,8 @@ def _run_measured(trial: optuna.Trial, config: SearchConfig, settings: TrialSett
             cpu.shared()
             figures = engine.chain_figures(folder)
             figures["val_accuracy"] = validation_accuracy(folder / "exported" / "int8" / "model.onnx",
-                                                          recipe.val_size, recipe.split_seed, settings)
+                                                          recipe.val_size, recipe.split_seed, settings.data_dir,
+                                                          settings.download)
         except (TrainingInterrupted, KeyboardInterrupt) as exc:
             # Not the trial's failure: --resume runs it again, in the same folder.
             trial.set_user_attr(engine.INTERRUPTED_ATTR, True)
@@ -132,8 +133,10 @@ def _pruning(trial: optuna.Trial, config: SearchConfig, epochs: int, shown: Any)
     return on_epoch
 
 
-def validation_accuracy(model: Path, val_size: int, split_seed: int, settings: TrialSettings) -> float:
-    images, labels = _validation_images(settings.data_dir, settings.download, val_size, split_seed)
+def validation_accuracy(model: Path, val_size: int, split_seed: int, data_dir: Any = None,
+                        download: bool = True) -> float:
+    """Top-1 accuracy of an ONNX model on the validation images a recipe with this split held out."""
+    images, labels = _validation_images(data_dir, download, val_size, split_seed)
     _, probabilities, _ = onnx_probabilities(model, images)
     return float(np.mean(probabilities.argmax(axis=1) == labels))
 
