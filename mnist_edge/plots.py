@@ -403,6 +403,9 @@ def _label_offsets(x: np.ndarray, y: np.ndarray) -> list[float]:
     return offsets
 
 
+_LABEL_ALL_UP_TO = 12
+
+
 def pareto_front(points: Sequence[Mapping[str, Any]], path: str | Path, front: Sequence[int] | None = None,
                  accuracy_label: str = "test accuracy") -> Path:
     """Accuracy against latency; marker area proportional to file size; the front connected.
@@ -424,8 +427,10 @@ def pareto_front(points: Sequence[Mapping[str, Any]], path: str | Path, front: S
                    alpha=0.5, edgecolors="black", linewidths=0.5, zorder=2, label="dominated")
         ax.scatter(latency[on_front], accuracy[on_front], s=area[on_front], color=PARETO_COLOR,
                    alpha=0.7, edgecolors="black", linewidths=0.8, zorder=3, label="Pareto-optimal")
-        for p, x, y, s, dy in zip(points, latency, accuracy, area, _label_offsets(latency, accuracy),
-                                  strict=True):
+        # Many points (a search's trials): only the front is labelled, or the labels bury each other.
+        labelled = np.arange(len(points)) if len(points) <= _LABEL_ALL_UP_TO else np.array(front, dtype=int)
+        for i, dy in zip(labelled, _label_offsets(latency[labelled], accuracy[labelled]), strict=True):
+            p, x, y, s = points[i], latency[i], accuracy[i], area[i]
             # `s` is the marker area in points², so its radius is sqrt(s) / 2 points.
             ax.annotate(f"{p['name']}\n{format_bytes(p['size_bytes'])}", (x, y),
                         textcoords="offset points", xytext=(np.sqrt(s) / 2 + 4, dy),
