@@ -23,8 +23,8 @@ from mnist_edge import manifest as manifest_io
 from mnist_edge.codegen import board as boards_module
 from mnist_edge.codegen import reference
 from mnist_edge.codegen.board import BoardRun
-from mnist_edge.codegen.emit import HEADER, SOURCE, arena_bytes, plan, source
-from mnist_edge.codegen.graph import OPT_LEVEL, Conv, Gemm, IntegerModel, read_integer_model
+from mnist_edge.codegen.emit import HEADER, SOURCE, constant_bytes, library
+from mnist_edge.codegen.graph import OPT_LEVEL, IntegerModel, read_integer_model
 from mnist_edge.codegen.verify import Verification, verify_against_onnxruntime
 from mnist_edge.config import LABELS, Normalization
 from mnist_edge.errors import CodegenError, ConfigError
@@ -61,14 +61,6 @@ def load_integer_model(model: str | Path) -> IntegerModel:
     return read_integer_model(model_path, norm, labels)
 
 
-def weight_bytes(model: IntegerModel, requant: str = "float") -> int:
-    """Bytes of constant data in the library: weights, biases, scales and the input table."""
-    scale_bytes = 8 if requant == "fixed" else 4  # {multiplier, shift} or one float
-    layers = [layer for layer in model.layers if isinstance(layer, (Conv, Gemm))]
-    return int(model.input.table.nbytes + sum(layer.weights.nbytes + layer.bias.nbytes + layer.scale.size * scale_bytes
-                                              for layer in layers))
-
-
 BOARD_IMAGES = 1000
 REQUANT_DESCRIPTION = {
     "float": "float32 as onnxruntime (MLAS): equal to onnxruntime bit for bit",
@@ -93,36 +85,37 @@ def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_
     if boards and not 1 <= board_images <= TEST_IMAGES:
         raise ConfigError(f"--board-images must be between 1 and {TEST_IMAGES:,}, got {board_images}")
     for name in boards:
-        boards_module.board_named(name)
+        boards_module.check_tools(boards_module.board_named(name))
     out = check_creatable(out)
     integer = load_integer_model(model)
-    header, body = source(integer, requant)
-    arena = arena_bytes(plan(integer))
+    code = library(integer, requant)
+    arena = code.plan.arena_bytes
     if max_ram is not None and arena > max_ram:
         raise CodegenError(f"the arena needs {arena:,} bytes, more than --max-ram {max_ram:,}; "
                            "choose a smaller architecture (e.g. tiny)")
     wanted = max(verify_images, board_images if boards else 0)
     test = data.load_split("test", data_dir, download).subset(wanted) if wanted else None
     with staged_dir(out, last=(manifest_io.FILENAME,)) as stage:
-        atomic_write_text(stage / HEADER, header)
-        atomic_write_text(stage / SOURCE, body)
+        atomic_write_text(stage / HEADER, code.header)
+        atomic_write_text(stage / SOURCE, code.source)
         checked = None
         if verify_images:
             checked = verify_against_onnxruntime(integer, stage, test.images[:verify_images],
                                                  test.labels[:verify_images], cc=cc, requant=requant)
-        runs = _run_boards(integer, stage, boards, test.images[:board_images], requant) if boards else []
+        runs = (_run_boards(integer, stage, boards, test.images[:board_images], requant,
+                            [b.name for b in code.plan.buffers]) if boards else [])
         manifest = library_manifest(integer, stage, out, arena, checked, runs, verify_images, requant)
         atomic_write_json(stage / manifest_io.FILENAME, manifest)
-    return CodegenResult(out, arena, weight_bytes(integer, requant), checked, runs, manifest)
+    return CodegenResult(out, arena, constant_bytes(integer, requant), checked, runs, manifest)
 
 
 def _run_boards(model: IntegerModel, c_dir: Path, boards: Sequence[str], pixels: np.ndarray,
-                requant: str) -> list[BoardRun]:
+                requant: str, step_names: list[str]) -> list[BoardRun]:
     host = reference.scores(model, pixels, requant)  # what the host's C computes, which --verify proves
     runs = []
     for name in boards:
         with tempfile.TemporaryDirectory(prefix="mnist-edge-board-") as work:
-            runs.append(boards_module.run(c_dir, Path(work), name, pixels, host))
+            runs.append(boards_module.run(c_dir, Path(work), name, pixels, host, step_names))
     return runs
 
 
@@ -161,7 +154,7 @@ def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, ch
         "input": {"scale": model.normalization.scale, "mean": model.normalization.mean,
                   "std": model.normalization.std},
         "labels": model.labels,
-        "memory": {"arena_bytes": arena, "constant_bytes": weight_bytes(model, requant),
+        "memory": {"arena_bytes": arena, "constant_bytes": constant_bytes(model, requant),
                    "layers": [type(layer).__name__ + " " + layer.name for layer in model.layers]},
         "verification": None if checked is None else {**asdict(checked), "passed": checked.passed},
         "boards": {run.board: {**asdict(run), "ram_bytes": run.ram_bytes, "passed": run.passed, "digits": None}
@@ -171,4 +164,4 @@ def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, ch
     }
 
 
-__all__ = ["CodegenResult", "generate", "load_integer_model", "weight_bytes"]
+__all__ = ["CodegenResult", "generate", "load_integer_model"]

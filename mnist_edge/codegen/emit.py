@@ -1,54 +1,41 @@
-"""IntegerModel -> model.h and model.c: one entry point, weights as static const arrays, every
-intermediate map in one static arena planned from what is alive at once.
+"""IntegerModel -> model.h and model.c: one entry point, weights as static const arrays, every map
+in one static arena, laid out by the plan (`plan.py`: rows streamed through rings).
 
-Maps are channels-last (HWC) in C. Plan: the quantized input, then one step per layer, a
-convolution and the max pooling after it fused into one step (so the convolution's full output
-never exists). Each step reads its input at one end of the arena and writes its output at the
-other, so the arena needs only the largest input + output of any step. Generation is
-deterministic: the same model gives the same bytes.
+The C is assembled from template files, never from strings scattered through the logic:
+`templates/kernels/` holds the kernels (shared helpers and requantization, one file of dot
+products per kernel family, chosen in the C by the compiler's own macros, and the layers written
+once over those dot products); `templates/steps/` holds one small loop per kind of step, filled
+with the layer's constant shapes. Generation is deterministic: the same model gives the same bytes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from string import Template
 
 import numpy as np
 
-from mnist_edge.codegen.graph import Conv, Gemm, GlobalAveragePool, IntegerModel, Layer, MaxPool
+from mnist_edge.codegen.graph import Conv, Gemm, GlobalAveragePool, IntegerModel, MaxPool
+from mnist_edge.codegen.plan import (CHANNEL_BLOCK, TAP_GROUP, Buffer, Plan, Step, accumulator_bound, make_plan,
+                                     round_up)
 from mnist_edge.codegen.reference import fixed_point
 from mnist_edge.errors import CodegenError
 
 PREFIX = "mnist_edge"
 HEADER = "model.h"
 SOURCE = "model.c"
+# The kernel families, each a file of dot products under templates/kernels/, in the order of the
+# C's `#if` chain (its MNIST_EDGE_ISA values are defined in common.c).
+DOT_KERNELS = (("MNIST_EDGE_ISA_ARM_DSP", "dot_arm_dsp.c"),)
+PORTABLE_DOT = "dot_portable.c"
+FLOAT_EXACT_BITS = 24  # float32 holds every integer up to 2^24: the cheap path of the integer requantization
+STEP_TEMPLATES = {type(None): "input.c", Conv: "conv.c", MaxPool: "max_pool.c", GlobalAveragePool:
+                  "global_average_pool.c", Gemm: "gemm.c"}
 
 
-@dataclass(frozen=True)
-class Step:
-    layer: Layer
-    pool: MaxPool | None  # the max pooling fused into a convolution
-    in_bytes: int
-    out_bytes: int
-
-    @property
-    def out_shape(self) -> tuple[int, int, int]:
-        return (self.pool or self.layer).out_shape
-
-
-def plan(model: IntegerModel) -> list[Step]:
-    steps: list[Step] = []
-    layers = list(model.layers)
-    while layers:
-        layer = layers.pop(0)
-        pool = layers.pop(0) if isinstance(layer, Conv) and layers and isinstance(layers[0], MaxPool) else None
-        out_shape = (pool or layer).out_shape
-        steps.append(Step(layer, pool, int(np.prod(layer.in_shape)), int(np.prod(out_shape))))
-    return steps
-
-
-def arena_bytes(steps: list[Step]) -> int:
-    return max(step.in_bytes + step.out_bytes for step in steps)
+def template(name: str) -> str:
+    return resources.files("mnist_edge.codegen").joinpath(f"templates/{name}").read_text(encoding="utf-8")
 
 
 def float_literal(value: float) -> str:
@@ -73,69 +60,205 @@ def _array(ctype: str, name: str, values: np.ndarray | list[str], per_line: int 
     return f"static const {ctype} {name}[{len(items)}] = {{\n    {body}\n}};\n"
 
 
-def folded_bias(layer: Conv) -> np.ndarray:
-    """bias - x_zero * sum(weights) per output channel: the convolution kernel then multiplies
-    raw uint8 values (exact integer arithmetic; a value outside int32 is refused)."""
-    folded = layer.bias.astype(np.int64) - layer.x_zero * layer.weights.astype(np.int64).sum(axis=(1, 2, 3))
-    if np.abs(folded).max() >= 2**31 - 2**24:  # headroom for the accumulated products
-        raise CodegenError(f"node {layer.name}: bias and zero point overflow an int32 accumulator")
-    return folded.astype(np.int32)
+def _word_aligned_bytes(name: str, values: np.ndarray) -> str:
+    """int8 weights in a union with their words: the portable kernels read bytes (`v`), the
+    word-at-a-time ones aligned words (`words`, little-endian targets)."""
+    items = [str(int(v)) for v in values.reshape(-1)]
+    lines = ",\n        ".join(", ".join(items[i:i + 16]) for i in range(0, len(items), 16))
+    return (f"static const union {{\n    int8_t v[{len(items)}];\n    uint32_t words[{len(items) // 4}];\n}} "
+            f"{name} = {{{{\n        {lines}\n}}}};\n")
 
 
-def c_weights(layer: Conv | Gemm) -> np.ndarray:
-    """Weights in the order the kernels read them: convolutions [kh][kw][c][m]; a Gemm's columns
-    in channels-last order (its input map is HWC in C, CHW in the model)."""
-    if isinstance(layer, Conv):  # [m][kh][kw][c]: one contiguous row of taps per output channel
-        return layer.weights.transpose(0, 2, 3, 1)
+def taps(layer: Conv | Gemm) -> np.ndarray:
+    """Weights as [output channel][taps], in the order the kernels read the input (a patch,
+    plan.py): channels-last, a convolution's kernel rows of kw * c taps each padded with zero
+    weights to whole groups of 4 ([kh][kw][c] + padding); a dense layer's columns follow its input
+    map's HWC order (the model's is CHW)."""
+    if isinstance(layer, Conv):
+        m, c, kh, kw = layer.weights.shape
+        rows = layer.weights.transpose(0, 2, 3, 1).reshape(m, kh, kw * c)
+        padded = np.zeros((m, kh, round_up(kw * c, TAP_GROUP)), np.int8)
+        padded[:, :, :kw * c] = rows
+        return padded.reshape(m, -1)
     c, h, w = layer.in_shape
     n = layer.weights.shape[0]
     return layer.weights.reshape(n, c, h, w).transpose(0, 2, 3, 1).reshape(n, -1)
 
 
-def _params(index: int, layer: Conv | Gemm, requant: str) -> str:
-    bias = folded_bias(layer) if isinstance(layer, Conv) else layer.bias
-    return (_array("int8_t", f"w{index}", c_weights(layer)) + _array("int32_t", f"b{index}", bias)
-            + _array("scale_t", f"s{index}", scale_items(layer.scale, requant), per_line=8))
+def blocked_weights(layer: Conv | Gemm) -> np.ndarray:
+    """The weights in the kernels' order: [channel pairs][groups of 4 taps][2 channels][4],
+    zero-padded to whole pairs and groups (a zero weight adds nothing to the sums)."""
+    flat = taps(layer)
+    m, count = flat.shape
+    pairs, groups = -(-m // CHANNEL_BLOCK), -(-count // TAP_GROUP)
+    padded = np.zeros((pairs * CHANNEL_BLOCK, groups * TAP_GROUP), np.int8)
+    padded[:m, :count] = flat
+    blocked = padded.reshape(pairs, CHANNEL_BLOCK, groups, TAP_GROUP).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(blocked).reshape(-1)
 
 
-def _call(index: int, step: Step, src: str, dst: str, requant: str) -> str:
+def folded_bias(layer: Conv | Gemm) -> np.ndarray:
+    """bias - x_zero * sum(weights) per output channel: the kernels then multiply raw uint8 values
+    (exact integer arithmetic). A layer whose int32 accumulator could overflow for some input is
+    refused: |bias| + 255 * sum|w| must stay below 2^31."""
+    sums = layer.weights.astype(np.int64).reshape(len(layer.weights), -1).sum(axis=1)
+    folded = layer.bias.astype(np.int64) - layer.x_zero * sums
+    bound = int(accumulator_bound(layer.weights, folded).max())
+    if bound >= 2**31:
+        raise CodegenError(f"node {layer.name}: its int32 accumulator could overflow (up to {bound:,} for some "
+                           "input, the limit is 2^31 - 1): the weights or the bias are too large for int8 kernels")
+    return folded.astype(np.int32)
+
+
+def fits_float(layer: Conv | Gemm) -> bool:
+    """Every accumulator of the layer is exact as a float32 (|acc| <= 2^24): the integer
+    requantization can skip rounding it to 24 bits."""
+    return int(accumulator_bound(layer.weights, folded_bias(layer)).max()) <= 2**FLOAT_EXACT_BITS
+
+
+def padded_to_pairs(values: np.ndarray) -> np.ndarray:
+    """A per-channel array padded to whole channel pairs with its last value (the kernels compute
+    pairs; the padding channel's output is never stored)."""
+    values = np.atleast_1d(values)
+    extra = (-len(values)) % CHANNEL_BLOCK
+    return np.concatenate([values, values[-1:].repeat(extra)]) if extra else values
+
+
+def constant_bytes(model: IntegerModel, requant: str = "float") -> int:
+    """Bytes of constant data in the library: weights, biases, scales, the input table and the
+    padding rows, as the generated arrays hold them."""
+    scale_bytes = 8 if requant == "fixed" else 4  # {multiplier, shift} or one float
+    total = model.input.table.nbytes
+    plan = make_plan(model)
+    for step in plan.steps:
+        layer = step.layer
+        if isinstance(layer, (Conv, Gemm)):
+            total += blocked_weights(layer).nbytes + padded_to_pairs(layer.bias).size * 4
+            total += padded_to_pairs(layer.scale).size * scale_bytes
+        elif isinstance(layer, GlobalAveragePool):
+            total += scale_bytes
+        total += _pad_row_bytes(step)
+    return int(total)
+
+
+def _pad_row_bytes(step: Step) -> int:
     layer = step.layer
-    c, h, w = layer.in_shape
-    if isinstance(layer, Conv):
-        m, _, kh, kw = layer.weights.shape
-        k, s = (step.pool.kernel[0], step.pool.stride[0]) if step.pool else (1, 1)
-        _, oh, ow = step.out_shape
-        return (f"    conv_pool({src}, {h}, {w}, {c}, w{index}, b{index}, s{index}, {m}, {kh}, {kw}, "
-                f"{layer.stride[0]}, {layer.stride[1]}, {layer.pads[0]}, {layer.pads[1]}, {layer.x_zero}, "
-                f"{layer.y_zero}, {k}, {s}, {dst}, {oh}, {ow}); /* {layer.name}"
-                f"{' + ' + step.pool.name if step.pool else ''} */\n")
-    if isinstance(layer, MaxPool):
-        _, oh, ow = layer.out_shape
-        return (f"    max_pool({src}, {w}, {c}, {layer.kernel[0]}, {layer.stride[0]}, {dst}, {oh}, {ow});"
-                f" /* {layer.name} */\n")
-    if isinstance(layer, GlobalAveragePool):
+    padded = isinstance(layer, Conv) and (layer.pads[0] or layer.pads[2])
+    return step.source.stride + TAP_GROUP if padded else 0
+
+
+def _params(step: Step, requant: str) -> str:
+    layer, index = step.layer, step.index
+    parts = [_word_aligned_bytes(f"w{index}", blocked_weights(layer)),
+             _array("int32_t", f"b{index}", padded_to_pairs(folded_bias(layer))),
+             _array("scale_t", f"s{index}", scale_items(padded_to_pairs(layer.scale), requant), per_line=8)]
+    if _pad_row_bytes(step):
+        parts.append(_array("uint8_t", f"pad{index}", np.full(_pad_row_bytes(step), step.source.zero, np.uint8)))
+    return "".join(parts)
+
+
+def _row_pointer(buffer: Buffer, row: str) -> str:
+    """The C expression of the start (after the padding columns) of ROW in BUFFER's ring."""
+    slot = row if not buffer.streamed else f"({row} % {buffer.rows})"
+    return f"(arena + {buffer.offset} + {slot} * {buffer.stride} + {buffer.pad_left * buffer.channels})"
+
+
+def _fields(step: Step) -> dict[str, object]:
+    target = step.target
+    fields: dict[str, object] = {"index": step.index, "ring": _describe(target),
+                                 "row": _row_pointer(target, f"done{step.index}"),
+                                 "out_shape": "x".join(map(str, step.out_shape)), "out_w": target.width}
+    source = step.source
+    if source is not None:
+        fields.update(source=step.index - 1, source_map=f"(arena + {source.offset})", source_ring=source.rows,
+                      source_stride=source.stride, source_height=source.height, source_width=source.width,
+                      in_shape="x".join(map(str, (source.channels, source.height, source.width))),
+                      name=_comment(step))
+    return fields
+
+
+def _describe(buffer: Buffer) -> str:
+    kept = f"a ring of {buffer.rows} rows" if buffer.streamed else "the whole map"
+    return f"{kept} of {buffer.stride} bytes at arena + {buffer.offset}"
+
+
+def _comment(step: Step) -> str:
+    """The step's node names for a C comment ("*/" cannot occur in one)."""
+    names = step.layer.name + (f" + {step.pool.name}" if step.pool else "")
+    return names.replace("*/", "* /")
+
+
+def _step_code(step: Step, requant: str) -> str:
+    layer = step.layer
+    fields = _fields(step)
+    if layer is None:
+        c, h, w = step.out_shape
+        fields.update(shape=f"{c}x{h}x{w}", width=w * c)
+    elif isinstance(layer, Conv):
+        fields.update(_conv_fields(step))
+    elif isinstance(layer, MaxPool):
+        fields.update(c=layer.in_shape[0], k=layer.kernel[0], s=layer.stride[0])
+    elif isinstance(layer, GlobalAveragePool):
         (scale,) = scale_items(np.float32(layer.scale), requant)
-        scale = f"(scale_t){scale}" if requant == "fixed" else scale
-        return (f"    global_average_pool({src}, {c}, {h * w}, {layer.x_zero}, {scale}, "
-                f"{layer.y_zero}, {dst}); /* {layer.name} */\n")
-    n, k = layer.weights.shape
-    return (f"    gemm({src}, {k}, w{index}, b{index}, s{index}, {n}, {layer.x_zero}, {layer.y_zero}, {dst});"
-            f" /* {layer.name} */\n")
+        size = layer.in_shape[1] * layer.in_shape[2]
+        fields.update(c=layer.in_shape[0], x_zero=layer.x_zero, y_zero=layer.y_zero,
+                      scale=f"(scale_t){scale}" if requant == "fixed" else scale,
+                      small=int(255 * size <= 2**FLOAT_EXACT_BITS))
+    else:
+        fields.update(k=layer.weights.shape[1], n=layer.weights.shape[0], y_zero=layer.y_zero,
+                      small=int(fits_float(layer)))
+    return Template(template(f"steps/{STEP_TEMPLATES[type(layer)]}")).substitute(fields)
 
 
-def _kernel_switches(steps: list[Step], requant: str) -> str:
-    """#defines that keep the kernels this model does not use out of the build (no unused code)."""
-    used = {type(step.layer) for step in steps}
-    switches = {"CONV_POOL": Conv, "MAX_POOL": MaxPool, "GLOBAL_AVERAGE_POOL": GlobalAveragePool, "GEMM": Gemm}
-    convs = [step.layer for step in steps if isinstance(step.layer, Conv)]
-    channels = max([conv.out_shape[0] for conv in convs] or [1])
-    taps = max([int(np.prod(conv.weights.shape[1:])) for conv in convs] or [1])
-    return (f"#define REQUANT_FIXED {int(requant == 'fixed')}\n"
-            + "".join(f"#define NEED_{name} {int(kind in used)}\n" for name, kind in switches.items())
-            + f"#define CONV_MAX_CHANNELS {channels}\n#define CONV_MAX_TAPS {taps}\n\n")
+def _conv_fields(step: Step) -> dict[str, object]:
+    layer, pool = step.layer, step.pool
+    m, c, kh, kw = layer.weights.shape
+    pk, ps = (pool.kernel[0], pool.stride[0]) if pool else (1, 1)
+    sy, sx = layer.stride
+    pt = layer.pads[0]
+    index, small = step.index, int(fits_float(layer))
+    common = f"ME_WEIGHTS(w{index}), b{index}, s{index}, {c}, {kh}, {kw}, {sx}, {m}"
+    row = _row_pointer(step.target, f"done{index}")
+    call = (f"conv_pool_row(window, PATCH, BEST, {common}, {pk}, {ps}, {step.target.width}, {layer.y_zero}, "
+            f"{small}, {row})" if pool else
+            f"conv_row(window, PATCH, {common}, {step.target.width}, {layer.y_zero}, {small}, {row})")
+    return {"window": pk * kh, "pad_row": f"pad{index}" if _pad_row_bytes(step) else "0", "pk": pk, "ps": ps, "kh": kh, "sy": sy,
+            "pt": pt, "call": call}
 
 
-def header(model: IntegerModel, arena: int) -> str:
+def _padding_fills(plan: Plan) -> str:
+    fills = []
+    for buffer in plan.buffers:
+        if buffer.pad_left or buffer.pad_right:
+            fills.append(f"    fill_padding(arena + {buffer.offset}, {buffer.rows}, {buffer.stride}, {buffer.pad_left}, "
+                         f"{buffer.pad_right}, {buffer.width}, {buffer.channels}, {buffer.zero});\n")
+    return "".join(fills)
+
+
+def kernels() -> str:
+    """The kernel templates in the order model.c needs them: one family of dot products per target,
+    portable C for every other."""
+    families = "".join(f"#{'if' if i == 0 else 'elif'} MNIST_EDGE_ISA == {macro}\n{template('kernels/' + name)}"
+                       for i, (macro, name) in enumerate(DOT_KERNELS))
+    dots = f"{families}#else\n{template('kernels/' + PORTABLE_DOT)}#endif\n\n"
+    return (template("kernels/common.c") + "\n" + template("kernels/requantize.c") + "\n" + dots
+            + template("kernels/layers.c"))
+
+
+PROFILE_HOOKS = """
+/* A profiling build (-DMNIST_EDGE_PROFILE=1) calls these around each step's work on one row; the
+ * caller defines them (the board harness reads SysTick). */
+#if defined(MNIST_EDGE_PROFILE) && MNIST_EDGE_PROFILE
+void mnist_edge_profile_begin(void);
+void mnist_edge_profile_end(int step);
+#else
+#define mnist_edge_profile_begin() ((void)0)
+#define mnist_edge_profile_end(step) ((void)0)
+#endif
+"""
+
+
+def header(model: IntegerModel, plan: Plan) -> str:
     c, h, w = model.input.shape
     upper = PREFIX.upper()
     return f"""/* Generated by mnist-edge: integer-only inference of {model.source.name}. Do not edit. */
@@ -146,43 +269,73 @@ def header(model: IntegerModel, arena: int) -> str:
 
 #define {upper}_PIXELS {c * h * w}        /* raw 0-255 pixels, {h} x {w}, light digit on dark */
 #define {upper}_CLASSES {model.classes}
-#define {upper}_ARENA_BYTES {arena}  /* all intermediate data (one static array) */
+#define {upper}_ARENA_BYTES {plan.arena_bytes}  /* all intermediate data (one static array) */
+#define {upper}_STEPS {len(plan.steps)}  /* loops, for a profiling build (-D{upper}_PROFILE=1) */
 /* logit[i] = (scores[i] - {upper}_SCORE_ZERO) * {upper}_SCORE_SCALE */
 #define {upper}_SCORE_ZERO {model.output_zero}
 #define {upper}_SCORE_SCALE {float_literal(model.output_scale)}
 
 /* Classify one image: writes the quantized logits (uint8, onnxruntime's bit for bit) and returns
- * the digit (the first highest score). Not reentrant: it uses one static arena. */
+ * the digit (the first highest score). Not reentrant: it uses one static arena.
+ * Kernels: Cortex-M DSP where the compiler defines __ARM_FEATURE_DSP, portable C elsewhere
+ * (-D{upper}_ISA=0 forces it); without an FPU the float requantization is emulated exactly
+ * in integers (-D{upper}_SOFT_FLOAT=1 forces it). Every build gives the same scores. */
 int {PREFIX}_predict(const uint8_t pixels[{upper}_PIXELS], uint8_t scores[{upper}_CLASSES]);
 
 #endif
 """
 
 
-def source(model: IntegerModel, requant: str = "float") -> tuple[str, str]:
+def source(model: IntegerModel, requant: str = "float", plan: Plan | None = None) -> tuple[str, str]:
     """(model.h, model.c) text; `requant`: "float" (onnxruntime's, bit for bit) or "fixed"
     (integer only, `reference.requantize_fixed`)."""
-    steps = plan(model)
-    arena = arena_bytes(steps)  # the first step's input is the quantized image
+    plan = plan or make_plan(model)
     upper = PREFIX.upper()
-    kernels = resources.files("mnist_edge.codegen").joinpath("templates/kernels.c").read_text(encoding="utf-8")
     parts = [f"/* Generated by mnist-edge from {model.source.name}. Do not edit. */\n",
-             f'#include "{HEADER}"\n\n', _kernel_switches(steps, requant), kernels, "\n",
-             _array("uint8_t", "input_table", model.input.table)]
-    for index, step in enumerate(steps):
+             f'#include "{HEADER}"\n\n', f"#define REQUANT_FIXED {int(requant == 'fixed')}\n", PROFILE_HOOKS, "\n",
+             kernels(), "\n", _array("uint8_t", "input_table", model.input.table)]
+    for step in plan.steps:
         if isinstance(step.layer, (Conv, Gemm)):
-            parts.append(_params(index, step.layer, requant))
-    parts.append(f"\nstatic uint8_t arena[{upper}_ARENA_BYTES];\n\n")
-    parts.append(f"int {PREFIX}_predict(const uint8_t pixels[{upper}_PIXELS], uint8_t scores[{upper}_CLASSES]) {{\n")
-    parts.append("    int i, best = 0;\n")
-    parts.append(f"    for (i = 0; i < {upper}_PIXELS; ++i) arena[i] = input_table[pixels[i]];\n")
-    at_start = True  # where the current input lies: the start of the arena, else its end
-    for index, step in enumerate(steps):
-        src = "arena" if at_start else f"arena + {arena - step.in_bytes}"
-        dst = f"arena + {arena - step.out_bytes}" if at_start else "arena"
-        parts.append(_call(index, step, src, dst, requant))
-        at_start = not at_start
-    last = "arena" if at_start else f"(arena + {arena - steps[-1].out_bytes})"
-    parts.append(f"    for (i = 0; i < {upper}_CLASSES; ++i) {{\n        scores[i] = {last}[i];\n"
-                 f"        if (scores[i] > scores[best]) best = i;\n    }}\n    return best;\n}}\n")
-    return header(model, arena), "".join(parts)
+            parts.append(_params(step, requant))
+    parts.append(f"\n/* Every map, as rings of rows (plan.py); word-aligned for the kernels' loads. */\n"
+                 f"static uint32_t arena_words[({upper}_ARENA_BYTES + 3) / 4];\n"
+                 "#define arena ((uint8_t *)arena_words)\n"
+                 f"#define PATCH ((patch_t *)(void *)(arena + {plan.patch_offset}))\n"
+                 f"#define BEST ((int32_t *)(void *)(arena + {plan.best_offset}))\n"
+                 "static const uint8_t *input_pixels;\n\n")
+    for step in plan.steps:
+        parts.append(_step_code(step, requant) + "\n")
+    parts.append(_predict(plan))
+    return header(model, plan), "".join(parts)
+
+
+def _predict(plan: Plan) -> str:
+    """The entry point: reset the steps, then run the schedule (plan.schedule: which step makes its
+    next row, in order), one flat loop, so only one step's frame is ever on the stack."""
+    upper, last = PREFIX.upper(), plan.steps[-1]
+    resets = " = ".join(f"done{step.index}" for step in plan.steps)
+    table = ", ".join(f"step{step.index}" for step in plan.steps)
+    scores = _row_pointer(last.target, "0")
+    return (f"static void (*const steps[{len(plan.steps)}])(void) = {{{table}}};\n"
+            + _array("uint8_t", "schedule", np.array(plan.schedule), per_line=32) + "\n"
+            + f"int {PREFIX}_predict(const uint8_t pixels[{upper}_PIXELS], uint8_t scores[{upper}_CLASSES]) {{\n"
+            "    int i, best = 0;\n    input_pixels = pixels;\n"
+            f"    {resets} = 0;\n{_padding_fills(plan)}"
+            f"    for (i = 0; i < {len(plan.schedule)}; ++i) {{\n"
+            "        mnist_edge_profile_begin();\n        steps[schedule[i]]();\n"
+            "        mnist_edge_profile_end(schedule[i]);\n    }\n"
+            f"    for (i = 0; i < {upper}_CLASSES; ++i) {{\n        scores[i] = {scores}[i];\n"
+            "        if (scores[i] > scores[best]) best = i;\n    }\n    return best;\n}\n")
+
+
+@dataclass(frozen=True)
+class Library:
+    header: str
+    source: str
+    plan: Plan
+
+
+def library(model: IntegerModel, requant: str = "float", stream: bool = True) -> Library:
+    plan = make_plan(model, stream=stream)
+    text_h, text_c = source(model, requant, plan)
+    return Library(text_h, text_c, plan)
