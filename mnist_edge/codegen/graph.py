@@ -217,7 +217,7 @@ def _layer(node: Any, values: dict[str, np.ndarray], in_shape: tuple[int, int, i
     if kind == "MaxPool":
         return _maxpool(node, in_shape, path)
     if kind == "QLinearGlobalAveragePool":
-        return _gap(node, values, in_shape)
+        return _gap(node, values, in_shape, path)
     if kind == "QGemm":
         return _gemm(node, values, in_shape, path)
     return None  # Flatten: the C arrays are flat already (checked by _refuse_what_is_not_integer)
@@ -238,7 +238,21 @@ def _weights_symmetric(node: Any, values: dict[str, np.ndarray], path: Path) -> 
 def requant_scale(x_scale: np.ndarray, w_scale: np.ndarray, y_scale: np.ndarray) -> np.ndarray:
     """Per output channel, in float32 and in onnxruntime's order: (x_scale * w_scale) / y_scale."""
     x, y = np.float32(np.asarray(x_scale).reshape(())), np.float32(np.asarray(y_scale).reshape(()))
-    return ((x * np.asarray(w_scale, np.float32).reshape(-1)) / y).astype(np.float32)
+    with np.errstate(all="ignore"):  # a zero or infinite scale is refused by name below
+        return ((x * np.asarray(w_scale, np.float32).reshape(-1)) / y).astype(np.float32)
+
+
+def checked_scales(scale: np.ndarray, node: Any, path: Path) -> np.ndarray:
+    """Requantization scales that the kernels can use: finite, positive and normal float32. Positive,
+    because pooling is taken on the int32 sums before requantization (exact only when requantization
+    never decreases as the sum grows); normal, because the integer requantization reads the scale's
+    exponent and 24-bit mantissa."""
+    scale = np.asarray(scale, np.float32)
+    bad = ~np.isfinite(scale) | (scale < np.finfo(np.float32).tiny)
+    if bad.any():
+        raise CodegenError(f"node {node.name}: requantization scale {float(scale[bad][0])!r} is not a positive "
+                           "normal float32 (a zero, negative, infinite or NaN quantization scale)", path)
+    return scale
 
 
 def _conv(node: Any, values: dict[str, np.ndarray], in_shape: tuple[int, int, int], path: Path) -> Conv:
@@ -256,7 +270,8 @@ def _conv(node: Any, values: dict[str, np.ndarray], in_shape: tuple[int, int, in
     top, left, bottom, right = pads[0], pads[1], pads[2], pads[3]
     h = (in_shape[1] + top + bottom - kh) // stride[0] + 1
     w = (in_shape[2] + left + right - kw) // stride[1] + 1
-    scale = np.broadcast_to(requant_scale(values[node.input[1]], values[node.input[4]], values[node.input[6]]), (m,))
+    scale = np.broadcast_to(checked_scales(requant_scale(values[node.input[1]], values[node.input[4]],
+                                                         values[node.input[6]]), node, path), (m,))
     bias = values[node.input[8]].astype(np.int32) if len(node.input) > 8 and node.input[8] else np.zeros(m, np.int32)
     return Conv(node.name, weights, bias, np.ascontiguousarray(scale), _zero(values, node.input[2]),
                 _zero(values, node.input[7]), stride, (top, left, bottom, right), in_shape, (m, h, w))
@@ -276,10 +291,11 @@ def _maxpool(node: Any, in_shape: tuple[int, int, int], path: Path) -> MaxPool:
     return MaxPool(node.name, kernel, stride, in_shape, (in_shape[0], h, w))
 
 
-def _gap(node: Any, values: dict[str, np.ndarray], in_shape: tuple[int, int, int]) -> GlobalAveragePool:
+def _gap(node: Any, values: dict[str, np.ndarray], in_shape: tuple[int, int, int], path: Path) -> GlobalAveragePool:
     x_scale, y_scale = (np.float32(np.asarray(values[node.input[i]]).reshape(())) for i in (1, 3))
     size = np.float32(in_shape[1] * in_shape[2])
-    scale = float(np.float32(x_scale / np.float32(y_scale * size)))
+    with np.errstate(all="ignore"):
+        scale = float(checked_scales(np.float32(x_scale / np.float32(y_scale * size)).reshape(1), node, path)[0])
     return GlobalAveragePool(node.name, scale, _zero(values, node.input[2]), _zero(values, node.input[4]),
                              in_shape, (in_shape[0], 1, 1))
 
@@ -295,7 +311,8 @@ def _gemm(node: Any, values: dict[str, np.ndarray], in_shape: tuple[int, int, in
     n, k = weights.shape
     if k != int(np.prod(in_shape)):
         raise CodegenError(f"node {node.name}: expects {k} inputs, gets {int(np.prod(in_shape))}", path)
-    scale = np.broadcast_to(requant_scale(values[node.input[1]], values[node.input[4]], values[node.input[7]]), (n,))
+    scale = np.broadcast_to(checked_scales(requant_scale(values[node.input[1]], values[node.input[4]],
+                                                         values[node.input[7]]), node, path), (n,))
     bias = values[node.input[6]].astype(np.int32) if node.input[6] else np.zeros(n, np.int32)
     return Gemm(node.name, np.ascontiguousarray(weights), bias, np.ascontiguousarray(scale),
                 _zero(values, node.input[2]), _zero(values, node.input[8]), in_shape, (n, 1, 1))

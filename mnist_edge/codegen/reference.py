@@ -46,6 +46,41 @@ def requantize(acc: np.ndarray, scale: np.ndarray, y_zero: int) -> np.ndarray:
     return (np.rint(clamped).astype(np.int32) + y_zero).astype(np.uint8)
 
 
+def _bit_length(values: np.ndarray) -> np.ndarray:
+    """Bits of non-negative int64 values below 2^53 (exact through float64)."""
+    return np.frexp(values.astype(np.float64))[1].astype(np.int64)
+
+
+def _round_shift(values: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """values / 2^shift rounded half to even (shift >= 0), in integers."""
+    shift = np.asarray(shift, np.int64)
+    quotient = values >> shift
+    rest = values & ((np.int64(1) << shift) - 1)
+    half = (np.int64(1) << shift) >> 1
+    up = (rest > half) | ((rest == half) & (shift > 0) & (quotient & 1 == 1))
+    return quotient + up
+
+
+def requantize_integer(acc: np.ndarray, scale: np.ndarray, y_zero: int) -> np.ndarray:
+    """`requantize` computed with integers only, the numpy twin of the C's path for cores without
+    an FPU (requantize.c, MNIST_EDGE_SOFT_FLOAT): float32(acc) * scale is two roundings to 24
+    significant bits, half to even (|acc| to float, then the exact product with the scale's
+    mantissa); that value is rounded half to even to an integer and clamped. Equal to `requantize`
+    for every int32 and every positive normal float32 scale."""
+    acc = np.asarray(acc, np.int64)
+    bits = np.broadcast_to(np.asarray(scale, np.float32), acc.shape).view(np.uint32).astype(np.int64)
+    mantissa, shift = (bits & 0x7FFFFF) | 0x800000, 150 - (bits >> 23)
+    magnitude = np.abs(acc)
+    extra = np.maximum(_bit_length(magnitude) - 24, 0)  # (float)acc: 24 significant bits
+    magnitude, shift = _round_shift(magnitude, extra), shift - extra
+    product = magnitude * mantissa  # exact: < 2^49
+    extra = np.maximum(_bit_length(product) - 24, 0)  # the float32 product
+    product, shift = _round_shift(product, extra), shift - extra
+    rounded = np.where(shift <= 0, 256, np.where(shift > 26, 0, _round_shift(product, np.clip(shift, 0, 26))))
+    signed = np.where(acc < 0, -np.minimum(rounded, 256), np.minimum(rounded, 256))
+    return (np.clip(signed, -y_zero, 255 - y_zero) + y_zero).astype(np.uint8)
+
+
 def conv_accumulators(layer: Conv, x: np.ndarray) -> np.ndarray:
     """x uint8 [N, C, H, W] -> int32 [N, M, H', W'] (bias included)."""
     top, left, bottom, right = layer.pads

@@ -63,7 +63,8 @@ def find_compiler(cc: str) -> str:
 
 
 def build_harness(c_dir: Path, work: Path, cc: str, optimization: tuple[str, ...] = ("-O2",)) -> Path:
-    """Compile C_DIR's model.c with the host harness into WORK/harness."""
+    """Compile C_DIR's model.c with the host harness into WORK/harness; OPTIMIZATION may carry
+    defines too (-DMNIST_EDGE_SOFT_FLOAT=1: the integer requantization of cores without an FPU)."""
     harness = work / "harness.c"
     harness.write_text(resources.files("mnist_edge.codegen").joinpath("templates/harness.c").read_text("utf-8"))
     exe = work / "harness"
@@ -130,11 +131,13 @@ def onnxruntime_scores(model_path: Path, pixels: np.ndarray, normalization: Any,
 
 
 def verify_against_onnxruntime(model: IntegerModel, c_dir: Path, pixels: np.ndarray, labels: np.ndarray,
-                               cc: str = "cc", requant: str = "float") -> Verification:
+                               cc: str = "cc", requant: str = "float",
+                               flags: tuple[str, ...] = ("-O2",)) -> Verification:
     """Float requantization: every C score equals onnxruntime's. Fixed: every C score equals the
-    numpy model of the integer arithmetic, and each layer stays within a step of onnxruntime's."""
+    numpy model of the integer arithmetic, and each layer stays within a step of onnxruntime's.
+    FLAGS: the host build's optimization and defines (recorded in the result)."""
     with tempfile.TemporaryDirectory(prefix="mnist-edge-verify-") as tmp:
-        exe = build_harness(c_dir, Path(tmp), cc)
+        exe = build_harness(c_dir, Path(tmp), cc, flags)
         ours = c_scores(exe, pixels, model.classes)
     theirs = onnxruntime_scores(model.source, pixels, model.normalization)
     expected = theirs if requant == "float" else reference.scores(model, pixels, "fixed")
@@ -150,7 +153,7 @@ def verify_against_onnxruntime(model: IntegerModel, c_dir: Path, pixels: np.ndar
         first_differing=differing[:10].tolist(),
         first_differing_layer=(_first_differing_layer(model, pixels[differing[:10]], requant)
                                if len(differing) else None),
-        max_layer_step=layer_step, compiler=cc, flags=[*STRICT, "-O2"])
+        max_layer_step=layer_step, compiler=cc, flags=[*STRICT, *flags])
 
 
 def onnxruntime_layer_outputs(model: IntegerModel, pixels: np.ndarray) -> list[np.ndarray]:
