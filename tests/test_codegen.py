@@ -375,3 +375,18 @@ def test_every_test_image_and_a_thousand_on_the_cortex_m4(tiny_mcu, tmp_path, mn
     """The shipped proof at full size: 10,000 of 10,000 identical on the host, 1,000 under QEMU."""
     result = generate(tiny_mcu, tmp_path / "full", verify_images=10_000, boards=("mps2-an386",), download=False)
     assert result.verification.identical == 10_000 and result.boards[0].passed and result.boards[0].images == 1000
+
+
+@pytest.mark.parametrize(("missing", "package"), [("arm-none-eabi-gcc", "gcc-arm-none-eabi"),
+                                                  ("qemu-system-arm", "qemu-system-arm")])
+def test_a_missing_cross_compiler_or_qemu_is_one_line_before_any_work(tiny_mcu, tmp_path, monkeypatch, missing,
+                                                                      package):
+    from mnist_edge.codegen import board as boards
+
+    real = shutil.which
+    monkeypatch.setattr(boards.shutil, "which", lambda name: None if name == missing else real(name))
+    result = invoke("codegen", tiny_mcu, "--out", tmp_path / "c", "--board", "microbit")
+    assert result.exit_code == 2
+    assert one_error_line(result) == f"error: {missing} is not installed: apt-get install {package}" + (
+        " libnewlib-arm-none-eabi" if missing == "arm-none-eabi-gcc" else "")
+    assert not (tmp_path / "c").exists()

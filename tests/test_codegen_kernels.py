@@ -177,3 +177,41 @@ def test_a_scale_the_kernels_cannot_use_is_refused(value):
 
     with pytest.raises(CodegenError, match="node /n: requantization scale .* is not a positive normal float32"):
         checked_scales(np.array([0.25, value], np.float32), Node(), Path("m.onnx"))
+
+
+# --- boards' memory -------------------------------------------------------------------------------------
+
+
+def test_a_library_over_the_chips_memory_is_one_error(tmp_path, mnist_dir):
+    """A wide first layer whose rows alone need 10 KB: the STM32F100's 8 KiB of RAM is named, with
+    the figure, and nothing is written."""
+    tool("arm-none-eabi-gcc"), tool("qemu-system-arm")
+    from torch import nn
+    from typer.testing import CliRunner
+
+    from mnist_edge.cli import app
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 128, 3), nn.ReLU(), nn.Conv2d(128, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 10)).eval()
+    fp32 = tmp_path / "wide.onnx"
+    torch.onnx.export(net, torch.zeros(1, 1, 28, 28), str(fp32), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    quantize_model(fp32, tmp_path / "wide-int8", default_options(None, target="mcu", calib_images=50), download=False)
+    result = CliRunner().invoke(app, ["codegen", str(tmp_path / "wide-int8"), "--out", str(tmp_path / "c"),
+                                      "--board", "stm32vldiscovery", "--board-images", "5"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "does not fit stm32vldiscovery: it needs" in lines[0] and "bytes of RAM" in lines[0]
+    assert "the STM32F100RB has 8,192" in lines[0]
+    assert not (tmp_path / "c").exists()
+
+
+def test_flash_is_checked_too():
+    from mnist_edge.codegen.board import BOARDS, check_fits
+
+    check_fits(BOARDS["microbit"], 256 * 1024, 1024)
+    with pytest.raises(CodegenError, match=r"does not fit microbit: it needs 262,145 bytes of flash, the nRF51822 "
+                                           r"has 262,144"):
+        check_fits(BOARDS["microbit"], 256 * 1024 + 1, 1024)

@@ -27,10 +27,11 @@ def codegen_command(
                                          "bit for bit (default); fixed: integer only, for cores without an FPU "
                                          "(Cortex-M0/M3), within one step of onnxruntime per layer.")] = "float",
     board: Annotated[list[str] | None, typer.Option(
-        "--board", help="Also cross-compile and run under QEMU: mps2-an386 (Cortex-M4F) or mps2-an385 "
-                        "(Cortex-M3); repeatable.")] = None,
-    board_images: Annotated[int, typer.Option("--board-images", help="Test images embedded in the board "
-                                                                     "firmware (default 1,000).")] = 1000,
+        "--board", help="Also cross-compile and run under QEMU, every score compared with the host's: mps2-an386 "
+                        "(Cortex-M4F), mps2-an385 (Cortex-M3), stm32vldiscovery (STM32F100, 8 KiB RAM), microbit "
+                        "(nRF51, Cortex-M0), netduinoplus2 (STM32F405); repeatable.")] = None,
+    board_images: Annotated[int, typer.Option("--board-images", help="Test images each board classifies "
+                                                                     "(read over semihosting; default 1,000).")] = 1000,
     json_output: JsonOption = False,
     data_dir: DataDirOption = None,
     download: DownloadOption = True,
@@ -70,9 +71,17 @@ def codegen_command(
                               f"{checked.max_score_diff} steps; first: {checked.first_differing}; first layer "
                               f"that differs: {checked.first_differing_layer or 'none found in numpy'}")
         for run in result.boards:
-            console.print(f"{run.board} ({run.cpu}, QEMU): {run.images:,} images, scores hash {run.scores_hash} "
-                          f"{'equals' if run.passed else 'DIFFERS FROM'} the host's {run.expected_hash}; flash "
-                          f"{run.flash_bytes:,} B, RAM {run.ram_bytes:,} B ({run.ram_static_bytes:,} static + "
-                          f"{run.stack_peak_bytes:,} stack), {run.instructions_per_inference:,} instructions/image")
+            _print_board(run)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _print_board(run) -> None:
+    same = "every score equal to the host's" if run.passed else f"DIFFERENT scores, first images {run.first_differing}"
+    console.print(f"{run.board} ({run.chip}, {run.cpu}, QEMU): {run.images:,} images, {same} (hash {run.scores_hash}); "
+                  f"library flash {run.flash_bytes:,} B, RAM {run.ram_bytes:,} B ({run.ram_static_bytes:,} static + "
+                  f"{run.stack_peak_bytes:,} stack); whole firmware {run.firmware_flash_bytes:,} B of "
+                  f"{run.board_flash_bytes:,} flash, {run.firmware_ram_bytes:,} B of {run.board_ram_bytes:,} RAM; "
+                  f"{run.instructions_per_inference:,} instructions/image")
+    for step in run.profile:
+        console.print(f"  {escape(step.step)}: {step.instructions:,} instructions/image")

@@ -38,6 +38,7 @@ SHARED_FILES = ("startup.c", "main.c", "sections.ld")
 # memcpy/memset (a freestanding library has no libc to call).
 OPTIMIZATION = ("-O2", "-ffreestanding")
 PROFILE_IMAGES = 20  # the profiling build's images: counts per step are averages per image
+MIN_STACK_BYTES = 256  # the least stack any run needs (the smallest MIN_STACK of the linker scripts)
 FNV_OFFSET, FNV_PRIME = 2166136261, 16777619
 M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 M3 = ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft")
@@ -169,6 +170,18 @@ def library_flags(board: Board) -> list[str]:
     return [*STRICT, *OPTIMIZATION, *board.flags]
 
 
+def check_fits(board: Board, flash: int, ram: int) -> None:
+    """The library alone within the chip's memory (its RAM with room for the stack), else one
+    error naming the figure and the limit."""
+    mem = memory(board)
+    if flash > mem.flash_bytes:
+        raise CodegenError(f"the library does not fit {board.name}: it needs {flash:,} bytes of flash, the "
+                           f"{board.chip} has {mem.flash_bytes:,}")
+    if ram > mem.ram_bytes - MIN_STACK_BYTES:
+        raise CodegenError(f"the library does not fit {board.name}: it needs {ram:,} bytes of RAM (its arena and "
+                           f"data), the {board.chip} has {mem.ram_bytes:,} for everything, the stack included")
+
+
 def build(c_dir: Path, work: Path, board: Board, profile: bool = False) -> tuple[Path, Path]:
     """(the firmware ELF, the library's object file)."""
     cc = _tool(CROSS_CC, CROSS_PACKAGES)
@@ -178,6 +191,7 @@ def build(c_dir: Path, work: Path, board: Board, profile: bool = False) -> tuple
     library = work / ("model-profile.o" if profile else "model.o")
     _compile([cc, *library_flags(board), *defines, "-I", str(c_dir), "-c", str(c_dir / SOURCE), "-o", str(library)],
              f"{CROSS_CC} {board.cpu}")
+    check_fits(board, *footprint(library))
     elf = work / ("firmware-profile.elf" if profile else "firmware.elf")
     # The board files (vector table, semihosting) need GNU C; the library above is strict C99.
     _compile([cc, "-std=gnu99", "-Wall", "-Wextra", "-Werror", "-Os", *board.flags, "-ffreestanding", *defines,
@@ -263,5 +277,5 @@ def _profile(c_dir: Path, work: Path, board: Board, pixels: np.ndarray, step_nam
             for name, t in zip(step_names, ticks, strict=True)]
 
 
-__all__ = ["BOARDS", "Board", "BoardRun", "Memory", "StepProfile", "board_named", "check_tools", "footprint",
-           "memory", "run", "scores_hash"]
+__all__ = ["BOARDS", "Board", "BoardRun", "Memory", "StepProfile", "board_named", "check_fits", "check_tools",
+           "footprint", "memory", "run", "scores_hash"]
