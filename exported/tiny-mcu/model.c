@@ -2,36 +2,163 @@
 #include "model.h"
 
 #define REQUANT_FIXED 0
-#define NEED_CONV_POOL 1
-#define NEED_MAX_POOL 0
-#define NEED_GLOBAL_AVERAGE_POOL 1
-#define NEED_GEMM 1
-#define CONV_MAX_CHANNELS 16
-#define CONV_MAX_TAPS 144
 
-/* mnist-edge int8 kernels: int32 accumulation of (x - x_zero) * w, then requantization as
- * onnxruntime's MLAS does it (float32 multiply, clamp, round half to even, zero point).
- * Feature maps are channels-last (HWC). C99, standard headers only, no libm, no malloc, no recursion.
+/* A profiling build (-DMNIST_EDGE_PROFILE=1) calls these around each step's work on one row; the
+ * caller defines them (the board harness reads SysTick). */
+#if defined(MNIST_EDGE_PROFILE) && MNIST_EDGE_PROFILE
+void mnist_edge_profile_begin(void);
+void mnist_edge_profile_end(int step);
+#else
+#define mnist_edge_profile_begin() ((void)0)
+#define mnist_edge_profile_end(step) ((void)0)
+#endif
+
+/* mnist-edge int8 kernels, shared by every target: inlining, the kernel family, word loads and
+ * requantization. C99 with standard headers only: no libc calls, no libm, no malloc, no recursion.
  * Build without fast-math and with -ffp-contract=off: the proof of equality with onnxruntime
- * assumes IEEE float32 arithmetic evaluated in float (FLT_EVAL_METHOD 0). REQUANT_FIXED selects
- * the integer-only requantization instead. */
+ * assumes IEEE float32 arithmetic evaluated in float (FLT_EVAL_METHOD 0). */
 #include <stdint.h>
 
+/* Every kernel is inlined into the step that calls it, so each layer's loops are compiled with
+ * its own constant shapes (no shape arguments at run time, no padding code where it has none). */
+/* Each step is a function of its own: a smaller function is one the compiler keeps in registers. */
+#if defined(__GNUC__)
+#define ME_INLINE static inline __attribute__((always_inline))
+#define ME_STEP static __attribute__((noinline))
+#else
+#define ME_INLINE static inline
+#define ME_STEP static
+#endif
+
+/* The kernel family, chosen by the compiler's own macros; -DMNIST_EDGE_ISA=0 forces portable C. */
+#define MNIST_EDGE_ISA_PORTABLE 0
+#define MNIST_EDGE_ISA_ARM_DSP 1 /* Cortex-M4/M7/M33 DSP extension: SMLAD on pairs of 16-bit lanes */
+#ifndef MNIST_EDGE_ISA
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_ARM_DSP
+#else
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_PORTABLE
+#endif
+#endif
+
+/* Float requantization without an FPU: emulated exactly in integers (below) where the compiler
+ * says there is no floating-point hardware; -DMNIST_EDGE_SOFT_FLOAT=1 forces it anywhere. */
+#ifndef MNIST_EDGE_SOFT_FLOAT
+#if (defined(__arm__) && !defined(__ARM_FP)) || (defined(__riscv) && !defined(__riscv_flen))
+#define MNIST_EDGE_SOFT_FLOAT 1
+#else
+#define MNIST_EDGE_SOFT_FLOAT 0
+#endif
+#endif
+
+ME_INLINE int32_t max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
+ME_INLINE int min_int(int a, int b) { return a < b ? a : b; }
+
+/* Four bytes as one little-endian word, at any alignment: one load where the target allows
+ * unaligned loads (a call of memcpy where it does not, e.g. the Cortex-M0: bytes there). */
+ME_INLINE uint32_t load32(const void *p) {
+#if defined(__GNUC__) && (!defined(__arm__) || defined(__ARM_FEATURE_UNALIGNED))
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+#else
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+#endif
+}
+
+/* Requantization: int32 accumulator -> uint8 output, in one of three arithmetics. */
 #if REQUANT_FIXED
-/* Integer-only requantization for cores without an FPU (--requant fixed): scale = multiplier *
- * 2^-shift with a Q31 multiplier in [2^30, 2^31) (exact: a float32 scale has 24 significant
- * bits), one exact 64-bit product, one rounding (half up), clamp, zero point. */
+/* Integer-only requantization (--requant fixed): scale = multiplier * 2^-shift with a Q31
+ * multiplier in [2^30, 2^31) (exact: a float32 scale has 24 significant bits), one exact 64-bit
+ * product, one rounding (half up), clamp, zero point. Within one step of onnxruntime. */
 typedef struct {
     int32_t multiplier;
     int32_t shift; /* 1 to 62 */
 } scale_t;
 
-static uint8_t requantize(int32_t acc, scale_t scale, int32_t zero) {
+ME_INLINE uint8_t requantize(int32_t acc, scale_t scale, int32_t zero, int small) {
     const int64_t product = (int64_t)acc * scale.multiplier + ((int64_t)1 << (scale.shift - 1));
     int32_t q = (int32_t)(product >> scale.shift); /* arithmetic shift: floor, so half rounds up */
+    (void)small;
     if (q < -zero) q = -zero;
     if (q > 255 - zero) q = 255 - zero;
     return (uint8_t)(q + zero);
+}
+#elif MNIST_EDGE_SOFT_FLOAT
+typedef float scale_t;
+
+/* onnxruntime's float32 requantization, emulated exactly with integers for cores without an FPU
+ * (Cortex-M0, M3): the same bits as the float path, at a fraction of libgcc's soft-float cost.
+ * float32(acc) * scale is two roundings to 24 significant bits (half to even): |acc| to float,
+ * where it has more than 24 bits (never in a layer whose accumulator bound the generator proved
+ * below 2^24: `small`), then the exact 48-bit product with the scale's mantissa. That value is
+ * rounded half to even to an integer and clamped: with integer bounds, clamping and rounding
+ * commute. `scale` is a positive normal float32 (checked when the graph is read). */
+ME_INLINE uint32_t float_bits(float f) {
+    union {
+        float f;
+        uint32_t u;
+    } pun;
+    pun.f = f;
+    return pun.u;
+}
+
+ME_INLINE int bit_length32(uint32_t v) {
+#if defined(__GNUC__)
+    return v ? 32 - __builtin_clz(v) : 0;
+#else
+    int n = 0;
+    while (v) { ++n; v >>= 1; }
+    return n;
+#endif
+}
+
+/* v / 2^s, rounded half to even; 1 <= s <= 31. */
+ME_INLINE uint32_t round_shift32(uint32_t v, int s) {
+    const uint32_t q = v >> s, rest = v & ((1u << s) - 1u), half = 1u << (s - 1);
+    return q + (uint32_t)(rest > half || (rest == half && (q & 1u)));
+}
+
+/* p (< 2^49) rounded to 24 significant bits: the mantissa q (<= 2^24) and how far it was shifted. */
+ME_INLINE uint32_t round_to_float(uint64_t p, int *shifted) {
+    const uint32_t hi = (uint32_t)(p >> 32);
+    const int s = (hi ? 32 + bit_length32(hi) : bit_length32((uint32_t)p)) - 24;
+    uint32_t q, rest, half;
+    if (s <= 0) {
+        *shifted = 0;
+        return (uint32_t)p;
+    }
+    *shifted = s;
+    q = (uint32_t)(p >> s);
+    /* the dropped bits and half of 2^s fit 32 bits: s <= 25 */
+    rest = (uint32_t)(p & ((((uint64_t)1) << s) - 1u));
+    half = 1u << (s - 1);
+    return q + (uint32_t)(rest > half || (rest == half && (q & 1u)));
+}
+
+/* A function, not inlined: at some 50 instructions, one copy is worth the call. */
+ME_STEP uint8_t requantize(int32_t acc, scale_t scale, int32_t zero, int small) {
+    const uint32_t bits = float_bits(scale);
+    uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc, q;
+    int shift = 150 - (int)(bits >> 23), s; /* scale = mantissa * 2^-shift */
+    int32_t v;
+    if (acc < 0 && zero == 0) return 0; /* below the lower bound (a ReLU): nothing to round */
+    if (!small && a > 0xFFFFFFu) {      /* (float)acc keeps 24 significant bits */
+        s = bit_length32(a) - 24;
+        a = round_shift32(a, s);
+        shift -= s;
+    }
+    q = round_to_float((uint64_t)a * ((bits & 0x7FFFFFu) | 0x800000u), &s);
+    shift -= s; /* the product is q * 2^-shift, q <= 2^24 */
+    if (shift <= 0) q = 256u;           /* at least 2^23: clamped below */
+    else if (shift > 26) q = 0u;        /* below 1/4: rounds to 0 */
+    else q = round_shift32(q, shift);
+    if (q > 256u) q = 256u;
+    v = acc < 0 ? -(int32_t)q : (int32_t)q;
+    if (v < -zero) v = -zero;
+    if (v > 255 - zero) v = 255 - zero;
+    return (uint8_t)(v + zero);
 }
 #else
 #include <float.h>
@@ -44,119 +171,308 @@ typedef float scale_t;
 
 /* Round half to even without libm: for |f| < 2^22, adding and subtracting 1.5 * 2^23 leaves the
  * integer that IEEE round-to-nearest-even gives (what _mm_cvtps_epi32 does in MLAS). */
-static int32_t round_half_even(float f) {
+ME_INLINE int32_t round_half_even(float f) {
     const float magic = 12582912.0f;
     float r = (f + magic) - magic;
     return (int32_t)r;
 }
 
-static uint8_t requantize(int32_t acc, scale_t scale, int32_t zero) {
+/* onnxruntime's requantization (MLAS MlasRequantizeOutput): float32(acc) * scale, max with the
+ * lower bound, min with the upper one, round half to even, zero point. The value is clamped to
+ * the uint8 range before the conversion, so no target's conversion ever traps or saturates. */
+ME_INLINE uint8_t requantize(int32_t acc, scale_t scale, int32_t zero, int small) {
     float f = (float)acc * scale;
     const float lo = (float)(0 - zero), hi = (float)(255 - zero);
-    if (f < lo) f = lo; /* MLAS: max with the lower bound, then min with the upper one */
+    (void)small;
+    if (f < lo) f = lo;
     if (f > hi) f = hi;
     return (uint8_t)(round_half_even(f) + zero);
 }
 #endif
 
-#if NEED_CONV_POOL
-/* Every output channel at one convolution position, requantized and folded into the running
- * maximum `best` (the max pooling; 0 is below every uint8). The input window is
- * first copied into `patch` (kh * kw * c bytes, in the weights' [kh][kw][c] order; maps are
- * channels-last, so each kernel row is one contiguous run), then each output channel is one dot
- * product of contiguous bytes, which compilers vectorize. `bias` holds bias - x_zero * sum(weights)
- * (folded at generation time), so the products are of raw uint8 values; a tap in the padding
- * reads x_zero, which the folded term cancels. */
-static void conv_at(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias,
-                    const scale_t *scale, int m, int kh, int kw, int y0, int x0, uint8_t x_zero, int32_t y_zero,
-                    uint8_t *patch, uint8_t *best) {
-    const int taps = kh * kw * c;
-    int o, i, j, k, n = 0;
-    for (i = 0; i < kh; ++i) {
-        const int y = y0 + i;
-        for (j = 0; j < kw; ++j) {
-            const int xx = x0 + j;
-            const uint8_t *pixel = x + (y * w + xx) * c;
-            const int inside = y >= 0 && y < h && xx >= 0 && xx < w;
-            for (k = 0; k < c; ++k) patch[n++] = inside ? pixel[k] : x_zero;
-        }
+#if MNIST_EDGE_ISA == MNIST_EDGE_ISA_ARM_DSP
+/* Dot products with the Cortex-M DSP extension, the technique of CMSIS-NN's
+ * arm_nn_mat_mult_kernel_s8_s16: a patch holds one output position's input taps widened once to
+ * 16-bit lanes, two per 32-bit word (UXTB16), and each SMLAD adds two products. Four weights are
+ * read with one load and widened with SXTB16; the odd bytes go to the second word of each pair,
+ * for weights and patch alike, so no lane is ever swapped back. Two positions x two channels per
+ * pass: 8 SMLAD for 16 multiply-adds. The sums are exact: uint8 and int8 fit 16-bit lanes, and
+ * the generator proves the int32 accumulator cannot overflow. */
+#include <arm_acle.h>
+
+typedef uint32_t patch_t;  /* per group of 4 taps: {x0, x2} and {x1, x3} of position a, then of b */
+typedef uint32_t weight_t; /* per group: 4 weights of channel 0, then 4 of channel 1 */
+#define ME_WEIGHTS(array) ((array).words)
+
+/* The odd bytes: GCC does not fold a rotate into UXTB16/SXTB16, so the rotated forms are asm. */
+#if defined(__GNUC__)
+ME_INLINE uint32_t uxtb16_odd(uint32_t x) {
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+ME_INLINE int32_t sxtb16_odd(uint32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#else
+ME_INLINE uint32_t uxtb16_odd(uint32_t x) { return __uxtb16(x >> 8); }
+ME_INLINE int32_t sxtb16_odd(uint32_t x) { return __sxtb16((int32_t)(x >> 8)); }
+#endif
+
+/* Taps t..t+3 (t a multiple of 4) of position `slot` (0: a, 1: b), from one word of the map. */
+ME_INLINE void patch_load4(patch_t *patch, int t, int slot, const uint8_t *from) {
+    const uint32_t word = load32(from);
+    patch[t + 2 * slot] = __uxtb16(word);
+    patch[t + 2 * slot + 1] = uxtb16_odd(word);
+}
+
+ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    int g;
+    for (g = groups; g > 0; --g, patch += 4, w += 2) {
+        const int32_t xa_even = (int32_t)patch[0], xa_odd = (int32_t)patch[1];
+        const int32_t xb_even = (int32_t)patch[2], xb_odd = (int32_t)patch[3];
+        int32_t even = __sxtb16((int32_t)w[0]), odd = sxtb16_odd(w[0]);
+        a0 = __smlad(xa_even, even, a0);
+        a0 = __smlad(xa_odd, odd, a0);
+        b0 = __smlad(xb_even, even, b0);
+        b0 = __smlad(xb_odd, odd, b0);
+        even = __sxtb16((int32_t)w[1]);
+        odd = sxtb16_odd(w[1]);
+        a1 = __smlad(xa_even, even, a1);
+        a1 = __smlad(xa_odd, odd, a1);
+        b1 = __smlad(xb_even, even, b1);
+        b1 = __smlad(xb_odd, odd, b1);
     }
-    for (o = 0; o < m; ++o) {
-        const int8_t *row = wt + o * taps;
-        int32_t sum = bias[o];
-        uint8_t v;
-        for (k = 0; k < taps; ++k) sum += (int32_t)patch[k] * (int32_t)row[k];
-        v = requantize(sum, scale[o], y_zero);
-        if (v > best[o]) best[o] = v;
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* A dense layer's input is read straight from the map (no reuse across positions to pay for a
+ * patch): each word widened on the fly. */
+ME_INLINE void dot_1x2(const uint8_t *x, const weight_t *w, int groups, int32_t acc[2]) {
+    int32_t a0 = acc[0], a1 = acc[1];
+    int g;
+    for (g = groups; g > 0; --g, x += 4, w += 2) {
+        const uint32_t word = load32(x);
+        const int32_t even = (int32_t)__uxtb16(word), odd = (int32_t)uxtb16_odd(word);
+        a0 = __smlad(even, __sxtb16((int32_t)w[0]), a0);
+        a0 = __smlad(odd, sxtb16_odd(w[0]), a0);
+        a1 = __smlad(even, __sxtb16((int32_t)w[1]), a1);
+        a1 = __smlad(odd, sxtb16_odd(w[1]), a1);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#else
+/* Dot products in portable C (any core: Cortex-M0/M3, hosts without SIMD). A patch holds two
+ * output positions' input taps, copied from the map as bytes, per group of 4 taps position a's
+ * then position b's; register blocking uses each input byte for two output channels and each
+ * weight for two positions, so a multiply-add costs one load instead of two. Weights are
+ * [groups of 4 taps][2 channels][4] (emit.blocked_weights). */
+typedef uint8_t patch_t;
+typedef int8_t weight_t;
+#define ME_WEIGHTS(array) ((array).v)
+
+/* Taps t..t+3 (t a multiple of 4) of position `slot` (0: a, 1: b), copied from the map. */
+ME_INLINE void patch_load4(patch_t *patch, int t, int slot, const uint8_t *from) {
+    patch_t *to = patch + 2 * t + 4 * slot;
+    to[0] = from[0];
+    to[1] = from[1];
+    to[2] = from[2];
+    to[3] = from[3];
+}
+
+#define ME_TAP_2X2(t)                                                          \
+    {                                                                          \
+        const int32_t xa_ = patch[t], xb_ = patch[4 + t], w0_ = w[t], w1_ = w[4 + t]; \
+        a0 += xa_ * w0_;                                                       \
+        a1 += xa_ * w1_;                                                       \
+        b0 += xb_ * w0_;                                                       \
+        b1 += xb_ * w1_;                                                       \
+    }
+
+/* acc {a0, a1, b0, b1} += positions a and b x channels 0 and 1 over `groups` groups of 4 taps. */
+ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    int g;
+    for (g = groups; g > 0; --g, patch += 8, w += 8) {
+        ME_TAP_2X2(0)
+        ME_TAP_2X2(1)
+        ME_TAP_2X2(2)
+        ME_TAP_2X2(3)
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* acc {0, 1} += one flat input x channels 0 and 1 over `groups` groups of 4 taps (a dense layer). */
+ME_INLINE void dot_1x2(const uint8_t *x, const weight_t *w, int groups, int32_t acc[2]) {
+    int32_t a0 = acc[0], a1 = acc[1];
+    int g, t;
+    for (g = 0; g < groups; ++g, x += 4, w += 8)
+        for (t = 0; t < 4; ++t) {
+            a0 += x[t] * w[t];
+            a1 += x[t] * w[4 + t];
+        }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#endif
+
+/* The layers, one output row at a time, over maps stored channels-last (HWC) as rings of rows
+ * (plan.py). Each is inlined into its step with constant shapes. A convolution's `bias` holds
+ * bias - x_zero * sum(weights) (folded at generation time), so the products are of raw uint8
+ * values; a padding tap holds x_zero, which the folded term cancels. */
+
+/* The input rows one output row reads: rows[i * kh + j] is map row (row * ps + i) * sy - pt + j
+ * of the window's i-th convolution row, in a ring of `ring` rows, or the padding row outside it. */
+ME_INLINE void window_rows(const uint8_t **rows, const uint8_t *map, int ring, int stride, int height,
+                           const uint8_t *pad_row, int row, int pk, int ps, int kh, int sy, int pt) {
+    int i, j;
+    for (i = 0; i < pk; ++i)
+        for (j = 0; j < kh; ++j) {
+            const int y = (row * ps + i) * sy - pt + j;
+            rows[i * kh + j] = y < 0 || y >= height ? pad_row : map + (y % ring) * stride;
+        }
+}
+
+/* Weight elements per channel pair: 8 int8 per group of 4 taps. */
+#define WEIGHTS_PER_PAIR(groups) ((groups) * 8 / (int)sizeof(weight_t))
+
+/* One position's taps into its slot of a patch (0: position a, 1: b): kh kernel rows from x in
+ * each row, each row's kw * c taps rounded up to whole groups of 4 and copied a word at a time.
+ * The bytes past a row's taps (a first layer's 3 x 1 rows, say) meet zero weights; they are still
+ * inside the arena or the padding row, which both end with a word to spare. */
+ME_INLINE void load_patch(patch_t *patch, int slot, const uint8_t *const *rows, int x, int kh, int row_taps) {
+    const int row_groups = (row_taps + 3) / 4;
+    int i, g;
+    for (i = 0; i < kh; ++i)
+        for (g = 0; g < row_groups; ++g) patch_load4(patch, (i * row_groups + g) * 4, slot, rows[i] + x + 4 * g);
+}
+
+/* One output row of a convolution without pooling: output positions in pairs (an odd width's
+ * last pair overlaps the one before it), each pair's patches loaded once for every output
+ * channel pair. */
+ME_INLINE void conv_row(const uint8_t *const *rows, patch_t *patch, const weight_t *w, const int32_t *bias,
+                        const scale_t *scale, int c, int kh, int kw, int sx, int m, int out_w, int32_t y_zero,
+                        int small, uint8_t *out) {
+    const int groups = kh * ((kw * c + 3) / 4), pair = out_w > 1;
+    int x, o;
+    for (x = 0; x < out_w; x += 2) {
+        const int xa = pair ? min_int(x, out_w - 2) : 0, xb = xa + pair;
+        const weight_t *wo = w;
+        load_patch(patch, 0, rows, xa * sx * c, kh, kw * c);
+        load_patch(patch, 1, rows, xb * sx * c, kh, kw * c);
+        for (o = 0; o < m; o += 2, wo += WEIGHTS_PER_PAIR(groups)) {
+            int32_t acc[4];
+            acc[0] = acc[2] = bias[o];
+            acc[1] = acc[3] = bias[o + 1];
+            dot_2x2(patch, wo, groups, acc);
+            out[xa * m + o] = requantize(acc[0], scale[o], y_zero, small);
+            out[xb * m + o] = requantize(acc[2], scale[o], y_zero, small);
+            if (o + 1 < m) {
+                out[xa * m + o + 1] = requantize(acc[1], scale[o + 1], y_zero, small);
+                out[xb * m + o + 1] = requantize(acc[3], scale[o + 1], y_zero, small);
+            }
+        }
     }
 }
 
-/* Convolution followed by max pooling (pool 1 / stride 1 when there is none): each pooled value
- * is the maximum of its requantized convolution outputs, so the full convolution output never
- * exists. */
-static void conv_pool(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias,
-                      const scale_t *scale, int m, int kh, int kw, int sy, int sx, int pt, int pl, int32_t x_zero,
-                      int32_t y_zero, int pk, int ps, uint8_t *out, int out_h, int out_w) {
-    uint8_t best[CONV_MAX_CHANNELS];
-    uint8_t patch[CONV_MAX_TAPS];
-    int o, py, px, i, j;
-    for (py = 0; py < out_h; ++py) {
-        for (px = 0; px < out_w; ++px) {
-            for (o = 0; o < m; ++o) best[o] = 0;
-            for (i = 0; i < pk; ++i) {
-                for (j = 0; j < pk; ++j) {
-                    conv_at(x, h, w, c, wt, bias, scale, m, kh, kw, (py * ps + i) * sy - pt,
-                            (px * ps + j) * sx - pl, (uint8_t)x_zero, y_zero, patch, best);
+/* One output row of a convolution with the max pooling after it fused: each row of the window in
+ * pairs of positions (an odd window's last pair overlaps: the maximum does not mind), the maximum
+ * kept on the int32 accumulators in `best`, and one requantization per pooled output. Exact:
+ * requantization never decreases as the accumulator grows (its scale is positive), so max then
+ * requantize equals requantize then max. */
+ME_INLINE void conv_pool_row(const uint8_t *const *rows, patch_t *patch, int32_t *best, const weight_t *w,
+                             const int32_t *bias, const scale_t *scale, int c, int kh, int kw, int sx, int m, int pk,
+                             int ps, int out_w, int32_t y_zero, int small, uint8_t *out) {
+    const int groups = kh * ((kw * c + 3) / 4), pair = pk > 1;
+    int x, o, i, j;
+    for (x = 0; x < out_w; ++x) {
+        for (o = 0; o < m + m % 2; ++o) best[o] = INT32_MIN;
+        for (i = 0; i < pk; ++i)
+            for (j = 0; j < pk; j += 2) {
+                const int xa = (x * ps + (pair ? min_int(j, pk - 2) : 0)) * sx * c;
+                const weight_t *wo = w;
+                load_patch(patch, 0, rows + i * kh, xa, kh, kw * c);
+                load_patch(patch, 1, rows + i * kh, xa + pair * sx * c, kh, kw * c);
+                for (o = 0; o < m; o += 2, wo += WEIGHTS_PER_PAIR(groups)) {
+                    int32_t acc[4];
+                    acc[0] = acc[2] = bias[o];
+                    acc[1] = acc[3] = bias[o + 1];
+                    dot_2x2(patch, wo, groups, acc);
+                    best[o] = max_i32(best[o], max_i32(acc[0], acc[2]));
+                    best[o + 1] = max_i32(best[o + 1], max_i32(acc[1], acc[3]));
                 }
             }
-            for (o = 0; o < m; ++o) out[(py * out_w + px) * m + o] = best[o];
+        for (o = 0; o < m; ++o) out[x * m + o] = requantize(best[o], scale[o], y_zero, small);
+    }
+}
+
+/* One output row of a max pooling (no padding): rows are the k input rows it reads. */
+ME_INLINE void max_pool_row(const uint8_t *const *rows, int c, int k, int s, int out_w, uint8_t *out) {
+    int x, ci, i, j;
+    for (x = 0; x < out_w; ++x)
+        for (ci = 0; ci < c; ++ci) {
+            uint8_t best = 0;
+            for (i = 0; i < k; ++i)
+                for (j = 0; j < k; ++j) {
+                    const uint8_t v = rows[i][(x * s + j) * c + ci];
+                    if (v > best) best = v;
+                }
+            out[x * c + ci] = best;
         }
-    }
 }
-#endif
 
-#if NEED_MAX_POOL
-static void max_pool(const uint8_t *x, int w, int c, int k, int s, uint8_t *out, int out_h, int out_w) {
-    int ci, py, px, i, j;
-    for (py = 0; py < out_h; ++py)
-        for (px = 0; px < out_w; ++px)
-            for (ci = 0; ci < c; ++ci) {
-                uint8_t best = 0;
-                for (i = 0; i < k; ++i)
-                    for (j = 0; j < k; ++j) {
-                        const uint8_t v = x[((py * s + i) * w + px * s + j) * c + ci];
-                        if (v > best) best = v;
-                    }
-                out[(py * out_w + px) * c + ci] = best;
-            }
-}
-#endif
-
-#if NEED_GLOBAL_AVERAGE_POOL
 /* QLinearGlobalAveragePool: the sum less x_zero per pixel, times x_scale / (y_scale * pixels). */
-static void global_average_pool(const uint8_t *x, int c, int pixels, int32_t x_zero, scale_t scale, int32_t y_zero,
-                                uint8_t *out) {
-    int ci, i;
+ME_INLINE void global_average_pool(const uint8_t *map, int stride, int h, int w, int c, int32_t x_zero,
+                                   scale_t scale, int32_t y_zero, int small, uint8_t *out) {
+    int ci, y, x;
     for (ci = 0; ci < c; ++ci) {
-        int32_t acc = -x_zero * pixels;
-        for (i = 0; i < pixels; ++i) acc += x[i * c + ci]; /* channels-last */
-        out[ci] = requantize(acc, scale, y_zero);
+        int32_t acc = -x_zero * h * w;
+        for (y = 0; y < h; ++y)
+            for (x = 0; x < w; ++x) acc += map[y * stride + x * c + ci];
+        out[ci] = requantize(acc, scale, y_zero, small);
     }
 }
 
-#endif
-
-#if NEED_GEMM
-static void gemm(const uint8_t *x, int k, const int8_t *wt, const int32_t *bias, const scale_t *scale, int n,
-                 int32_t x_zero, int32_t y_zero, uint8_t *out) {
-    int o, i;
-    for (o = 0; o < n; ++o) {
-        int32_t acc = bias[o];
-        for (i = 0; i < k; ++i) acc += ((int32_t)x[i] - x_zero) * (int32_t)wt[o * k + i];
-        out[o] = requantize(acc, scale[o], y_zero);
+/* A dense layer over a flat input of `taps` bytes, output channels in pairs. */
+ME_INLINE void gemm(const uint8_t *x, const weight_t *w, const int32_t *bias, const scale_t *scale, int taps,
+                    int n, int32_t y_zero, int small, uint8_t *out) {
+    const int groups = (taps + 3) / 4;
+    int o, k;
+    for (o = 0; o < n; o += 2, w += WEIGHTS_PER_PAIR(groups)) {
+        int32_t acc[2];
+        acc[0] = bias[o];
+        acc[1] = bias[o + 1];
+        dot_1x2(x, w, groups, acc);
+        for (k = 0; k < 2 && o + k < n; ++k) out[o + k] = requantize(acc[k], scale[o + k], y_zero, small);
     }
 }
-#endif
+
+/* One row of the model's input: raw pixels through the table (normalization and quantization,
+ * as onnxruntime computes them), written between the row's padding columns. */
+ME_INLINE void input_row(const uint8_t *pixels, int row, int width, const uint8_t *table, uint8_t *out) {
+    int i;
+    for (i = 0; i < width; ++i) out[i] = table[pixels[row * width + i]];
+}
+
+/* The padding columns of every row of a ring, set once to the map's zero point. */
+ME_INLINE void fill_padding(uint8_t *map, int rows, int stride, int left, int right, int width, int c,
+                            uint8_t zero) {
+    int r, i;
+    for (r = 0; r < rows; ++r) {
+        for (i = 0; i < left * c; ++i) map[r * stride + i] = zero;
+        for (i = (left + width) * c; i < (left + width + right) * c; ++i) map[r * stride + i] = zero;
+    }
+}
 
 static const uint8_t input_table[256] = {
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
@@ -176,593 +492,695 @@ static const uint8_t input_table[256] = {
     224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234, 235, 236, 237, 238, 239,
     240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253, 254, 255
 };
-static const int8_t w0[72] = {
-    18, -24, -57, 22, -54, 29, -64, -18, 33, 30, 16, -48, -64, -53, -53, -10,
-    53, 40, -5, -56, -64, 25, 2, 17, 34, 42, 33, -47, -6, -30, 12, 6,
-    -9, -12, 17, -64, 37, 44, 64, 13, -14, 22, -59, -56, -52, -38, -24, 46,
-    -64, -5, 61, 7, 35, 8, 53, -53, -48, 55, -41, -64, 56, 12, -28, 15,
-    27, 25, 51, -4, -40, 64, -58, -47
-};
-static const int32_t b0[8] = {
+static const union {
+    int8_t v[96];
+    uint32_t words[24];
+} w1 = {{
+        18, -24, -57, 0, 30, 16, -48, 0, 22, -54, 29, 0, -64, -53, -53, 0,
+        -64, -18, 33, 0, -10, 53, 40, 0, -5, -56, -64, 0, -47, -6, -30, 0,
+        25, 2, 17, 0, 12, 6, -9, 0, 34, 42, 33, 0, -12, 17, -64, 0,
+        37, 44, 64, 0, -38, -24, 46, 0, 13, -14, 22, 0, -64, -5, 61, 0,
+        -59, -56, -52, 0, 7, 35, 8, 0, 53, -53, -48, 0, 15, 27, 25, 0,
+        55, -41, -64, 0, 51, -4, -40, 0, 56, 12, -28, 0, 64, -58, -47, 0
+}};
+static const int32_t b1[8] = {
     3944, 3205, 1419, 5258, 3921, 918, 3253, -171
 };
-static const scale_t s0[8] = {
+static const scale_t s1[8] = {
     0x1.20ccb80000000p-7f, 0x1.e8a19c0000000p-8f, 0x1.2e096c0000000p-8f, 0x1.97fa0c0000000p-7f, 0x1.273ec60000000p-8f, 0x1.45b27a0000000p-8f, 0x1.0517da0000000p-8f, 0x1.6b78800000000p-8f
 };
-static const int8_t w1[1152] = {
-    1, 14, 4, -11, 3, -7, -30, -48, 3, 13, 15, -6, -26, 23, -27, -34,
-    2, 2, 14, -4, -30, 64, 0, -18, -25, 14, 50, -10, -44, 50, -6, -33,
-    -16, -5, -19, -1, -36, 25, 15, 17, -2, -10, -31, 0, 22, -33, 22, 6,
-    -17, 4, -3, -9, -21, -32, -26, 56, -1, 4, -25, -11, 17, -60, 8, 17,
-    10, 5, -33, -3, 13, -38, 4, -30, -60, 13, 32, -50, 30, -34, -19, -23,
-    -44, 15, 24, -48, -5, 4, -30, -26, -53, -1, 17, -45, 41, -7, -28, 16,
-    -15, 15, -2, -14, 44, -15, -22, -27, 0, 7, -26, 5, 12, -64, -21, 9,
-    -14, -13, -22, 32, -7, -53, -27, -26, 7, 11, -24, -10, 11, -22, -32, 7,
-    21, 10, -1, 17, -17, -10, -20, -4, 27, -16, -20, 10, -54, 63, -20, 2,
-    6, 6, 16, -9, 2, 19, -14, -14, -7, -3, 4, -1, -3, 10, -8, -6,
-    -14, -4, -7, -12, -8, 4, -11, -7, 0, -6, -11, 2, 8, 14, 1, -19,
-    -2, -3, -31, 7, -2, -29, -7, 4, 6, 9, -13, -33, -28, -10, -13, -10,
-    1, -8, -4, -3, -12, -6, -3, -18, 5, 5, 2, -23, -32, -18, -8, 5,
-    5, 4, 0, -64, -23, 31, -20, 4, -2, -6, -15, -64, -2, -6, 17, 41,
-    6, 8, 0, -31, -3, -18, 3, 17, -14, 3, -29, -8, 18, -5, -16, 2,
-    16, -3, -4, -30, -25, 7, 4, 19, 13, 1, 6, 10, -7, -8, -2, -5,
-    -13, -1, -14, 17, 17, -21, -1, 13, 10, -17, -28, -22, -28, 6, 11, 37,
-    -3, 1, -26, 19, 4, -21, -6, 3, -14, -1, -28, 29, 33, -53, -2, 20,
-    0, 17, -1, 14, 5, -58, 15, 2, -19, 1, 14, 17, -34, -20, 12, -40,
-    -16, -2, 7, 25, -64, 16, -4, -31, -20, -24, -3, 19, 39, -56, -24, -4,
-    -17, -12, -8, 12, 16, -17, -29, -26, 18, 8, -14, -12, -32, -6, -23, -11,
-    -40, 15, 28, -44, 38, -41, -2, 5, -37, 38, 37, -49, 33, 14, -8, -6,
-    -13, 35, 27, -50, -11, 33, -5, -2, -21, -3, 13, -19, 18, 14, 2, 9,
-    5, 3, 20, 12, -17, -28, -15, -12, -1, -8, 64, 14, -29, -47, 3, -40,
-    -22, -17, 10, -9, 3, 2, 13, 24, 2, 3, -30, 14, -14, -18, -8, 15,
-    6, 16, -7, 4, -16, -41, -31, 0, -42, -6, 8, -3, -31, -7, -2, -9,
-    -58, -7, 13, -22, -8, 8, 3, 0, -49, 8, 15, -32, -9, 3, 1, -13,
-    20, -1, -36, -35, -47, 5, -12, -21, -4, -16, 12, -41, -25, -3, 5, 28,
-    6, 1, -32, -17, 1, -9, 25, 23, 15, -13, -46, -30, -52, 37, 0, -5,
-    13, -9, -17, -19, -2, -25, -4, 13, -3, 5, -3, 12, 2, -36, 25, 12,
-    3, -31, -36, -17, -64, 27, 16, 62, 9, -15, -11, -7, -3, 5, 26, 3,
-    -4, 30, 31, 19, -16, -27, 23, -11, -20, -9, -25, -2, -34, -11, 15, 1,
-    -5, 5, -1, -3, -33, -18, -15, 7, -12, 8, 24, -13, -36, 14, -17, 2,
-    -26, 7, -1, -11, 17, -19, -23, -7, -29, 16, 23, -2, -26, -9, -29, -24,
-    -35, 22, 46, -8, -64, 13, -12, -49, -14, -16, -34, -8, 43, -16, -41, 59,
-    -37, -9, -12, -5, 42, -51, -45, 29, -44, -7, 8, -20, 39, -44, -10, -50,
-    -14, -28, 17, 1, 0, -31, 36, 4, -38, -21, 11, 43, -17, -59, 0, 3,
-    12, 5, 18, 32, -16, -64, 29, 4, -22, -36, 12, -17, -13, 2, 40, 10,
-    -9, -17, 5, 27, -27, -34, 4, 17, 7, 18, 2, 26, -32, -39, 9, 5,
-    -34, -43, 5, -32, -36, 25, 34, 11, -17, -9, 8, -1, -34, -12, 22, 33,
-    1, 16, 0, -5, -26, -23, 4, 23, 2, -1, -18, -1, 13, -14, -14, 7,
-    4, 3, -27, 17, -14, -23, -21, 2, 49, 28, -4, 9, -33, 7, -23, -20,
-    27, -1, -30, 5, 9, -15, -39, 9, 18, 0, -10, 8, -32, 14, -12, -6,
-    20, -6, 24, -7, -9, 36, -16, 1, 64, -17, -55, 11, -15, 16, -38, -10,
-    10, -1, -14, 9, -14, 53, 7, -13, 0, 4, 12, -14, 2, 12, 8, 5,
-    1, 41, -24, 50, 9, 2, 3, -53, -22, 19, -49, 20, 43, 5, 21, -53,
-    -11, -24, -64, 20, 51, 16, 25, -31, 3, 13, 48, 12, 5, -15, -46, -24,
-    -25, -4, 41, 4, 4, -50, -19, -32, -49, -49, -30, 42, -14, -22, -11, -41,
-    -4, 36, 32, -41, -45, 34, -26, 36, -12, 22, 58, -51, -14, -9, 4, 58,
-    -5, 7, 50, -44, -26, 0, 6, 5, 6, 4, -30, -24, -14, 9, -5, 16,
-    2, 20, -37, -17, 4, 0, -6, 28, -6, 4, -28, -35, 64, 18, -16, 17,
-    1, -19, 9, 2, -48, -7, 19, -12, 0, -14, 16, 24, -25, -18, 15, -3,
-    12, -27, -5, 3, 6, 9, -3, -12, 2, -19, -16, -1, -20, -27, -6, -10,
-    -5, 0, 28, 16, -33, -15, -9, -30, 11, -7, 11, 6, -42, -3, -2, 12,
-    -9, -2, -22, 11, 24, 5, -23, 0, -11, -14, -21, 1, 4, 9, 1, -19,
-    -37, -47, -9, -39, -5, 13, 10, -24, 16, 24, -31, 38, 33, 4, -10, -27,
-    -1, -6, -25, 31, -4, 13, 14, -29, -8, -60, 6, -46, -11, 30, 0, -4,
-    -8, 48, -9, 31, 18, 2, -4, -38, -25, -4, -22, 31, 12, -5, 9, -37,
-    4, -49, -1, -64, 16, 53, 0, -11, -16, -7, -22, -14, 9, -30, 12, 49,
-    -1, -13, -27, -7, 4, -29, -8, -43, 4, -4, -23, 0, -1, 8, -7, -38,
-    -8, -15, 16, -18, 4, -35, -5, -16, 13, 11, 9, -6, -36, 19, -14, -64,
-    -4, -5, -2, -21, -21, 8, -1, 17, -26, -6, 23, -13, 6, -6, -4, -26,
-    1, 7, -33, -16, -3, -5, -26, 17, 14, 7, -12, -37, 3, -36, -6, 30,
-    15, -13, -2, -20, -13, -24, 14, -25, -17, -13, 1, -31, -15, 15, 6, -17,
-    -11, -6, -22, 9, 2, -64, 31, -8, 7, -20, -41, -17, 3, 6, -5, -33,
-    -2, -26, -18, -33, -8, 7, 14, 17, 7, 0, 24, 10, -33, -52, -3, -30,
-    -2, -11, -23, -5, -22, 4, -6, -51, -24, -29, -10, -29, 17, 17, 28, 17,
-    -13, 7, 0, 0, -11, 7, 3, -20, 11, -10, -4, -17, 9, 4, 11, -8,
-    4, -1, 3, -21, -8, 23, 8, 22, 18, 25, 12, -35, -12, 14, -11, 20,
-    -5, 1, -17, 7, -9, -5, 11, -42, 0, 0, -2, 2, 1, 9, 12, 9,
-    10, 0, 2, -14, 16, 16, 3, 25, -12, -3, -14, 20, 18, -21, 7, -64,
-    -12, 6, -2, 13, 20, -16, 4, -42, -3, 15, -3, 3, 36, -33, -9, -23
-};
-static const int32_t b1[16] = {
+static const union {
+    int8_t v[1152];
+    uint32_t words[288];
+} w2 = {{
+        1, 14, 4, -11, -60, 13, 32, -50, 3, -7, -30, -48, 30, -34, -19, -23,
+        3, 13, 15, -6, -44, 15, 24, -48, -26, 23, -27, -34, -5, 4, -30, -26,
+        2, 2, 14, -4, -53, -1, 17, -45, -30, 64, 0, -18, 41, -7, -28, 16,
+        -25, 14, 50, -10, -15, 15, -2, -14, -44, 50, -6, -33, 44, -15, -22, -27,
+        -16, -5, -19, -1, 0, 7, -26, 5, -36, 25, 15, 17, 12, -64, -21, 9,
+        -2, -10, -31, 0, -14, -13, -22, 32, 22, -33, 22, 6, -7, -53, -27, -26,
+        -17, 4, -3, -9, 7, 11, -24, -10, -21, -32, -26, 56, 11, -22, -32, 7,
+        -1, 4, -25, -11, 21, 10, -1, 17, 17, -60, 8, 17, -17, -10, -20, -4,
+        10, 5, -33, -3, 27, -16, -20, 10, 13, -38, 4, -30, -54, 63, -20, 2,
+        6, 6, 16, -9, -2, -6, -15, -64, 2, 19, -14, -14, -2, -6, 17, 41,
+        -7, -3, 4, -1, 6, 8, 0, -31, -3, 10, -8, -6, -3, -18, 3, 17,
+        -14, -4, -7, -12, -14, 3, -29, -8, -8, 4, -11, -7, 18, -5, -16, 2,
+        0, -6, -11, 2, 16, -3, -4, -30, 8, 14, 1, -19, -25, 7, 4, 19,
+        -2, -3, -31, 7, 13, 1, 6, 10, -2, -29, -7, 4, -7, -8, -2, -5,
+        6, 9, -13, -33, -13, -1, -14, 17, -28, -10, -13, -10, 17, -21, -1, 13,
+        1, -8, -4, -3, 10, -17, -28, -22, -12, -6, -3, -18, -28, 6, 11, 37,
+        5, 5, 2, -23, -3, 1, -26, 19, -32, -18, -8, 5, 4, -21, -6, 3,
+        5, 4, 0, -64, -14, -1, -28, 29, -23, 31, -20, 4, 33, -53, -2, 20,
+        0, 17, -1, 14, -21, -3, 13, -19, 5, -58, 15, 2, 18, 14, 2, 9,
+        -19, 1, 14, 17, 5, 3, 20, 12, -34, -20, 12, -40, -17, -28, -15, -12,
+        -16, -2, 7, 25, -1, -8, 64, 14, -64, 16, -4, -31, -29, -47, 3, -40,
+        -20, -24, -3, 19, -22, -17, 10, -9, 39, -56, -24, -4, 3, 2, 13, 24,
+        -17, -12, -8, 12, 2, 3, -30, 14, 16, -17, -29, -26, -14, -18, -8, 15,
+        18, 8, -14, -12, 6, 16, -7, 4, -32, -6, -23, -11, -16, -41, -31, 0,
+        -40, 15, 28, -44, -42, -6, 8, -3, 38, -41, -2, 5, -31, -7, -2, -9,
+        -37, 38, 37, -49, -58, -7, 13, -22, 33, 14, -8, -6, -8, 8, 3, 0,
+        -13, 35, 27, -50, -49, 8, 15, -32, -11, 33, -5, -2, -9, 3, 1, -13,
+        20, -1, -36, -35, -20, -9, -25, -2, -47, 5, -12, -21, -34, -11, 15, 1,
+        -4, -16, 12, -41, -5, 5, -1, -3, -25, -3, 5, 28, -33, -18, -15, 7,
+        6, 1, -32, -17, -12, 8, 24, -13, 1, -9, 25, 23, -36, 14, -17, 2,
+        15, -13, -46, -30, -26, 7, -1, -11, -52, 37, 0, -5, 17, -19, -23, -7,
+        13, -9, -17, -19, -29, 16, 23, -2, -2, -25, -4, 13, -26, -9, -29, -24,
+        -3, 5, -3, 12, -35, 22, 46, -8, 2, -36, 25, 12, -64, 13, -12, -49,
+        3, -31, -36, -17, -14, -16, -34, -8, -64, 27, 16, 62, 43, -16, -41, 59,
+        9, -15, -11, -7, -37, -9, -12, -5, -3, 5, 26, 3, 42, -51, -45, 29,
+        -4, 30, 31, 19, -44, -7, 8, -20, -16, -27, 23, -11, 39, -44, -10, -50,
+        -14, -28, 17, 1, 2, -1, -18, -1, 0, -31, 36, 4, 13, -14, -14, 7,
+        -38, -21, 11, 43, 4, 3, -27, 17, -17, -59, 0, 3, -14, -23, -21, 2,
+        12, 5, 18, 32, 49, 28, -4, 9, -16, -64, 29, 4, -33, 7, -23, -20,
+        -22, -36, 12, -17, 27, -1, -30, 5, -13, 2, 40, 10, 9, -15, -39, 9,
+        -9, -17, 5, 27, 18, 0, -10, 8, -27, -34, 4, 17, -32, 14, -12, -6,
+        7, 18, 2, 26, 20, -6, 24, -7, -32, -39, 9, 5, -9, 36, -16, 1,
+        -34, -43, 5, -32, 64, -17, -55, 11, -36, 25, 34, 11, -15, 16, -38, -10,
+        -17, -9, 8, -1, 10, -1, -14, 9, -34, -12, 22, 33, -14, 53, 7, -13,
+        1, 16, 0, -5, 0, 4, 12, -14, -26, -23, 4, 23, 2, 12, 8, 5,
+        1, 41, -24, 50, 6, 4, -30, -24, 9, 2, 3, -53, -14, 9, -5, 16,
+        -22, 19, -49, 20, 2, 20, -37, -17, 43, 5, 21, -53, 4, 0, -6, 28,
+        -11, -24, -64, 20, -6, 4, -28, -35, 51, 16, 25, -31, 64, 18, -16, 17,
+        3, 13, 48, 12, 1, -19, 9, 2, 5, -15, -46, -24, -48, -7, 19, -12,
+        -25, -4, 41, 4, 0, -14, 16, 24, 4, -50, -19, -32, -25, -18, 15, -3,
+        -49, -49, -30, 42, 12, -27, -5, 3, -14, -22, -11, -41, 6, 9, -3, -12,
+        -4, 36, 32, -41, 2, -19, -16, -1, -45, 34, -26, 36, -20, -27, -6, -10,
+        -12, 22, 58, -51, -5, 0, 28, 16, -14, -9, 4, 58, -33, -15, -9, -30,
+        -5, 7, 50, -44, 11, -7, 11, 6, -26, 0, 6, 5, -42, -3, -2, 12,
+        -9, -2, -22, 11, -16, -7, -22, -14, 24, 5, -23, 0, 9, -30, 12, 49,
+        -11, -14, -21, 1, -1, -13, -27, -7, 4, 9, 1, -19, 4, -29, -8, -43,
+        -37, -47, -9, -39, 4, -4, -23, 0, -5, 13, 10, -24, -1, 8, -7, -38,
+        16, 24, -31, 38, -8, -15, 16, -18, 33, 4, -10, -27, 4, -35, -5, -16,
+        -1, -6, -25, 31, 13, 11, 9, -6, -4, 13, 14, -29, -36, 19, -14, -64,
+        -8, -60, 6, -46, -4, -5, -2, -21, -11, 30, 0, -4, -21, 8, -1, 17,
+        -8, 48, -9, 31, -26, -6, 23, -13, 18, 2, -4, -38, 6, -6, -4, -26,
+        -25, -4, -22, 31, 1, 7, -33, -16, 12, -5, 9, -37, -3, -5, -26, 17,
+        4, -49, -1, -64, 14, 7, -12, -37, 16, 53, 0, -11, 3, -36, -6, 30,
+        15, -13, -2, -20, 11, -10, -4, -17, -13, -24, 14, -25, 9, 4, 11, -8,
+        -17, -13, 1, -31, 4, -1, 3, -21, -15, 15, 6, -17, -8, 23, 8, 22,
+        -11, -6, -22, 9, 18, 25, 12, -35, 2, -64, 31, -8, -12, 14, -11, 20,
+        7, -20, -41, -17, -5, 1, -17, 7, 3, 6, -5, -33, -9, -5, 11, -42,
+        -2, -26, -18, -33, 0, 0, -2, 2, -8, 7, 14, 17, 1, 9, 12, 9,
+        7, 0, 24, 10, 10, 0, 2, -14, -33, -52, -3, -30, 16, 16, 3, 25,
+        -2, -11, -23, -5, -12, -3, -14, 20, -22, 4, -6, -51, 18, -21, 7, -64,
+        -24, -29, -10, -29, -12, 6, -2, 13, 17, 17, 28, 17, 20, -16, 4, -42,
+        -13, 7, 0, 0, -3, 15, -3, 3, -11, 7, 3, -20, 36, -33, -9, -23
+}};
+static const int32_t b2[16] = {
     4394, 11704, 11349, 6734, 7579, 9725, 6098, 7967, 3545, 2401, 1437, 4299, 4301, 10720, 11488, -443
 };
-static const scale_t s1[16] = {
+static const scale_t s2[16] = {
     0x1.f1d3e80000000p-9f, 0x1.2f13580000000p-8f, 0x1.2488820000000p-7f, 0x1.363a4c0000000p-8f, 0x1.064b700000000p-8f, 0x1.a85c240000000p-8f, 0x1.2964460000000p-8f, 0x1.258ac20000000p-8f,
     0x1.f2094a0000000p-9f, 0x1.27ff960000000p-8f, 0x1.5202900000000p-8f, 0x1.ecde5a0000000p-8f, 0x1.415a360000000p-8f, 0x1.09a8c40000000p-7f, 0x1.245dee0000000p-7f, 0x1.6965b80000000p-7f
 };
-static const int8_t w2[2304] = {
-    4, 15, -10, 38, 3, -3, -17, -9, 13, -14, 25, 24, 10, -2, 2, 15,
-    -10, 13, -15, -11, -10, -10, -10, -4, -10, -29, -1, 15, 0, -6, 17, -7,
-    -40, -9, 8, -8, 14, 12, 24, 2, 5, -7, -28, -11, 32, 10, 31, 4,
-    7, 2, -11, 6, -9, 15, 16, 9, 20, -27, 1, 9, 9, -19, 24, 4,
-    -42, -13, -5, -45, -2, 4, 3, 1, -10, 0, -10, 5, -10, -6, 11, -14,
-    -5, -8, 36, -11, 25, -3, 30, 5, -11, -12, -21, -14, 12, 8, 11, -7,
-    -10, 5, 38, -1, -7, 47, 23, -26, 31, -17, -16, 15, 11, 6, 33, -35,
-    0, -24, 23, -26, 2, 16, 0, -3, -10, -4, -14, -11, -11, 24, -8, -39,
-    28, -11, 64, 15, 17, -9, 45, 8, -3, -10, -7, -1, 2, 2, -13, -26,
-    36, 29, 18, -10, 12, 27, -1, 1, -18, -3, 9, -10, -17, 9, 17, 0,
-    6, 24, -7, -1, 5, 27, -12, 0, -1, -15, -9, 17, -7, -7, 3, -13,
-    -5, 25, -17, -28, -2, 61, -36, 13, 24, -22, 27, 3, 29, -26, 8, -12,
-    35, 17, 41, 7, 18, -2, 16, -4, -30, 12, 13, 8, -14, 18, -14, -25,
-    19, -1, 26, -9, 6, -3, 4, -12, -22, -4, -20, -19, -6, 11, -1, -10,
-    -2, -6, 14, 1, -14, -2, 22, -16, 23, -23, 10, -9, 35, -11, 8, 5,
-    15, 3, 28, 17, -10, -20, 13, 2, -5, 17, -11, -3, 1, -4, 0, 15,
-    30, 3, 25, -6, -13, -5, -9, -24, -15, 0, -24, -13, -21, 19, -7, 11,
-    14, 7, 64, 5, -5, -17, 13, -36, 3, 11, 20, -36, 39, 33, 5, 0,
-    -17, -16, -10, 47, 7, 8, 10, 2, 12, -3, -30, 12, -7, -18, 10, -7,
-    11, 14, -10, 6, 4, -6, 2, 8, -29, 6, 6, 18, -4, 5, -7, 21,
-    18, 12, -3, 19, -23, -11, -13, -31, -16, -13, 8, -11, -64, -13, -23, -4,
-    -13, -9, 2, 34, 0, 11, 5, 8, 19, -26, -23, 20, -10, -11, -3, -2,
-    18, 6, 9, -13, 15, -7, -23, 16, -18, -1, 22, 7, 3, 26, -29, 10,
-    -12, -2, -15, 2, 0, -12, -26, 18, -1, 15, 26, -12, -48, -7, -25, -4,
-    -33, -21, -4, 18, -2, -14, -11, 15, 19, 8, -42, 4, -11, -3, 0, -17,
-    1, -3, -19, 3, -11, -19, 6, 2, 21, 10, -34, 27, 2, -17, -3, -9,
-    -19, 6, -54, 3, -11, -6, -30, 28, 18, 22, -35, 3, 7, -21, 9, -8,
-    -13, -12, -1, -33, 9, -56, -2, 20, -27, 21, -2, -24, -4, 8, -16, 2,
-    4, -6, 12, -5, -1, -31, 2, -8, -10, 19, 8, -44, -14, 0, -18, 12,
-    -13, -27, 27, 14, -9, -34, -14, -50, -1, 28, -11, -61, -13, -5, -27, 23,
-    1, 16, -6, 3, 0, -32, -22, 2, -8, 14, -6, 0, -18, -5, 2, 2,
-    -6, 14, 10, 8, 13, 1, 0, -5, 0, -32, 9, -10, -1, 15, 8, -7,
-    2, -1, 11, 7, -7, -4, 10, -64, -15, 0, -1, -27, 12, 13, 9, -8,
-    -15, 10, -5, -4, -27, -48, 9, -49, -35, 26, -39, -27, 19, -14, -5, 3,
-    -35, -9, -8, 12, -11, -6, 6, -23, 5, -21, -21, -10, 32, -18, 16, 13,
-    -32, -15, -22, -2, -48, -10, 16, -44, -2, -19, -41, -29, 17, -10, 19, 23,
-    -4, 58, 5, 64, 14, 40, -20, 18, 18, -31, -4, 14, 26, -1, -21, -10,
-    2, 16, -7, 9, -1, -5, -14, 6, -29, -2, -35, -6, -11, -22, -39, -3,
-    46, 40, 14, 33, 4, -17, -12, 13, -31, -6, -51, 32, 42, -16, -40, 15,
-    8, -15, 5, 50, -9, -4, 46, -15, 5, -12, -56, -21, 30, -12, -10, -17,
-    -9, -3, 12, 14, -4, 3, 8, -10, -14, -25, -47, 0, 17, 12, 1, 17,
-    -7, 27, 3, 10, -3, 1, 25, 28, 10, -17, -40, 30, 43, 4, 36, 11,
-    -62, -50, -6, 34, -1, -2, 45, -41, 25, -15, -14, -13, 51, 14, 62, 7,
-    -54, -27, 12, -8, 1, 1, 11, -23, 1, -25, 4, -5, -5, -9, 40, 4,
-    -15, -5, -36, 11, 3, -8, 38, -14, 22, -14, -24, 14, -1, 14, 0, 13,
-    11, -33, -7, -6, -23, 31, 22, -29, 36, -17, -2, -17, -7, -23, -5, 5,
-    -8, 6, -15, -34, -14, 20, -12, 2, -6, -34, -3, 3, 16, -18, -21, 5,
-    -6, -18, -15, -25, -20, -10, 6, -19, 15, -16, -4, -9, 12, 21, 6, -9,
-    -15, 24, 21, -8, -23, 13, -22, -3, 2, -25, 2, -9, -28, 5, -13, 0,
-    -39, -10, -2, -11, -33, 16, -2, -29, 30, -27, 8, 2, 5, -28, 18, 2,
-    -30, -31, -29, 9, -27, -1, 3, -50, 22, -9, 7, -19, 0, 4, 15, 2,
-    54, -3, 49, 22, -22, -8, -7, -4, -9, -5, -9, -22, -40, 64, -3, 0,
-    7, -10, -7, 23, -32, 7, 6, -3, 23, -6, 1, -32, -11, 9, 35, 4,
-    -9, -11, -64, 26, -63, -35, 4, -39, 8, -13, -14, -31, -23, -12, 9, -3,
-    -17, 2, -31, -30, 26, 18, -37, 19, 34, -28, -12, 10, 11, -5, -21, 27,
-    18, 6, 23, -12, 0, 14, -10, 1, -11, -14, 21, 19, 32, -1, 13, 21,
-    1, -3, 29, 6, 13, -7, -25, 2, -50, -20, 20, -15, -1, 14, -41, 24,
-    -55, 18, -18, -30, 5, -13, -21, 30, 10, -6, 15, 24, 0, -37, -15, 45,
-    -21, 20, -4, 1, -13, 12, -25, -13, 10, -5, 15, 21, 33, -20, -10, 12,
-    -5, 11, -15, 20, -10, -17, -30, 2, -33, -15, -19, -17, -3, 6, -38, 16,
-    -39, 15, 0, -14, -3, -59, 6, -35, -9, 54, 0, 21, -3, -7, 2, -21,
-    -6, 5, -5, 15, 3, -22, 8, -27, 8, 20, -1, 17, 8, 4, -21, -31,
-    -22, 8, -64, 37, 9, -54, 16, -15, -42, -6, -18, -21, -38, -30, -11, -46,
-    -6, -26, 1, -41, -11, -19, 5, -19, -4, 20, 10, -18, 5, -29, 12, 8,
-    -7, -14, 4, -19, 5, 0, -14, -10, -12, 1, 2, -22, -2, 4, 0, -13,
-    -10, -34, -15, -9, 15, 3, 1, 3, -7, 9, 11, -45, -37, -1, 5, -44,
-    -8, -9, 24, -5, 1, 4, -8, -22, -3, 13, 2, -3, -4, 9, 4, -18,
-    16, 5, 15, -10, 14, 7, -20, 1, -15, 4, 6, -21, -24, 17, -15, -19,
-    9, 3, 8, -10, 13, 8, 0, 23, -9, 5, -11, 7, -27, -3, -5, -10,
-    14, -45, 43, 25, -27, 0, 28, -12, -10, 23, -64, -13, -17, -20, -23, -49,
-    0, -1, 21, -5, 4, 5, -3, 17, -14, 8, -19, 3, -20, -12, 4, -19,
-    7, -2, 36, 12, 22, 29, 7, 12, 20, 2, -5, 18, -19, 33, 17, -7,
-    10, 7, 15, -42, -17, -16, -37, 0, -64, 28, 40, -26, -14, 4, -37, -25,
-    -1, 10, 3, -12, 4, 2, -59, 10, -34, 31, -21, -11, -7, 3, -52, -3,
-    20, 45, 16, 18, 0, -7, -46, 41, -53, -1, -9, 32, -10, -39, -43, 25,
-    -12, -7, 28, -14, -13, -6, 12, -7, -33, 50, -11, -18, 21, -2, -6, -6,
-    -14, 26, -2, -27, 1, 6, -19, 16, -24, -1, -11, 20, -6, -13, -1, 14,
-    -7, 60, 3, -26, -14, 10, -23, 37, -38, -45, -40, 26, -27, -14, 23, 10,
-    -45, -30, 35, -12, -23, 29, 48, -24, 41, -19, -3, 48, 44, 7, 46, -6,
-    -20, 12, 8, -26, 7, 39, 15, 23, 21, -25, -5, 8, -12, 2, 43, 1,
-    3, 29, 18, -27, -1, 11, -20, 19, 7, -22, 27, 15, -53, 0, -22, -2,
-    35, 7, 15, 0, 0, -19, -6, -32, -17, -10, 24, -21, -20, 26, 6, -22,
-    24, 0, 4, -5, 0, -36, 10, -32, -7, 13, 8, -45, -5, 31, 8, -10,
-    11, -37, -1, -9, 4, -46, 9, -57, 7, 20, -14, -58, -16, 17, -11, -11,
-    -1, -11, -3, 2, -7, 0, -1, -13, -15, -12, 2, 5, -6, 5, -25, -14,
-    2, -11, 15, 0, -13, -8, 17, -19, 7, -4, -3, -6, 6, 9, 9, -17,
-    16, -18, -16, -19, -14, -12, 13, 0, 14, 16, -27, -16, -7, 23, 26, -10,
-    -25, -5, -23, -28, 23, 42, 5, 39, 20, -38, 15, 6, 4, -20, -7, -23,
-    -27, -40, -12, -6, 17, 49, 16, 7, 42, -38, 14, 13, -6, -34, 6, -10,
-    7, -10, -2, -38, 35, 64, -12, 35, 26, -15, 21, 14, -11, -6, 3, 11,
-    -7, -34, 6, 2, 11, -10, 11, -20, 18, 1, -14, -31, -2, -12, 13, 8,
-    4, -4, -6, 29, 4, -3, 15, -6, 26, -1, -9, 3, 22, -7, 22, 7,
-    20, -21, -23, 12, -15, -19, 30, -26, 16, 8, -21, -33, -35, -9, 9, -19,
-    -25, 5, -5, 3, -3, 11, -24, 3, -1, -24, 10, 4, 12, -20, -6, 34,
-    -2, 20, 2, 26, -17, 4, 2, -14, 25, 3, 15, 4, 24, -9, 1, 18,
-    1, 2, -11, 11, -23, -38, -5, -32, 7, 25, -9, -6, -49, -10, -17, -8,
-    -9, 28, -11, -43, -12, -34, -64, -5, -63, 20, 9, -6, -28, -17, -48, 25,
-    13, 1, 5, -11, -9, -24, -41, -9, -23, 27, 12, 6, -38, 25, -48, 10,
-    13, -11, -4, -38, -4, -13, -40, 13, -32, 42, 18, 8, -35, 12, -37, -4,
-    3, 8, -12, -64, -17, 6, -44, 5, -18, 8, 36, 5, -48, -19, -40, -27,
-    -19, 7, -16, -32, -6, -2, -34, -9, 12, -10, 12, 28, -9, -17, -17, -15,
-    -39, 4, -3, -28, 12, -5, -34, -22, -11, -14, -3, 2, -29, -24, -14, -3,
-    2, -9, -7, -12, 7, 11, -8, -1, 0, 3, 15, -13, -13, 2, -1, -32,
-    -25, -22, -11, -5, 4, 3, 14, 1, 17, -5, -11, -3, -4, -6, 41, -4,
-    -22, -14, -2, -16, 13, 13, -26, 21, -5, 3, -2, -6, -37, -9, 6, 17,
-    -13, 3, 4, 12, 27, 16, -7, 11, -7, -6, 27, -11, 19, -9, -5, 15,
-    -9, 1, -8, 1, 5, 7, 4, 6, 14, -12, -6, 0, 17, -1, 15, 19,
-    20, 23, -21, -6, -4, 6, -21, 4, 22, -19, 0, -25, -13, -22, -3, 14,
-    19, -15, 9, 29, -7, 35, 31, 17, 10, 8, -22, 25, -29, 17, 12, -18,
-    14, 24, 24, -20, -5, 31, 12, 23, -5, -8, 10, 23, -17, 31, 27, 3,
-    21, 5, 43, -17, -1, 12, 35, -3, 46, -1, -20, -11, 5, 24, 41, 0,
-    -7, -43, -5, -7, -13, 35, 3, -15, 24, -20, -58, -20, 14, 5, 31, -16,
-    32, -8, 31, -9, -1, 3, -7, 2, -19, -25, -18, -1, -31, 30, 2, -9,
-    28, -26, 29, 9, -6, -30, 29, -9, -7, -5, -22, -4, -36, 49, 13, 2,
-    -4, -29, -43, 0, -11, 23, -23, 22, 3, -59, -40, 2, 2, -19, 58, 42,
-    12, 25, -20, 17, 25, 29, -31, 17, -12, -61, 14, 19, -42, -5, -13, -1,
-    25, 32, -64, 2, 21, 15, 3, 4, -6, -56, 28, 0, -53, 48, 17, 10,
-    3, 3, 19, -44, -16, -15, -39, -14, 38, 21, 18, -24, 28, -20, 9, -11,
-    -31, -8, 7, -14, -16, 8, -37, -22, 43, 6, -2, -26, 34, -19, 0, -2,
-    -37, -31, -13, -3, -6, 5, 21, -26, 64, 15, -8, -50, 5, -21, 16, -7,
-    3, 7, 11, -1, 11, -5, 19, -29, 37, 4, 13, -29, 17, 11, 20, 1,
-    -2, 6, 0, 12, -10, -3, 11, -40, 11, 11, -9, -22, -1, -4, 3, -4,
-    -15, -12, 10, 0, 6, -5, 29, -17, -1, 1, -5, -11, -1, -4, -4, 7,
-    43, -12, 4, 31, -16, 8, 37, -34, 21, -13, 1, -41, 14, -15, 4, -32,
-    -9, -15, -4, 10, -23, 15, 6, -13, -3, -23, 2, -15, -4, -5, -3, -6,
-    -11, -15, -5, -10, 14, 6, -4, 4, -8, -13, 14, 13, 8, 15, -9, 7,
-    5, -27, -4, -19, -10, -18, -12, -8, 5, 17, -6, -31, -1, -9, -8, -15,
-    -7, -17, -9, -8, 9, -6, -17, -7, 23, 9, -36, -11, 8, -33, 1, -6,
-    0, -5, 5, 3, 9, -9, 16, 9, 13, 16, -46, 16, 5, -27, 15, -16,
-    4, -6, -8, -15, -10, -7, -8, -12, 3, 1, -25, -7, -2, -9, 5, 7,
-    -7, -8, 2, 4, 8, -6, -10, -6, 10, -2, -27, 3, 13, -9, 5, -6,
-    -15, -18, 3, 1, 5, 12, 4, 2, 2, -12, -27, 3, 23, -7, 18, -7,
-    -12, 2, -27, -30, -20, -12, -20, -19, -16, -7, -25, 0, 14, -7, -4, 43,
-    -26, -8, -16, -16, -11, 1, -16, -21, -6, -13, -3, 2, 10, -19, 2, 31,
-    -21, -2, -64, 2, 1, 9, -24, -2, -6, -41, -12, 11, 3, -28, -20, 32,
-    -18, -11, -32, -23, 12, -1, 2, 7, -7, -2, -1, 5, 2, -15, 0, 18,
-    10, 3, -23, -4, -13, -6, -15, -2, -5, -27, 35, -1, 10, -13, -2, 6,
-    -8, 9, 2, -22, -26, 23, -32, -11, -5, -13, 31, -21, 36, -14, -5, 4,
-    5, 26, -3, -42, -12, -22, -17, 22, -24, 2, 9, 7, -5, -17, -9, 31,
-    17, 0, 2, 2, -13, -1, -6, -8, 2, -8, 23, -8, -11, 8, -8, -6,
-    8, -12, 22, 2, -4, 3, -8, -25, -14, 23, 31, -17, 26, -2, -6, -10,
-    -7, 37, 5, -41, -12, -51, -37, -17, -36, 41, 15, 4, 7, -4, -23, 32,
-    13, -11, 6, -24, -16, -18, 17, -13, 11, 27, -1, -8, 26, 24, 1, 3,
-    3, -20, 52, -2, -10, 26, 28, -21, 29, 35, 9, 0, 64, -3, 21, 19
-};
-static const int32_t b2[16] = {
+static const union {
+    int8_t v[2304];
+    uint32_t words[576];
+} w3 = {{
+        4, 15, -10, 38, 36, 29, 18, -10, 3, -3, -17, -9, 12, 27, -1, 1,
+        13, -14, 25, 24, -18, -3, 9, -10, 10, -2, 2, 15, -17, 9, 17, 0,
+        -10, 13, -15, -11, 6, 24, -7, -1, -10, -10, -10, -4, 5, 27, -12, 0,
+        -10, -29, -1, 15, -1, -15, -9, 17, 0, -6, 17, -7, -7, -7, 3, -13,
+        -40, -9, 8, -8, -5, 25, -17, -28, 14, 12, 24, 2, -2, 61, -36, 13,
+        5, -7, -28, -11, 24, -22, 27, 3, 32, 10, 31, 4, 29, -26, 8, -12,
+        7, 2, -11, 6, 35, 17, 41, 7, -9, 15, 16, 9, 18, -2, 16, -4,
+        20, -27, 1, 9, -30, 12, 13, 8, 9, -19, 24, 4, -14, 18, -14, -25,
+        -42, -13, -5, -45, 19, -1, 26, -9, -2, 4, 3, 1, 6, -3, 4, -12,
+        -10, 0, -10, 5, -22, -4, -20, -19, -10, -6, 11, -14, -6, 11, -1, -10,
+        -5, -8, 36, -11, -2, -6, 14, 1, 25, -3, 30, 5, -14, -2, 22, -16,
+        -11, -12, -21, -14, 23, -23, 10, -9, 12, 8, 11, -7, 35, -11, 8, 5,
+        -10, 5, 38, -1, 15, 3, 28, 17, -7, 47, 23, -26, -10, -20, 13, 2,
+        31, -17, -16, 15, -5, 17, -11, -3, 11, 6, 33, -35, 1, -4, 0, 15,
+        0, -24, 23, -26, 30, 3, 25, -6, 2, 16, 0, -3, -13, -5, -9, -24,
+        -10, -4, -14, -11, -15, 0, -24, -13, -11, 24, -8, -39, -21, 19, -7, 11,
+        28, -11, 64, 15, 14, 7, 64, 5, 17, -9, 45, 8, -5, -17, 13, -36,
+        -3, -10, -7, -1, 3, 11, 20, -36, 2, 2, -13, -26, 39, 33, 5, 0,
+        -17, -16, -10, 47, -13, -12, -1, -33, 7, 8, 10, 2, 9, -56, -2, 20,
+        12, -3, -30, 12, -27, 21, -2, -24, -7, -18, 10, -7, -4, 8, -16, 2,
+        11, 14, -10, 6, 4, -6, 12, -5, 4, -6, 2, 8, -1, -31, 2, -8,
+        -29, 6, 6, 18, -10, 19, 8, -44, -4, 5, -7, 21, -14, 0, -18, 12,
+        18, 12, -3, 19, -13, -27, 27, 14, -23, -11, -13, -31, -9, -34, -14, -50,
+        -16, -13, 8, -11, -1, 28, -11, -61, -64, -13, -23, -4, -13, -5, -27, 23,
+        -13, -9, 2, 34, 1, 16, -6, 3, 0, 11, 5, 8, 0, -32, -22, 2,
+        19, -26, -23, 20, -8, 14, -6, 0, -10, -11, -3, -2, -18, -5, 2, 2,
+        18, 6, 9, -13, -6, 14, 10, 8, 15, -7, -23, 16, 13, 1, 0, -5,
+        -18, -1, 22, 7, 0, -32, 9, -10, 3, 26, -29, 10, -1, 15, 8, -7,
+        -12, -2, -15, 2, 2, -1, 11, 7, 0, -12, -26, 18, -7, -4, 10, -64,
+        -1, 15, 26, -12, -15, 0, -1, -27, -48, -7, -25, -4, 12, 13, 9, -8,
+        -33, -21, -4, 18, -15, 10, -5, -4, -2, -14, -11, 15, -27, -48, 9, -49,
+        19, 8, -42, 4, -35, 26, -39, -27, -11, -3, 0, -17, 19, -14, -5, 3,
+        1, -3, -19, 3, -35, -9, -8, 12, -11, -19, 6, 2, -11, -6, 6, -23,
+        21, 10, -34, 27, 5, -21, -21, -10, 2, -17, -3, -9, 32, -18, 16, 13,
+        -19, 6, -54, 3, -32, -15, -22, -2, -11, -6, -30, 28, -48, -10, 16, -44,
+        18, 22, -35, 3, -2, -19, -41, -29, 7, -21, 9, -8, 17, -10, 19, 23,
+        -4, 58, 5, 64, 11, -33, -7, -6, 14, 40, -20, 18, -23, 31, 22, -29,
+        18, -31, -4, 14, 36, -17, -2, -17, 26, -1, -21, -10, -7, -23, -5, 5,
+        2, 16, -7, 9, -8, 6, -15, -34, -1, -5, -14, 6, -14, 20, -12, 2,
+        -29, -2, -35, -6, -6, -34, -3, 3, -11, -22, -39, -3, 16, -18, -21, 5,
+        46, 40, 14, 33, -6, -18, -15, -25, 4, -17, -12, 13, -20, -10, 6, -19,
+        -31, -6, -51, 32, 15, -16, -4, -9, 42, -16, -40, 15, 12, 21, 6, -9,
+        8, -15, 5, 50, -15, 24, 21, -8, -9, -4, 46, -15, -23, 13, -22, -3,
+        5, -12, -56, -21, 2, -25, 2, -9, 30, -12, -10, -17, -28, 5, -13, 0,
+        -9, -3, 12, 14, -39, -10, -2, -11, -4, 3, 8, -10, -33, 16, -2, -29,
+        -14, -25, -47, 0, 30, -27, 8, 2, 17, 12, 1, 17, 5, -28, 18, 2,
+        -7, 27, 3, 10, -30, -31, -29, 9, -3, 1, 25, 28, -27, -1, 3, -50,
+        10, -17, -40, 30, 22, -9, 7, -19, 43, 4, 36, 11, 0, 4, 15, 2,
+        -62, -50, -6, 34, 54, -3, 49, 22, -1, -2, 45, -41, -22, -8, -7, -4,
+        25, -15, -14, -13, -9, -5, -9, -22, 51, 14, 62, 7, -40, 64, -3, 0,
+        -54, -27, 12, -8, 7, -10, -7, 23, 1, 1, 11, -23, -32, 7, 6, -3,
+        1, -25, 4, -5, 23, -6, 1, -32, -5, -9, 40, 4, -11, 9, 35, 4,
+        -15, -5, -36, 11, -9, -11, -64, 26, 3, -8, 38, -14, -63, -35, 4, -39,
+        22, -14, -24, 14, 8, -13, -14, -31, -1, 14, 0, 13, -23, -12, 9, -3,
+        -17, 2, -31, -30, -6, -26, 1, -41, 26, 18, -37, 19, -11, -19, 5, -19,
+        34, -28, -12, 10, -4, 20, 10, -18, 11, -5, -21, 27, 5, -29, 12, 8,
+        18, 6, 23, -12, -7, -14, 4, -19, 0, 14, -10, 1, 5, 0, -14, -10,
+        -11, -14, 21, 19, -12, 1, 2, -22, 32, -1, 13, 21, -2, 4, 0, -13,
+        1, -3, 29, 6, -10, -34, -15, -9, 13, -7, -25, 2, 15, 3, 1, 3,
+        -50, -20, 20, -15, -7, 9, 11, -45, -1, 14, -41, 24, -37, -1, 5, -44,
+        -55, 18, -18, -30, -8, -9, 24, -5, 5, -13, -21, 30, 1, 4, -8, -22,
+        10, -6, 15, 24, -3, 13, 2, -3, 0, -37, -15, 45, -4, 9, 4, -18,
+        -21, 20, -4, 1, 16, 5, 15, -10, -13, 12, -25, -13, 14, 7, -20, 1,
+        10, -5, 15, 21, -15, 4, 6, -21, 33, -20, -10, 12, -24, 17, -15, -19,
+        -5, 11, -15, 20, 9, 3, 8, -10, -10, -17, -30, 2, 13, 8, 0, 23,
+        -33, -15, -19, -17, -9, 5, -11, 7, -3, 6, -38, 16, -27, -3, -5, -10,
+        -39, 15, 0, -14, 14, -45, 43, 25, -3, -59, 6, -35, -27, 0, 28, -12,
+        -9, 54, 0, 21, -10, 23, -64, -13, -3, -7, 2, -21, -17, -20, -23, -49,
+        -6, 5, -5, 15, 0, -1, 21, -5, 3, -22, 8, -27, 4, 5, -3, 17,
+        8, 20, -1, 17, -14, 8, -19, 3, 8, 4, -21, -31, -20, -12, 4, -19,
+        -22, 8, -64, 37, 7, -2, 36, 12, 9, -54, 16, -15, 22, 29, 7, 12,
+        -42, -6, -18, -21, 20, 2, -5, 18, -38, -30, -11, -46, -19, 33, 17, -7,
+        10, 7, 15, -42, 35, 7, 15, 0, -17, -16, -37, 0, 0, -19, -6, -32,
+        -64, 28, 40, -26, -17, -10, 24, -21, -14, 4, -37, -25, -20, 26, 6, -22,
+        -1, 10, 3, -12, 24, 0, 4, -5, 4, 2, -59, 10, 0, -36, 10, -32,
+        -34, 31, -21, -11, -7, 13, 8, -45, -7, 3, -52, -3, -5, 31, 8, -10,
+        20, 45, 16, 18, 11, -37, -1, -9, 0, -7, -46, 41, 4, -46, 9, -57,
+        -53, -1, -9, 32, 7, 20, -14, -58, -10, -39, -43, 25, -16, 17, -11, -11,
+        -12, -7, 28, -14, -1, -11, -3, 2, -13, -6, 12, -7, -7, 0, -1, -13,
+        -33, 50, -11, -18, -15, -12, 2, 5, 21, -2, -6, -6, -6, 5, -25, -14,
+        -14, 26, -2, -27, 2, -11, 15, 0, 1, 6, -19, 16, -13, -8, 17, -19,
+        -24, -1, -11, 20, 7, -4, -3, -6, -6, -13, -1, 14, 6, 9, 9, -17,
+        -7, 60, 3, -26, 16, -18, -16, -19, -14, 10, -23, 37, -14, -12, 13, 0,
+        -38, -45, -40, 26, 14, 16, -27, -16, -27, -14, 23, 10, -7, 23, 26, -10,
+        -45, -30, 35, -12, -25, -5, -23, -28, -23, 29, 48, -24, 23, 42, 5, 39,
+        41, -19, -3, 48, 20, -38, 15, 6, 44, 7, 46, -6, 4, -20, -7, -23,
+        -20, 12, 8, -26, -27, -40, -12, -6, 7, 39, 15, 23, 17, 49, 16, 7,
+        21, -25, -5, 8, 42, -38, 14, 13, -12, 2, 43, 1, -6, -34, 6, -10,
+        3, 29, 18, -27, 7, -10, -2, -38, -1, 11, -20, 19, 35, 64, -12, 35,
+        7, -22, 27, 15, 26, -15, 21, 14, -53, 0, -22, -2, -11, -6, 3, 11,
+        -7, -34, 6, 2, 3, 8, -12, -64, 11, -10, 11, -20, -17, 6, -44, 5,
+        18, 1, -14, -31, -18, 8, 36, 5, -2, -12, 13, 8, -48, -19, -40, -27,
+        4, -4, -6, 29, -19, 7, -16, -32, 4, -3, 15, -6, -6, -2, -34, -9,
+        26, -1, -9, 3, 12, -10, 12, 28, 22, -7, 22, 7, -9, -17, -17, -15,
+        20, -21, -23, 12, -39, 4, -3, -28, -15, -19, 30, -26, 12, -5, -34, -22,
+        16, 8, -21, -33, -11, -14, -3, 2, -35, -9, 9, -19, -29, -24, -14, -3,
+        -25, 5, -5, 3, 2, -9, -7, -12, -3, 11, -24, 3, 7, 11, -8, -1,
+        -1, -24, 10, 4, 0, 3, 15, -13, 12, -20, -6, 34, -13, 2, -1, -32,
+        -2, 20, 2, 26, -25, -22, -11, -5, -17, 4, 2, -14, 4, 3, 14, 1,
+        25, 3, 15, 4, 17, -5, -11, -3, 24, -9, 1, 18, -4, -6, 41, -4,
+        1, 2, -11, 11, -22, -14, -2, -16, -23, -38, -5, -32, 13, 13, -26, 21,
+        7, 25, -9, -6, -5, 3, -2, -6, -49, -10, -17, -8, -37, -9, 6, 17,
+        -9, 28, -11, -43, -13, 3, 4, 12, -12, -34, -64, -5, 27, 16, -7, 11,
+        -63, 20, 9, -6, -7, -6, 27, -11, -28, -17, -48, 25, 19, -9, -5, 15,
+        13, 1, 5, -11, -9, 1, -8, 1, -9, -24, -41, -9, 5, 7, 4, 6,
+        -23, 27, 12, 6, 14, -12, -6, 0, -38, 25, -48, 10, 17, -1, 15, 19,
+        13, -11, -4, -38, 20, 23, -21, -6, -4, -13, -40, 13, -4, 6, -21, 4,
+        -32, 42, 18, 8, 22, -19, 0, -25, -35, 12, -37, -4, -13, -22, -3, 14,
+        19, -15, 9, 29, 3, 3, 19, -44, -7, 35, 31, 17, -16, -15, -39, -14,
+        10, 8, -22, 25, 38, 21, 18, -24, -29, 17, 12, -18, 28, -20, 9, -11,
+        14, 24, 24, -20, -31, -8, 7, -14, -5, 31, 12, 23, -16, 8, -37, -22,
+        -5, -8, 10, 23, 43, 6, -2, -26, -17, 31, 27, 3, 34, -19, 0, -2,
+        21, 5, 43, -17, -37, -31, -13, -3, -1, 12, 35, -3, -6, 5, 21, -26,
+        46, -1, -20, -11, 64, 15, -8, -50, 5, 24, 41, 0, 5, -21, 16, -7,
+        -7, -43, -5, -7, 3, 7, 11, -1, -13, 35, 3, -15, 11, -5, 19, -29,
+        24, -20, -58, -20, 37, 4, 13, -29, 14, 5, 31, -16, 17, 11, 20, 1,
+        32, -8, 31, -9, -2, 6, 0, 12, -1, 3, -7, 2, -10, -3, 11, -40,
+        -19, -25, -18, -1, 11, 11, -9, -22, -31, 30, 2, -9, -1, -4, 3, -4,
+        28, -26, 29, 9, -15, -12, 10, 0, -6, -30, 29, -9, 6, -5, 29, -17,
+        -7, -5, -22, -4, -1, 1, -5, -11, -36, 49, 13, 2, -1, -4, -4, 7,
+        -4, -29, -43, 0, 43, -12, 4, 31, -11, 23, -23, 22, -16, 8, 37, -34,
+        3, -59, -40, 2, 21, -13, 1, -41, 2, -19, 58, 42, 14, -15, 4, -32,
+        12, 25, -20, 17, -9, -15, -4, 10, 25, 29, -31, 17, -23, 15, 6, -13,
+        -12, -61, 14, 19, -3, -23, 2, -15, -42, -5, -13, -1, -4, -5, -3, -6,
+        25, 32, -64, 2, -11, -15, -5, -10, 21, 15, 3, 4, 14, 6, -4, 4,
+        -6, -56, 28, 0, -8, -13, 14, 13, -53, 48, 17, 10, 8, 15, -9, 7,
+        5, -27, -4, -19, -18, -11, -32, -23, -10, -18, -12, -8, 12, -1, 2, 7,
+        5, 17, -6, -31, -7, -2, -1, 5, -1, -9, -8, -15, 2, -15, 0, 18,
+        -7, -17, -9, -8, 10, 3, -23, -4, 9, -6, -17, -7, -13, -6, -15, -2,
+        23, 9, -36, -11, -5, -27, 35, -1, 8, -33, 1, -6, 10, -13, -2, 6,
+        0, -5, 5, 3, -8, 9, 2, -22, 9, -9, 16, 9, -26, 23, -32, -11,
+        13, 16, -46, 16, -5, -13, 31, -21, 5, -27, 15, -16, 36, -14, -5, 4,
+        4, -6, -8, -15, 5, 26, -3, -42, -10, -7, -8, -12, -12, -22, -17, 22,
+        3, 1, -25, -7, -24, 2, 9, 7, -2, -9, 5, 7, -5, -17, -9, 31,
+        -7, -8, 2, 4, 17, 0, 2, 2, 8, -6, -10, -6, -13, -1, -6, -8,
+        10, -2, -27, 3, 2, -8, 23, -8, 13, -9, 5, -6, -11, 8, -8, -6,
+        -15, -18, 3, 1, 8, -12, 22, 2, 5, 12, 4, 2, -4, 3, -8, -25,
+        2, -12, -27, 3, -14, 23, 31, -17, 23, -7, 18, -7, 26, -2, -6, -10,
+        -12, 2, -27, -30, -7, 37, 5, -41, -20, -12, -20, -19, -12, -51, -37, -17,
+        -16, -7, -25, 0, -36, 41, 15, 4, 14, -7, -4, 43, 7, -4, -23, 32,
+        -26, -8, -16, -16, 13, -11, 6, -24, -11, 1, -16, -21, -16, -18, 17, -13,
+        -6, -13, -3, 2, 11, 27, -1, -8, 10, -19, 2, 31, 26, 24, 1, 3,
+        -21, -2, -64, 2, 3, -20, 52, -2, 1, 9, -24, -2, -10, 26, 28, -21,
+        -6, -41, -12, 11, 29, 35, 9, 0, 3, -28, -20, 32, 64, -3, 21, 19
+}};
+static const int32_t b3[16] = {
     -751, -12476, 6126, 12923, -4131, 15555, 5311, 1974, 4650, 7581, 8258, 9614, -4782, -2149, 12984, -1120
 };
-static const scale_t s2[16] = {
+static const scale_t s3[16] = {
     0x1.a1b5560000000p-9f, 0x1.cbc93a0000000p-9f, 0x1.22f8ae0000000p-8f, 0x1.1cd4a00000000p-8f, 0x1.4c17520000000p-9f, 0x1.b14f040000000p-9f, 0x1.b3362a0000000p-9f, 0x1.2fa5580000000p-8f,
     0x1.51edbc0000000p-9f, 0x1.8bce8a0000000p-9f, 0x1.6abba20000000p-8f, 0x1.3febfa0000000p-8f, 0x1.47be680000000p-9f, 0x1.15933c0000000p-8f, 0x1.441d4c0000000p-8f, 0x1.9326f60000000p-9f
 };
-static const int8_t w3[2304] = {
-    21, -10, 13, 10, -23, -21, 12, -25, 23, -13, 9, -63, -31, -5, 15, -13,
-    -3, -22, 16, 18, -13, -30, 5, -46, -8, 8, 4, -35, -17, -31, 2, -23,
-    -22, -31, 27, -10, 32, -21, 0, -16, -6, 22, 23, -28, -34, -39, 20, -22,
-    -10, -5, -5, -19, -48, -2, 13, 31, 12, 4, 16, -2, 0, 3, 20, -39,
-    -22, 17, 12, 9, -15, -1, 8, 15, -26, 13, 12, 9, -12, -23, 6, -31,
-    -23, 22, 24, -23, 13, -5, 5, 29, -16, 32, 12, 51, -26, 0, -3, -4,
-    12, 12, -17, 7, 18, 43, -3, 6, 27, 5, 3, 5, -4, -4, 1, -32,
-    10, 21, -23, 13, 24, 28, -3, 11, 3, -12, -6, 9, 9, -12, 7, -11,
-    -5, 64, -15, 0, 14, 26, -7, 35, 29, -11, -23, -6, 12, 23, -4, 13,
-    -8, -4, -13, 5, -41, 4, -35, -7, 8, -8, 3, 31, -12, 13, -25, 28,
-    2, -13, -5, 0, -25, -9, -18, -3, -13, -5, -1, -29, 1, 31, -7, 8,
-    8, -23, -7, 22, -40, -2, -12, -8, -18, 0, 14, -64, 6, 31, -8, -7,
-    10, 32, 17, -18, 0, 12, -27, 15, -7, -16, -33, 12, -17, -1, 15, 1,
-    7, -5, 17, -27, -28, -6, 8, -14, -4, -4, -3, -25, 11, -7, 7, 3,
-    12, -14, 8, 22, -5, -20, -9, -12, -9, 9, 7, -30, 2, -11, -6, -8,
-    25, 14, 28, -26, -16, 10, -11, 22, -7, 9, 2, -13, 22, 8, 24, -39,
-    11, -3, -1, -58, -7, -19, -8, 14, 8, 10, -2, -5, -5, 0, 8, -14,
-    16, -8, -36, -31, 19, -30, -9, 23, -2, 41, -25, 5, 0, -8, -18, -2,
-    -50, 0, -11, 50, -16, 18, -36, 32, 35, 1, -15, 26, 13, 12, 27, 8,
-    -27, 7, 16, 1, 9, 6, -6, -4, 6, 0, 22, 17, -8, 14, 3, -4,
-    1, 1, 11, -35, 1, -42, 28, 23, 44, -4, 24, 53, 3, -8, -1, -4,
-    -17, -11, 0, 27, -11, 26, -13, 57, -9, 3, -41, 15, -1, 26, 16, -1,
-    1, 1, 18, -31, -2, 7, -14, 13, -35, -1, -17, 10, 0, -11, -4, -4,
-    1, 2, -12, -34, 5, -45, 5, 10, 2, -7, -8, 15, 28, -24, 8, -10,
-    -8, -15, 2, 19, 0, -2, 0, 17, -17, 19, -20, 29, 12, -22, 32, -15,
-    24, 8, -8, -8, 11, -31, -1, 10, -40, 15, -10, 6, 11, -34, 4, -24,
-    23, 24, -44, -27, 39, -64, 22, 11, -10, 21, -26, -3, 14, -21, 22, -36,
-    2, -9, -5, -22, -10, -8, 2, 0, 8, 0, -11, 12, -7, -1, 37, -25,
-    -17, -8, 7, -21, -6, 4, 22, 18, -13, -4, 6, -5, 12, -7, -24, -23,
-    8, 25, -11, -45, 10, 2, 1, -9, -1, -1, -1, -4, -9, 15, -6, -24,
-    -2, -13, 2, -28, -27, 13, 23, -16, -15, 8, 3, -19, 31, -8, -56, -18,
-    -15, 18, -7, -3, -7, 31, 30, -15, 8, 17, -2, -6, -15, 2, -37, -34,
-    -11, 29, -26, 19, 4, 17, 7, -28, -16, -24, -47, 3, -16, -5, 24, 19,
-    -26, -1, -15, 8, -32, -11, 32, -9, -14, -23, 28, -23, -47, 5, -64, 39,
-    -19, 0, -16, 25, 6, 9, -17, -6, -12, -7, -27, -15, -31, -17, -15, 12,
-    -21, -46, -28, 21, 8, -23, -63, -19, -24, -31, -54, 3, 3, -6, 22, 20,
-    11, 5, -4, -32, -15, 5, 9, -64, 4, 16, -22, -15, -13, -31, -25, 4,
-    17, -2, -13, -14, -5, 26, -3, -18, -5, 6, -11, 5, -2, 0, -22, 4,
-    20, -8, -24, 3, -10, 25, 2, -19, -23, 15, -7, -30, 24, 0, -1, 11,
-    3, 7, -15, 6, 2, 10, 17, 6, -8, 7, 2, 11, 8, -4, -15, 3,
-    -6, 0, -25, -3, 15, -5, -7, 1, 3, 8, -18, 0, 17, -13, 7, -1,
-    -12, -19, 6, 6, 2, -18, -3, -3, -11, 16, -4, -45, 20, -21, 13, -2,
-    -15, 28, -11, -10, 9, -6, 21, 24, 31, -14, 4, -18, -11, -11, -17, 13,
-    -8, 9, -9, 3, 3, -3, -9, 2, -1, 0, -19, -32, -14, -28, 12, 14,
-    -23, -9, 25, 21, 14, 9, -9, 0, -4, 2, -44, -29, -10, -14, 13, 0,
-    -1, -9, -8, 41, 41, -11, 4, 32, 26, -11, -4, -27, -15, -40, 10, 6,
-    -4, -16, -1, 9, 6, -14, -25, -9, 4, -25, 7, -23, 23, -56, -28, -7,
-    1, 54, -12, -17, 5, 27, -33, -6, -25, -31, 16, 11, -6, -27, -18, -13,
-    -20, -34, 8, 25, -2, -3, -3, -4, 7, 5, -26, -20, -15, 11, 30, -14,
-    0, -13, -2, 7, -14, 10, 2, 12, -6, -11, -13, -12, 15, -22, -24, -17,
-    -13, 14, -40, -15, -27, 39, -17, 19, 33, -64, 6, -9, 5, 2, -16, 2,
-    10, -24, 10, -12, 1, -11, 28, -38, -17, 43, -28, -5, -12, 9, 5, -6,
-    13, 2, 2, -17, 0, -6, 20, -18, -16, 12, -41, 31, 0, -20, 10, -15,
-    1, 5, -19, 3, -44, 22, 1, -5, -15, -45, -8, -7, 34, -13, -3, -10,
-    16, -56, 8, 19, 9, -61, -43, 44, -6, 23, -23, -59, 11, -35, 27, -39,
-    40, 6, 3, -35, 4, -47, -8, 5, 7, -11, 14, -31, -10, -21, 2, -32,
-    14, -27, -25, -44, -8, -14, 23, 5, -13, -39, -27, 1, 10, 5, -51, -57,
-    9, -16, 29, -11, -15, -20, 14, -40, 0, -2, -31, -48, 32, -17, 8, -47,
-    13, -16, -9, 2, -2, -1, 31, -23, 11, -20, -15, 0, 23, -6, -16, -27,
-    8, -56, -13, 18, -6, 6, 34, 14, -15, 7, -12, 1, -2, -5, -32, -34,
-    14, 11, 22, -46, 22, -5, 50, -42, -13, 50, -25, -39, 64, -19, 18, -20,
-    8, 29, -9, 6, -6, 9, 17, -12, -15, 16, -23, 12, 32, 13, -14, 16,
-    -6, -10, 6, 22, -18, 14, 13, 6, -19, 6, 11, 57, -35, 9, -47, 5,
-    -25, -6, -19, 16, -21, -11, 4, -40, 4, 9, -1, -9, 21, -28, 7, 24,
-    -39, -11, -10, 25, -17, -12, 2, 10, 3, 3, -15, -6, 12, -18, -4, 2,
-    -21, -10, -12, 21, 6, 5, 0, 44, 4, 12, -25, 8, 30, -64, -13, -19,
-    0, -24, 6, -16, -8, 17, -18, -41, 23, -2, 3, -12, -28, -9, 23, -6,
-    -1, 8, 6, -5, -3, 8, 7, -23, -20, 4, -25, -13, -13, -3, 18, -8,
-    -14, 22, 2, 3, 1, 22, -8, -1, 20, -5, -8, 0, -2, -10, 10, -17,
-    6, -11, -27, -53, -29, 53, -12, 6, -1, 0, 21, 15, -24, 10, -34, 1,
-    8, -10, -9, -37, -15, 13, -4, 5, -4, -3, -16, -25, 3, 26, -39, 14,
-    10, 4, -21, -19, -29, 17, -47, -12, 21, -33, 2, -16, 0, 7, -41, 22,
-    14, -2, -35, -19, -5, 1, 21, -26, 0, -1, 18, 22, -9, 20, 9, 16,
-    2, 3, -13, 1, 10, 3, -2, -30, -11, -2, -18, -9, -11, 27, -1, 16,
-    2, -4, -7, -7, 19, 8, -2, -24, -12, -10, 8, -19, 1, 24, -5, -1,
-    -13, -20, -24, 3, -6, -6, 13, 0, 19, 7, 52, 32, -40, -5, -21, 26,
-    5, -20, -10, -14, -2, 6, 2, -31, 36, 10, -10, -7, -28, -11, -9, 6,
-    0, -23, -1, -5, -26, 13, 6, -35, 29, -22, 6, -14, -12, 3, -11, -26,
-    -18, -13, -17, 20, -4, -15, 7, 10, 9, -29, 25, 30, -15, -14, -9, 9,
-    -14, -27, 6, -8, 7, -14, -8, -6, 24, 8, 18, 6, -3, -8, -37, 5,
-    -8, -10, 17, -16, -13, -19, -14, -30, 64, 25, 48, 10, 2, -3, -40, -4,
-    13, 0, 19, 17, -22, -3, -30, -19, 44, -35, -18, -60, 8, -12, 32, 3,
-    -4, -15, 13, 36, -23, -33, -15, -29, 19, -27, -21, -57, 16, -26, 11, 14,
-    -11, 7, 28, 22, -56, 12, -33, -17, 23, 18, 11, -60, 35, 0, -22, 25,
-    35, -24, 7, -16, -64, -4, -15, -29, -6, -4, -52, -3, 20, 29, 0, -42,
-    -25, 4, -2, -26, -55, -16, -15, -4, -31, -31, -46, -14, 24, 17, -26, -5,
-    -56, 1, -29, -10, -27, 30, -17, 19, -5, -19, -50, 32, -4, 6, 10, -10,
-    8, -23, -3, -28, -49, -9, 33, -59, -37, 19, 19, 29, 41, 35, 0, -26,
-    6, 9, -22, -21, 15, -25, 33, -22, -38, -11, 2, -29, -16, 0, -14, -9,
-    -22, 43, -51, 32, 52, 24, -5, -1, 9, -29, -37, -37, -62, 17, 55, -41,
-    -6, 7, -22, -31, -12, 11, 13, 4, -19, -4, -1, 22, -20, -5, -30, 19,
-    -8, 9, 0, -15, 2, -14, -17, -22, -21, 5, -2, -10, -4, 4, -17, -8,
-    -19, 15, 13, 1, -16, -8, -9, -3, -17, 12, 7, 6, 17, -14, -5, -19,
-    -22, 17, -3, -9, 36, -6, -16, 18, 8, -21, 2, 2, -16, 0, -3, -6,
-    -1, 13, 1, 2, -1, 23, -13, -6, -9, -15, 4, -17, -1, 3, -12, -17,
-    -18, 25, 4, -10, 0, 23, 4, 8, 0, 13, 12, -10, 5, -30, 1, -4,
-    -17, -4, 13, 17, 20, -20, -6, 16, 20, 11, -14, -32, 13, 5, 27, -34,
-    11, 3, -25, -17, -8, 11, 5, 0, -7, -7, -2, 0, 2, 14, 3, -26,
-    -11, -13, -64, -35, -15, 22, -21, -7, 10, 7, -13, 20, -16, -8, 18, 1,
-    21, -40, 38, 4, -13, -33, 13, 19, -5, 7, -25, -34, 10, 24, 12, 3,
-    32, -54, 32, 15, -19, -16, 0, 30, -13, -20, -15, -16, 20, -1, 3, -15,
-    -11, -39, 21, 2, 2, -23, 1, 23, -21, -24, -20, 30, -11, -9, -16, -34,
-    41, 5, 2, 4, -3, -24, 4, -7, -18, 14, 20, -4, -2, 0, -3, -13,
-    13, -8, -17, 2, 12, -11, -17, -10, -18, -17, -11, -12, 18, 5, 18, -8,
-    -10, -4, -13, 6, 37, 2, -14, 2, 5, -8, -17, -6, 8, 2, 29, -15,
-    6, 17, -24, 34, 29, -12, -34, 64, 7, 28, 7, -14, -36, -2, 12, -4,
-    -1, -26, 4, 12, 24, -19, -24, 39, -19, 4, -31, -26, 8, -4, 15, -7,
-    -26, -37, 22, -38, 18, -12, 3, 32, 8, 21, 34, -17, 31, 6, 7, -30,
-    0, 2, 4, 7, 2, -6, 4, 7, -8, 2, -45, 15, 4, 64, -8, -21,
-    -13, -13, 15, 7, 9, 0, 8, 10, -11, 8, -23, -12, -4, 38, -11, -31,
-    0, -16, 13, 17, 22, -1, 4, 27, -22, 27, 1, -22, -7, 3, 8, -28,
-    -26, -4, 8, 0, 14, 3, 11, 33, -5, -8, -31, 2, 9, 11, 10, -13,
-    -14, -3, 7, 0, 6, -8, 1, 25, 1, 9, -5, -1, -9, -14, 8, -27,
-    -11, 13, 13, 15, -3, -20, -18, 12, -15, 18, -2, 5, -11, -4, 14, -4,
-    27, -12, 27, 13, -5, 22, 22, -16, -12, 2, -20, -18, -34, 11, -12, 25,
-    41, 0, -3, 19, -3, 5, 1, -4, -5, 8, -7, 0, -13, 33, -11, 11,
-    38, 35, -13, 26, -14, -4, -30, 1, -5, 29, -13, 17, 2, 24, -6, 20,
-    -17, 11, 17, 23, 28, 0, 12, 1, 9, -11, -27, 14, 2, -57, 7, -13,
-    -8, 10, 1, -19, 10, -3, 14, -19, 14, -15, -18, 16, -15, -43, 3, 5,
-    7, 64, 5, -42, 17, 27, -2, -42, 3, -24, -10, 18, -30, -28, -5, 22,
-    2, 13, 5, 12, 18, 15, 0, 3, 5, -36, 21, 8, -11, -31, 8, 12,
-    -3, -2, -4, -24, -11, 3, -17, -19, -9, -26, 3, 14, -11, -12, -10, -5,
-    3, -1, -16, -30, -27, 3, -41, -18, 0, -16, -13, 8, 4, 3, -20, -1,
-    6, 24, -31, -22, 20, 8, -15, 1, 24, -26, 32, 19, 26, -23, -12, 5,
-    4, 16, -17, -20, -1, 16, -26, -3, 29, -20, -3, 22, 9, -44, -25, -3,
-    5, 5, 4, 4, -20, 38, -32, 11, 8, -22, -18, -22, 13, -9, -42, 12,
-    -29, -2, 22, 7, -5, 15, 3, -25, -5, -37, -28, -29, 32, 3, -3, 51,
-    -15, 0, 29, -21, 6, -3, -1, 20, 32, -6, -18, -17, 21, -11, -12, -2,
-    26, -35, 12, -21, 8, -17, 18, -12, 12, -8, -11, 0, 20, -37, -22, -30,
-    -2, -20, -11, -7, -17, 0, -8, -23, -29, -23, -46, 3, 8, -13, -17, 45,
-    13, 1, 6, 16, 11, 8, 14, -2, -17, -2, -25, 0, -10, -41, -23, -4,
-    -21, -10, 33, -25, 3, -39, -13, -15, 36, 31, -19, 11, 40, -51, -2, -31,
-    16, 10, -32, -12, -15, -4, -1, -15, 3, -3, -5, -34, -21, -15, -42, 57,
-    7, -4, -38, 9, -2, 28, -4, -4, -29, -13, 3, -30, -21, 1, -46, 13,
-    -13, 11, 26, -4, 40, 24, -64, -10, 14, -3, -28, -4, -15, -44, 17, 21,
-    1, -24, 8, -43, -13, -9, -1, 4, -20, -23, -9, -22, -28, -20, -27, -27,
-    43, -5, -27, -40, 4, 2, 21, -44, -2, -9, 2, -3, 30, -11, 3, -11,
-    18, 26, -37, -22, 16, 40, -1, -64, -2, -5, -44, -37, 24, -3, 3, -14,
-    13, 4, 6, -46, -1, -6, -12, -10, -25, 2, 6, -14, -38, 14, -3, -11,
-    -5, -12, -5, -3, 2, 1, 16, -1, 13, -16, -3, -2, 2, -11, -8, 8,
-    7, -11, -19, 36, -1, -10, -5, -5, 0, -24, -44, -33, -21, -2, -7, 3,
-    21, 2, 9, -11, 21, 24, -39, 8, -14, 14, 1, -8, -8, -9, 24, -47,
-    10, -14, -26, 20, -13, 8, -13, 29, 3, -13, 10, 12, -10, 5, 0, -16,
-    23, -30, 1, 14, -32, -5, -25, 22, -16, -40, 13, -33, -20, 13, -22, 13
-};
-static const int32_t b3[16] = {
+static const union {
+    int8_t v[2304];
+    uint32_t words[576];
+} w4 = {{
+        21, -10, 13, 10, -8, -4, -13, 5, -23, -21, 12, -25, -41, 4, -35, -7,
+        23, -13, 9, -63, 8, -8, 3, 31, -31, -5, 15, -13, -12, 13, -25, 28,
+        -3, -22, 16, 18, 2, -13, -5, 0, -13, -30, 5, -46, -25, -9, -18, -3,
+        -8, 8, 4, -35, -13, -5, -1, -29, -17, -31, 2, -23, 1, 31, -7, 8,
+        -22, -31, 27, -10, 8, -23, -7, 22, 32, -21, 0, -16, -40, -2, -12, -8,
+        -6, 22, 23, -28, -18, 0, 14, -64, -34, -39, 20, -22, 6, 31, -8, -7,
+        -10, -5, -5, -19, 10, 32, 17, -18, -48, -2, 13, 31, 0, 12, -27, 15,
+        12, 4, 16, -2, -7, -16, -33, 12, 0, 3, 20, -39, -17, -1, 15, 1,
+        -22, 17, 12, 9, 7, -5, 17, -27, -15, -1, 8, 15, -28, -6, 8, -14,
+        -26, 13, 12, 9, -4, -4, -3, -25, -12, -23, 6, -31, 11, -7, 7, 3,
+        -23, 22, 24, -23, 12, -14, 8, 22, 13, -5, 5, 29, -5, -20, -9, -12,
+        -16, 32, 12, 51, -9, 9, 7, -30, -26, 0, -3, -4, 2, -11, -6, -8,
+        12, 12, -17, 7, 25, 14, 28, -26, 18, 43, -3, 6, -16, 10, -11, 22,
+        27, 5, 3, 5, -7, 9, 2, -13, -4, -4, 1, -32, 22, 8, 24, -39,
+        10, 21, -23, 13, 11, -3, -1, -58, 24, 28, -3, 11, -7, -19, -8, 14,
+        3, -12, -6, 9, 8, 10, -2, -5, 9, -12, 7, -11, -5, 0, 8, -14,
+        -5, 64, -15, 0, 16, -8, -36, -31, 14, 26, -7, 35, 19, -30, -9, 23,
+        29, -11, -23, -6, -2, 41, -25, 5, 12, 23, -4, 13, 0, -8, -18, -2,
+        -50, 0, -11, 50, 2, -9, -5, -22, -16, 18, -36, 32, -10, -8, 2, 0,
+        35, 1, -15, 26, 8, 0, -11, 12, 13, 12, 27, 8, -7, -1, 37, -25,
+        -27, 7, 16, 1, -17, -8, 7, -21, 9, 6, -6, -4, -6, 4, 22, 18,
+        6, 0, 22, 17, -13, -4, 6, -5, -8, 14, 3, -4, 12, -7, -24, -23,
+        1, 1, 11, -35, 8, 25, -11, -45, 1, -42, 28, 23, 10, 2, 1, -9,
+        44, -4, 24, 53, -1, -1, -1, -4, 3, -8, -1, -4, -9, 15, -6, -24,
+        -17, -11, 0, 27, -2, -13, 2, -28, -11, 26, -13, 57, -27, 13, 23, -16,
+        -9, 3, -41, 15, -15, 8, 3, -19, -1, 26, 16, -1, 31, -8, -56, -18,
+        1, 1, 18, -31, -15, 18, -7, -3, -2, 7, -14, 13, -7, 31, 30, -15,
+        -35, -1, -17, 10, 8, 17, -2, -6, 0, -11, -4, -4, -15, 2, -37, -34,
+        1, 2, -12, -34, -11, 29, -26, 19, 5, -45, 5, 10, 4, 17, 7, -28,
+        2, -7, -8, 15, -16, -24, -47, 3, 28, -24, 8, -10, -16, -5, 24, 19,
+        -8, -15, 2, 19, -26, -1, -15, 8, 0, -2, 0, 17, -32, -11, 32, -9,
+        -17, 19, -20, 29, -14, -23, 28, -23, 12, -22, 32, -15, -47, 5, -64, 39,
+        24, 8, -8, -8, -19, 0, -16, 25, 11, -31, -1, 10, 6, 9, -17, -6,
+        -40, 15, -10, 6, -12, -7, -27, -15, 11, -34, 4, -24, -31, -17, -15, 12,
+        23, 24, -44, -27, -21, -46, -28, 21, 39, -64, 22, 11, 8, -23, -63, -19,
+        -10, 21, -26, -3, -24, -31, -54, 3, 14, -21, 22, -36, 3, -6, 22, 20,
+        11, 5, -4, -32, -1, -9, -8, 41, -15, 5, 9, -64, 41, -11, 4, 32,
+        4, 16, -22, -15, 26, -11, -4, -27, -13, -31, -25, 4, -15, -40, 10, 6,
+        17, -2, -13, -14, -4, -16, -1, 9, -5, 26, -3, -18, 6, -14, -25, -9,
+        -5, 6, -11, 5, 4, -25, 7, -23, -2, 0, -22, 4, 23, -56, -28, -7,
+        20, -8, -24, 3, 1, 54, -12, -17, -10, 25, 2, -19, 5, 27, -33, -6,
+        -23, 15, -7, -30, -25, -31, 16, 11, 24, 0, -1, 11, -6, -27, -18, -13,
+        3, 7, -15, 6, -20, -34, 8, 25, 2, 10, 17, 6, -2, -3, -3, -4,
+        -8, 7, 2, 11, 7, 5, -26, -20, 8, -4, -15, 3, -15, 11, 30, -14,
+        -6, 0, -25, -3, 0, -13, -2, 7, 15, -5, -7, 1, -14, 10, 2, 12,
+        3, 8, -18, 0, -6, -11, -13, -12, 17, -13, 7, -1, 15, -22, -24, -17,
+        -12, -19, 6, 6, -13, 14, -40, -15, 2, -18, -3, -3, -27, 39, -17, 19,
+        -11, 16, -4, -45, 33, -64, 6, -9, 20, -21, 13, -2, 5, 2, -16, 2,
+        -15, 28, -11, -10, 10, -24, 10, -12, 9, -6, 21, 24, 1, -11, 28, -38,
+        31, -14, 4, -18, -17, 43, -28, -5, -11, -11, -17, 13, -12, 9, 5, -6,
+        -8, 9, -9, 3, 13, 2, 2, -17, 3, -3, -9, 2, 0, -6, 20, -18,
+        -1, 0, -19, -32, -16, 12, -41, 31, -14, -28, 12, 14, 0, -20, 10, -15,
+        -23, -9, 25, 21, 1, 5, -19, 3, 14, 9, -9, 0, -44, 22, 1, -5,
+        -4, 2, -44, -29, -15, -45, -8, -7, -10, -14, 13, 0, 34, -13, -3, -10,
+        16, -56, 8, 19, -25, -6, -19, 16, 9, -61, -43, 44, -21, -11, 4, -40,
+        -6, 23, -23, -59, 4, 9, -1, -9, 11, -35, 27, -39, 21, -28, 7, 24,
+        40, 6, 3, -35, -39, -11, -10, 25, 4, -47, -8, 5, -17, -12, 2, 10,
+        7, -11, 14, -31, 3, 3, -15, -6, -10, -21, 2, -32, 12, -18, -4, 2,
+        14, -27, -25, -44, -21, -10, -12, 21, -8, -14, 23, 5, 6, 5, 0, 44,
+        -13, -39, -27, 1, 4, 12, -25, 8, 10, 5, -51, -57, 30, -64, -13, -19,
+        9, -16, 29, -11, 0, -24, 6, -16, -15, -20, 14, -40, -8, 17, -18, -41,
+        0, -2, -31, -48, 23, -2, 3, -12, 32, -17, 8, -47, -28, -9, 23, -6,
+        13, -16, -9, 2, -1, 8, 6, -5, -2, -1, 31, -23, -3, 8, 7, -23,
+        11, -20, -15, 0, -20, 4, -25, -13, 23, -6, -16, -27, -13, -3, 18, -8,
+        8, -56, -13, 18, -14, 22, 2, 3, -6, 6, 34, 14, 1, 22, -8, -1,
+        -15, 7, -12, 1, 20, -5, -8, 0, -2, -5, -32, -34, -2, -10, 10, -17,
+        14, 11, 22, -46, 6, -11, -27, -53, 22, -5, 50, -42, -29, 53, -12, 6,
+        -13, 50, -25, -39, -1, 0, 21, 15, 64, -19, 18, -20, -24, 10, -34, 1,
+        8, 29, -9, 6, 8, -10, -9, -37, -6, 9, 17, -12, -15, 13, -4, 5,
+        -15, 16, -23, 12, -4, -3, -16, -25, 32, 13, -14, 16, 3, 26, -39, 14,
+        -6, -10, 6, 22, 10, 4, -21, -19, -18, 14, 13, 6, -29, 17, -47, -12,
+        -19, 6, 11, 57, 21, -33, 2, -16, -35, 9, -47, 5, 0, 7, -41, 22,
+        14, -2, -35, -19, 13, 0, 19, 17, -5, 1, 21, -26, -22, -3, -30, -19,
+        0, -1, 18, 22, 44, -35, -18, -60, -9, 20, 9, 16, 8, -12, 32, 3,
+        2, 3, -13, 1, -4, -15, 13, 36, 10, 3, -2, -30, -23, -33, -15, -29,
+        -11, -2, -18, -9, 19, -27, -21, -57, -11, 27, -1, 16, 16, -26, 11, 14,
+        2, -4, -7, -7, -11, 7, 28, 22, 19, 8, -2, -24, -56, 12, -33, -17,
+        -12, -10, 8, -19, 23, 18, 11, -60, 1, 24, -5, -1, 35, 0, -22, 25,
+        -13, -20, -24, 3, 35, -24, 7, -16, -6, -6, 13, 0, -64, -4, -15, -29,
+        19, 7, 52, 32, -6, -4, -52, -3, -40, -5, -21, 26, 20, 29, 0, -42,
+        5, -20, -10, -14, -25, 4, -2, -26, -2, 6, 2, -31, -55, -16, -15, -4,
+        36, 10, -10, -7, -31, -31, -46, -14, -28, -11, -9, 6, 24, 17, -26, -5,
+        0, -23, -1, -5, -56, 1, -29, -10, -26, 13, 6, -35, -27, 30, -17, 19,
+        29, -22, 6, -14, -5, -19, -50, 32, -12, 3, -11, -26, -4, 6, 10, -10,
+        -18, -13, -17, 20, 8, -23, -3, -28, -4, -15, 7, 10, -49, -9, 33, -59,
+        9, -29, 25, 30, -37, 19, 19, 29, -15, -14, -9, 9, 41, 35, 0, -26,
+        -14, -27, 6, -8, 6, 9, -22, -21, 7, -14, -8, -6, 15, -25, 33, -22,
+        24, 8, 18, 6, -38, -11, 2, -29, -3, -8, -37, 5, -16, 0, -14, -9,
+        -8, -10, 17, -16, -22, 43, -51, 32, -13, -19, -14, -30, 52, 24, -5, -1,
+        64, 25, 48, 10, 9, -29, -37, -37, 2, -3, -40, -4, -62, 17, 55, -41,
+        -6, 7, -22, -31, 21, -40, 38, 4, -12, 11, 13, 4, -13, -33, 13, 19,
+        -19, -4, -1, 22, -5, 7, -25, -34, -20, -5, -30, 19, 10, 24, 12, 3,
+        -8, 9, 0, -15, 32, -54, 32, 15, 2, -14, -17, -22, -19, -16, 0, 30,
+        -21, 5, -2, -10, -13, -20, -15, -16, -4, 4, -17, -8, 20, -1, 3, -15,
+        -19, 15, 13, 1, -11, -39, 21, 2, -16, -8, -9, -3, 2, -23, 1, 23,
+        -17, 12, 7, 6, -21, -24, -20, 30, 17, -14, -5, -19, -11, -9, -16, -34,
+        -22, 17, -3, -9, 41, 5, 2, 4, 36, -6, -16, 18, -3, -24, 4, -7,
+        8, -21, 2, 2, -18, 14, 20, -4, -16, 0, -3, -6, -2, 0, -3, -13,
+        -1, 13, 1, 2, 13, -8, -17, 2, -1, 23, -13, -6, 12, -11, -17, -10,
+        -9, -15, 4, -17, -18, -17, -11, -12, -1, 3, -12, -17, 18, 5, 18, -8,
+        -18, 25, 4, -10, -10, -4, -13, 6, 0, 23, 4, 8, 37, 2, -14, 2,
+        0, 13, 12, -10, 5, -8, -17, -6, 5, -30, 1, -4, 8, 2, 29, -15,
+        -17, -4, 13, 17, 6, 17, -24, 34, 20, -20, -6, 16, 29, -12, -34, 64,
+        20, 11, -14, -32, 7, 28, 7, -14, 13, 5, 27, -34, -36, -2, 12, -4,
+        11, 3, -25, -17, -1, -26, 4, 12, -8, 11, 5, 0, 24, -19, -24, 39,
+        -7, -7, -2, 0, -19, 4, -31, -26, 2, 14, 3, -26, 8, -4, 15, -7,
+        -11, -13, -64, -35, -26, -37, 22, -38, -15, 22, -21, -7, 18, -12, 3, 32,
+        10, 7, -13, 20, 8, 21, 34, -17, -16, -8, 18, 1, 31, 6, 7, -30,
+        0, 2, 4, 7, -17, 11, 17, 23, 2, -6, 4, 7, 28, 0, 12, 1,
+        -8, 2, -45, 15, 9, -11, -27, 14, 4, 64, -8, -21, 2, -57, 7, -13,
+        -13, -13, 15, 7, -8, 10, 1, -19, 9, 0, 8, 10, 10, -3, 14, -19,
+        -11, 8, -23, -12, 14, -15, -18, 16, -4, 38, -11, -31, -15, -43, 3, 5,
+        0, -16, 13, 17, 7, 64, 5, -42, 22, -1, 4, 27, 17, 27, -2, -42,
+        -22, 27, 1, -22, 3, -24, -10, 18, -7, 3, 8, -28, -30, -28, -5, 22,
+        -26, -4, 8, 0, 2, 13, 5, 12, 14, 3, 11, 33, 18, 15, 0, 3,
+        -5, -8, -31, 2, 5, -36, 21, 8, 9, 11, 10, -13, -11, -31, 8, 12,
+        -14, -3, 7, 0, -3, -2, -4, -24, 6, -8, 1, 25, -11, 3, -17, -19,
+        1, 9, -5, -1, -9, -26, 3, 14, -9, -14, 8, -27, -11, -12, -10, -5,
+        -11, 13, 13, 15, 3, -1, -16, -30, -3, -20, -18, 12, -27, 3, -41, -18,
+        -15, 18, -2, 5, 0, -16, -13, 8, -11, -4, 14, -4, 4, 3, -20, -1,
+        27, -12, 27, 13, 6, 24, -31, -22, -5, 22, 22, -16, 20, 8, -15, 1,
+        -12, 2, -20, -18, 24, -26, 32, 19, -34, 11, -12, 25, 26, -23, -12, 5,
+        41, 0, -3, 19, 4, 16, -17, -20, -3, 5, 1, -4, -1, 16, -26, -3,
+        -5, 8, -7, 0, 29, -20, -3, 22, -13, 33, -11, 11, 9, -44, -25, -3,
+        38, 35, -13, 26, 5, 5, 4, 4, -14, -4, -30, 1, -20, 38, -32, 11,
+        -5, 29, -13, 17, 8, -22, -18, -22, 2, 24, -6, 20, 13, -9, -42, 12,
+        -29, -2, 22, 7, 1, -24, 8, -43, -5, 15, 3, -25, -13, -9, -1, 4,
+        -5, -37, -28, -29, -20, -23, -9, -22, 32, 3, -3, 51, -28, -20, -27, -27,
+        -15, 0, 29, -21, 43, -5, -27, -40, 6, -3, -1, 20, 4, 2, 21, -44,
+        32, -6, -18, -17, -2, -9, 2, -3, 21, -11, -12, -2, 30, -11, 3, -11,
+        26, -35, 12, -21, 18, 26, -37, -22, 8, -17, 18, -12, 16, 40, -1, -64,
+        12, -8, -11, 0, -2, -5, -44, -37, 20, -37, -22, -30, 24, -3, 3, -14,
+        -2, -20, -11, -7, 13, 4, 6, -46, -17, 0, -8, -23, -1, -6, -12, -10,
+        -29, -23, -46, 3, -25, 2, 6, -14, 8, -13, -17, 45, -38, 14, -3, -11,
+        13, 1, 6, 16, -5, -12, -5, -3, 11, 8, 14, -2, 2, 1, 16, -1,
+        -17, -2, -25, 0, 13, -16, -3, -2, -10, -41, -23, -4, 2, -11, -8, 8,
+        -21, -10, 33, -25, 7, -11, -19, 36, 3, -39, -13, -15, -1, -10, -5, -5,
+        36, 31, -19, 11, 0, -24, -44, -33, 40, -51, -2, -31, -21, -2, -7, 3,
+        16, 10, -32, -12, 21, 2, 9, -11, -15, -4, -1, -15, 21, 24, -39, 8,
+        3, -3, -5, -34, -14, 14, 1, -8, -21, -15, -42, 57, -8, -9, 24, -47,
+        7, -4, -38, 9, 10, -14, -26, 20, -2, 28, -4, -4, -13, 8, -13, 29,
+        -29, -13, 3, -30, 3, -13, 10, 12, -21, 1, -46, 13, -10, 5, 0, -16,
+        -13, 11, 26, -4, 23, -30, 1, 14, 40, 24, -64, -10, -32, -5, -25, 22,
+        14, -3, -28, -4, -16, -40, 13, -33, -15, -44, 17, 21, -20, 13, -22, 13
+}};
+static const int32_t b4[16] = {
     -1671, 3918, -4265, 8827, 2039, 2358, 9608, 5461, 1379, 9401, 2605, 507, -1524, 1606, 1716, 8387
 };
-static const scale_t s3[16] = {
+static const scale_t s4[16] = {
     0x1.23f7aa0000000p-7f, 0x1.93b59a0000000p-7f, 0x1.a6546e0000000p-8f, 0x1.2a350a0000000p-7f, 0x1.b1f63c0000000p-7f, 0x1.2325d00000000p-7f, 0x1.2ae37c0000000p-8f, 0x1.51bd680000000p-7f,
     0x1.f174b80000000p-8f, 0x1.9caeaa0000000p-8f, 0x1.a1ff680000000p-7f, 0x1.c337560000000p-8f, 0x1.d387140000000p-8f, 0x1.d346880000000p-8f, 0x1.395ae80000000p-7f, 0x1.12a5080000000p-7f
 };
-static const int8_t w4[2304] = {
-    -18, -8, 5, -17, 30, -14, -56, 34, -4, -44, -17, -22, -41, 15, -38, 29,
-    -37, 2, 0, -17, -11, 33, -16, 6, 18, -8, 13, -41, 34, -20, -47, 34,
-    6, 8, -29, 5, -10, 4, -54, -8, 15, -22, 14, -48, 26, 12, -64, 1,
-    24, -15, 25, -17, 16, -30, -61, 9, 42, -37, -2, -6, -35, 3, -29, -29,
-    2, -22, -28, -27, -8, -13, -6, -32, 8, -21, 10, 25, -5, -2, -32, -20,
-    30, -33, -3, -16, 15, -39, 10, -8, -28, -19, 0, -12, -19, -4, -4, -33,
-    11, -16, -7, 37, 20, 0, -40, -42, 33, 0, 5, -20, -35, 28, -46, -17,
-    -16, 14, -36, -5, -16, -8, 1, -45, -13, -2, 15, 17, -19, 16, -34, 9,
-    -12, 61, 2, 8, -3, -46, 23, -32, -17, -14, 18, -10, -37, -42, -21, -16,
-    -8, 10, -22, 0, 41, 10, -55, 9, 2, -16, 5, -42, 23, 12, -15, -8,
-    8, 2, -10, -19, 19, 1, -19, 3, 17, 11, 16, -39, 31, -3, -6, 6,
-    7, 6, -28, 10, 33, -5, -29, 32, 11, 29, 9, -30, 18, 21, 29, 20,
-    0, 8, -9, 14, -21, -18, -31, 3, 23, -18, -32, -8, 15, -8, 11, 17,
-    -8, -13, -5, -2, -11, -19, 11, 9, -20, 0, -11, 15, -11, -3, 6, 18,
-    7, -6, -8, 6, -5, 4, -3, 5, 18, 18, 7, -20, -4, 12, -10, 20,
-    21, -4, -27, -19, -21, 6, 6, 20, -1, 8, -10, -27, -19, -7, 7, 16,
-    -11, -9, -6, 1, 0, -20, 14, 63, 8, -23, 27, -40, -7, -11, 10, 7,
-    16, -2, 7, 18, -5, 22, -7, 62, 5, -11, 7, -47, 38, 64, 19, -6,
-    -7, -29, -22, -10, -19, 6, -6, 15, 3, 17, 1, -11, -24, -20, 28, -32,
-    -6, -2, -20, 13, -13, 4, -5, -3, -7, 17, 8, -11, 19, -32, -10, -17,
-    6, -4, -22, -10, -33, 1, 5, -19, 8, 7, 15, 8, -13, -26, 39, -27,
-    8, -14, -2, -20, -30, 1, -10, 2, 8, 10, -2, -1, -21, 3, 3, -25,
-    -1, -26, -44, -5, -10, -10, -10, -25, -10, 3, -5, 11, -8, -1, -18, -5,
-    14, -12, -23, -11, -14, -27, 11, -18, 13, -10, 2, 21, -5, 5, 3, -18,
-    -22, 1, 0, 2, -7, -22, 16, 37, 44, -8, 3, -18, 1, 8, -14, -40,
-    -31, 11, -64, -12, 1, -25, 6, 12, -10, -13, 6, -23, 14, 11, -7, -15,
-    -41, 17, -7, -18, -27, -36, 39, -13, -5, -7, 10, -42, -18, 6, 11, -2,
-    -11, -28, -7, 18, 13, 11, -59, -18, -16, -53, 31, -35, -47, 51, -25, -34,
-    -6, -11, -20, -15, -6, 3, 5, -12, -2, -34, 15, -23, -13, -4, -14, 5,
-    -61, -18, 2, 19, -8, 17, -27, 11, -1, -5, 28, -24, 13, 21, 11, 59,
-    -29, 9, -18, 4, -26, 18, -9, -5, -10, 19, 4, -34, 10, -22, 9, -35,
-    -8, 3, -5, 9, 2, -9, 37, 18, 10, 18, -18, -16, 1, -37, 31, -8,
-    -39, -7, 19, 18, -15, 8, -4, 8, -2, 9, -9, -23, -10, 5, -6, 32,
-    -29, 17, 16, 18, -29, 2, 33, 17, -20, 22, -49, -27, 23, 16, -15, 4,
-    8, 26, 41, -8, -31, -6, 24, 14, 2, -1, -31, -52, 16, -9, 1, 43,
-    -31, 0, 26, -25, -34, 3, -4, -7, -1, 2, -35, -64, -26, 12, -3, 43,
-    27, -31, -22, -19, -4, 37, 23, 1, -26, 31, 26, -6, -38, 17, -47, 6,
-    -12, -20, 5, 4, -3, 53, 20, 6, 4, 20, 8, 0, -16, -16, -14, 24,
-    -12, -41, -8, -6, -16, 64, 1, 0, 24, 14, 21, -38, 19, 11, -27, 23,
-    -1, -13, 16, -7, 25, 9, 10, 18, 6, 4, -4, 1, -35, 3, -10, 0,
-    -23, -9, 5, 6, -12, -5, -10, 19, 2, -3, -25, 10, -4, -13, -6, 15,
-    25, -9, 6, -1, 21, -12, -21, 1, -22, 15, 11, -27, -18, -16, 1, -3,
-    -14, 1, 17, 16, 33, 16, 6, 4, -35, 0, 20, -16, -15, 32, 8, -18,
-    -25, 15, 7, 31, 7, 13, 4, -20, -13, 10, 15, 4, -1, 29, -13, -4,
-    24, 59, 30, 53, 6, -7, 13, -15, -43, -5, 56, -19, 23, -26, -21, -11,
-    -7, 18, -32, 5, 13, 5, -11, -8, 23, -5, -2, 2, 32, 30, -28, 4,
-    11, 19, -45, -5, 8, -8, 7, -1, 17, 21, -7, 16, 10, 2, -30, -15,
-    44, 22, -16, -26, 21, 36, 4, 0, 17, -4, 5, 20, -16, 13, -10, -64,
-    11, -4, 5, -30, 8, 14, -12, -18, -36, 3, 18, 14, -23, 15, -5, -4,
-    -6, -17, -26, 6, -17, 0, 5, 8, -15, 7, 11, -16, -1, 13, -4, 6,
-    20, -17, 6, -15, 12, 26, 31, 4, 4, 1, 4, -2, -31, -17, 6, -15,
-    -8, -1, -15, -45, 5, 16, -21, -36, -52, -7, 25, -3, -16, -8, 0, 2,
-    4, 6, -10, -17, 1, 5, 15, 2, -13, -4, 8, 17, -10, -1, 0, 3,
-    26, -10, 21, -27, -2, 2, 26, 41, 4, 0, 15, 19, -8, -6, -14, -24,
-    -13, 8, 4, -26, -36, 9, 43, 2, -9, 45, -5, -38, -39, -21, 44, -2,
-    2, -6, 18, -17, -41, 3, 4, 8, -9, 4, 8, -26, -29, -17, 33, 6,
-    9, 4, 20, -24, -30, 9, 53, 3, -14, 3, -26, -4, -42, -53, 64, -9,
-    4, 11, -8, 9, 6, -4, 13, 20, 18, 7, -8, 30, -8, -6, 32, 13,
-    -26, -11, -19, -4, -17, -14, -5, 8, -19, 17, 6, -7, -6, 5, -51, 12,
-    3, -4, -24, -6, 1, -24, 37, 7, -25, 15, 9, 10, -18, -36, 3, -1,
-    16, 5, -30, 16, 0, 20, -9, 23, -16, 2, 36, -7, -15, -15, 58, -1,
-    -27, -9, -7, 11, -27, 2, 9, 0, 1, -2, 15, -42, -9, -9, 45, 7,
-    23, -17, 7, 12, -19, 28, 12, 10, -6, -19, 37, -26, 2, 14, 25, 21,
-    -27, 16, -7, -4, -51, 16, 0, -20, -23, -12, 2, 27, 29, -32, -9, -15,
-    3, 0, -40, 7, -38, 2, 0, -15, -29, -8, 2, 15, -12, -2, -23, -5,
-    1, -2, -7, 2, -39, 15, -12, -1, -5, -14, 9, 26, -8, -1, -28, -1,
-    -30, -15, 0, -16, -20, 4, -6, -46, -64, -6, 10, -20, -18, 1, 1, 1,
-    15, -7, -4, 6, 2, -12, -2, -2, -12, 1, 15, -23, -15, 1, -4, 2,
-    -14, -19, 22, 17, -3, 25, 14, 12, 11, 5, 11, -8, 3, -6, -29, 2,
-    -38, -9, -11, -42, -5, 9, 17, -62, -35, 6, -7, -10, 17, -3, -24, 7,
-    22, 24, 8, -33, -3, 0, 15, -7, -3, 0, 1, -6, -20, -7, -11, 28,
-    -2, -2, 16, -58, -3, 16, 23, 19, 11, -7, 2, -4, -33, 8, -30, 1,
-    -15, 60, -16, -21, -38, -16, 3, -3, 16, 27, 1, 3, 26, -50, -50, -3,
-    17, 4, 0, 2, -20, -7, 38, 9, -3, 10, 22, -8, -12, -18, -7, -23,
-    -7, 36, 1, -7, 12, -19, 39, 14, -2, 8, 8, 15, -3, -64, -18, -49,
-    -7, 0, -16, 7, 9, -3, 2, -10, -20, -8, 35, 19, -11, -38, 6, 29,
-    6, 14, 40, 2, -1, 40, 6, -1, 2, 8, 43, -19, -12, -4, 23, 41,
-    -26, 14, 13, -13, 9, -17, 2, -2, -30, -5, 9, -7, -11, -53, -5, -13,
-    -4, 16, -5, 7, 32, -18, 3, 5, -33, -5, 2, 12, -8, -24, 13, 36,
-    7, 22, 45, -3, -3, 2, 3, 14, -9, -2, -10, 15, -33, -12, -27, 9,
-    2, 23, 3, 36, 36, -37, -35, -18, -8, 3, -9, 24, -38, -39, -32, -6,
-    -4, 0, 15, 5, 19, 3, -40, 20, -5, -61, 13, -11, -43, 18, -2, 28,
-    -3, 18, 8, -5, -15, 7, -1, 14, 26, -26, 16, -28, -15, -1, -17, 29,
-    -40, -9, 22, -1, -13, 8, -7, -18, 9, -10, 0, -46, 14, -7, -25, 57,
-    -2, 16, -1, 31, 3, 1, 5, -12, -24, -31, 16, 2, 6, 22, -6, 3,
-    -5, 10, 7, -5, -5, -11, 17, -24, -5, -5, 0, -5, -11, 2, 1, -11,
-    -41, -8, 31, -5, 27, -12, 9, -14, -31, -6, -1, -20, -19, -9, 3, -13,
-    -7, -17, -25, -3, -29, 2, 16, -46, -14, -2, 13, 18, 11, -20, -28, 22,
-    10, 17, 26, -13, -30, 3, 0, -34, -19, 0, 22, 8, -19, -15, -2, 35,
-    -10, 9, 16, -36, -12, -9, 13, -26, 21, -13, -2, -6, -64, -39, 7, 31,
-    -10, -25, 8, 31, 27, -13, -16, 1, 8, -32, -12, 0, 0, 26, 16, 21,
-    -7, -5, 11, 20, 10, 0, -10, -5, 1, -36, 1, -13, -3, 5, 9, 13,
-    6, -19, 0, 18, 19, -3, 0, 9, -3, -18, 5, -41, -5, -5, 1, 17,
-    -18, -7, -4, -3, 14, -13, -14, 14, 12, -18, -20, 3, 10, 18, 3, 5,
-    13, 0, 12, -14, -10, -11, 8, 12, 7, -19, -3, 3, 11, 3, -15, 5,
-    -10, -20, -11, 1, -16, -9, 1, 0, 2, -21, 10, -1, 1, 10, -8, 16,
-    -8, -30, -17, 24, -3, -7, -50, -21, -5, -22, -36, 1, -40, -5, 45, 5,
-    -19, -33, -18, 27, 13, -5, -6, -29, -12, -3, -26, 1, -21, 0, 16, -4,
-    -14, -64, -47, 16, 32, -8, -12, -14, -15, -17, -21, 5, -6, 14, 36, -2,
-    -16, 7, 0, 15, -7, -54, -17, 4, -1, -26, -12, 0, -2, -64, 12, -8,
-    -8, 1, 11, 12, 1, -37, -6, 0, -19, -37, 3, -38, -3, -46, -6, 2,
-    -53, -7, -10, 10, 1, -46, -6, 4, -17, -17, 2, -15, -8, -45, -16, 2,
-    -7, -5, -3, 12, 2, -15, -21, 3, -6, -19, 3, 24, 6, -27, 16, 0,
-    0, -5, -3, -4, 6, -7, -6, -16, 1, -16, -2, -2, 1, -33, 1, 6,
-    -48, -10, -35, -1, 7, -35, -2, -25, -4, -26, 4, 4, 2, -16, 0, 13,
-    -33, -4, -13, 18, 23, -27, -15, -23, 7, -19, -39, 4, 11, -16, 21, -4,
-    -21, -6, -38, 6, 6, -17, -4, -21, -18, -5, -35, -17, -19, -10, -1, 1,
-    -53, -26, -41, 15, 22, -31, 3, -35, -9, -12, -19, -17, -38, -9, 13, 27,
-    -4, -25, -24, -8, -4, 18, 23, 8, -27, 50, 34, -5, -11, -30, -21, -14,
-    -10, -15, -11, 18, 9, 26, 1, 9, -12, 2, 11, 9, -8, -31, -10, -4,
-    -12, -18, -4, -9, -11, 0, -1, 12, -9, 2, 22, 1, 2, -3, 2, -7,
-    -6, -7, 9, 18, 6, 7, 26, 7, -11, -4, -16, -14, -9, -21, -7, 2,
-    2, 14, -6, -9, 15, 13, -7, 7, -2, -3, -12, 4, -6, -31, 6, 13,
-    2, -3, -4, -12, 0, -7, -14, -12, -15, 9, 15, -9, -18, -29, 14, 7,
-    -20, -14, 8, 32, 11, -18, 1, 14, 3, -6, -40, 11, -5, 4, 11, -16,
-    -17, -13, 9, 15, 5, -19, -8, 11, 2, 6, -37, 0, 5, 16, -2, -9,
-    -24, -20, -19, 64, 16, -54, -16, -16, -16, 23, -37, -13, -23, -32, -12, -6,
-    -32, -27, -10, -39, 21, 24, 20, 5, -36, 0, 7, 0, -13, -32, 21, -27,
-    -2, -6, 0, -27, 33, 1, -1, 4, -11, -14, 18, -22, -11, -28, 20, 14,
-    -25, -15, 12, -9, 4, 26, -28, 22, -22, 1, 8, 2, 0, 12, 14, 24,
-    -21, 0, -6, 1, 21, 14, 9, 6, -61, -10, 24, 12, -4, -9, -11, -13,
-    -23, -6, -10, -19, -3, -15, 19, -2, -25, -2, 12, -30, 1, -23, -29, 4,
-    -28, -6, -16, 2, 15, 3, 12, 27, -11, 21, 2, -12, 15, 10, -5, 12,
-    -10, -15, -31, -51, 15, 23, 15, -4, -43, -24, 44, 11, 2, -7, 26, -8,
-    -16, -7, -23, -59, 2, 8, -5, -13, -5, -16, 20, 6, -29, -32, 25, 16,
-    25, -23, 13, -64, 1, 58, 3, 28, 1, -19, 48, -2, -7, 21, 24, 22,
-    4, -64, 8, -1, -17, 40, 13, -3, -26, 7, 36, 5, -24, 11, -10, 14,
-    -6, -24, 5, 21, -21, 35, -2, -3, -11, 4, 5, 3, -24, -8, -4, 18,
-    9, -46, 18, 7, -19, 31, -12, 9, 6, 4, 17, -31, -23, 8, -13, 11,
-    -28, -24, 9, -7, -1, 8, 11, -1, -22, -5, -5, -6, 13, 1, -23, 10,
-    -3, -9, -4, -2, -4, -5, -4, 11, -12, -5, -5, -5, 9, -25, 1, 7,
-    -6, -30, 17, -2, -19, 6, -14, 2, -3, 5, 14, -8, -5, -13, 2, 7,
-    -25, -34, -11, 21, -18, 15, -8, -17, -27, -4, -32, 7, -6, 2, -18, -6,
-    -15, -29, -8, 18, -8, 1, -20, -13, -13, 12, -19, -21, 3, 7, -12, 3,
-    -23, -53, -27, 32, -9, -22, -25, -17, -32, 18, -18, -17, 3, -17, -7, 0,
-    -8, 14, -2, -3, -62, -1, 21, -13, 12, 22, -10, -3, -17, -18, 14, -2,
-    -1, 0, 7, 19, -64, -7, -1, -11, -10, 15, -2, 9, -12, 14, 0, 2,
-    18, 2, 24, -9, -59, -10, 32, 2, 1, -12, -7, 11, -32, -27, 21, -3,
-    -14, 4, 5, -7, -24, 0, 4, -6, 19, 6, -14, -6, -6, 3, 11, 3,
-    -1, 12, -2, 6, -16, -6, -5, 7, -8, 5, -5, -9, 1, 13, -8, 12,
-    20, 0, 10, -5, -32, 4, 14, 14, 12, 0, 1, -5, -5, -10, -15, 18,
-    3, 8, -14, -11, -18, 2, 1, 8, -8, 16, -18, -18, 0, -4, -4, 13,
-    1, 18, 3, -3, -18, -9, 19, 14, 3, -7, -7, -24, 10, 2, -9, 12,
-    2, -5, 3, -18, -37, 13, 15, 15, 18, -9, 0, -23, 17, 25, -6, 12
-};
-static const int32_t b4[16] = {
+static const union {
+    int8_t v[2304];
+    uint32_t words[576];
+} w5 = {{
+        -18, -8, 5, -17, -8, 10, -22, 0, 30, -14, -56, 34, 41, 10, -55, 9,
+        -4, -44, -17, -22, 2, -16, 5, -42, -41, 15, -38, 29, 23, 12, -15, -8,
+        -37, 2, 0, -17, 8, 2, -10, -19, -11, 33, -16, 6, 19, 1, -19, 3,
+        18, -8, 13, -41, 17, 11, 16, -39, 34, -20, -47, 34, 31, -3, -6, 6,
+        6, 8, -29, 5, 7, 6, -28, 10, -10, 4, -54, -8, 33, -5, -29, 32,
+        15, -22, 14, -48, 11, 29, 9, -30, 26, 12, -64, 1, 18, 21, 29, 20,
+        24, -15, 25, -17, 0, 8, -9, 14, 16, -30, -61, 9, -21, -18, -31, 3,
+        42, -37, -2, -6, 23, -18, -32, -8, -35, 3, -29, -29, 15, -8, 11, 17,
+        2, -22, -28, -27, -8, -13, -5, -2, -8, -13, -6, -32, -11, -19, 11, 9,
+        8, -21, 10, 25, -20, 0, -11, 15, -5, -2, -32, -20, -11, -3, 6, 18,
+        30, -33, -3, -16, 7, -6, -8, 6, 15, -39, 10, -8, -5, 4, -3, 5,
+        -28, -19, 0, -12, 18, 18, 7, -20, -19, -4, -4, -33, -4, 12, -10, 20,
+        11, -16, -7, 37, 21, -4, -27, -19, 20, 0, -40, -42, -21, 6, 6, 20,
+        33, 0, 5, -20, -1, 8, -10, -27, -35, 28, -46, -17, -19, -7, 7, 16,
+        -16, 14, -36, -5, -11, -9, -6, 1, -16, -8, 1, -45, 0, -20, 14, 63,
+        -13, -2, 15, 17, 8, -23, 27, -40, -19, 16, -34, 9, -7, -11, 10, 7,
+        -12, 61, 2, 8, 16, -2, 7, 18, -3, -46, 23, -32, -5, 22, -7, 62,
+        -17, -14, 18, -10, 5, -11, 7, -47, -37, -42, -21, -16, 38, 64, 19, -6,
+        -7, -29, -22, -10, -11, -28, -7, 18, -19, 6, -6, 15, 13, 11, -59, -18,
+        3, 17, 1, -11, -16, -53, 31, -35, -24, -20, 28, -32, -47, 51, -25, -34,
+        -6, -2, -20, 13, -6, -11, -20, -15, -13, 4, -5, -3, -6, 3, 5, -12,
+        -7, 17, 8, -11, -2, -34, 15, -23, 19, -32, -10, -17, -13, -4, -14, 5,
+        6, -4, -22, -10, -61, -18, 2, 19, -33, 1, 5, -19, -8, 17, -27, 11,
+        8, 7, 15, 8, -1, -5, 28, -24, -13, -26, 39, -27, 13, 21, 11, 59,
+        8, -14, -2, -20, -29, 9, -18, 4, -30, 1, -10, 2, -26, 18, -9, -5,
+        8, 10, -2, -1, -10, 19, 4, -34, -21, 3, 3, -25, 10, -22, 9, -35,
+        -1, -26, -44, -5, -8, 3, -5, 9, -10, -10, -10, -25, 2, -9, 37, 18,
+        -10, 3, -5, 11, 10, 18, -18, -16, -8, -1, -18, -5, 1, -37, 31, -8,
+        14, -12, -23, -11, -39, -7, 19, 18, -14, -27, 11, -18, -15, 8, -4, 8,
+        13, -10, 2, 21, -2, 9, -9, -23, -5, 5, 3, -18, -10, 5, -6, 32,
+        -22, 1, 0, 2, -29, 17, 16, 18, -7, -22, 16, 37, -29, 2, 33, 17,
+        44, -8, 3, -18, -20, 22, -49, -27, 1, 8, -14, -40, 23, 16, -15, 4,
+        -31, 11, -64, -12, 8, 26, 41, -8, 1, -25, 6, 12, -31, -6, 24, 14,
+        -10, -13, 6, -23, 2, -1, -31, -52, 14, 11, -7, -15, 16, -9, 1, 43,
+        -41, 17, -7, -18, -31, 0, 26, -25, -27, -36, 39, -13, -34, 3, -4, -7,
+        -5, -7, 10, -42, -1, 2, -35, -64, -18, 6, 11, -2, -26, 12, -3, 43,
+        27, -31, -22, -19, -7, 18, -32, 5, -4, 37, 23, 1, 13, 5, -11, -8,
+        -26, 31, 26, -6, 23, -5, -2, 2, -38, 17, -47, 6, 32, 30, -28, 4,
+        -12, -20, 5, 4, 11, 19, -45, -5, -3, 53, 20, 6, 8, -8, 7, -1,
+        4, 20, 8, 0, 17, 21, -7, 16, -16, -16, -14, 24, 10, 2, -30, -15,
+        -12, -41, -8, -6, 44, 22, -16, -26, -16, 64, 1, 0, 21, 36, 4, 0,
+        24, 14, 21, -38, 17, -4, 5, 20, 19, 11, -27, 23, -16, 13, -10, -64,
+        -1, -13, 16, -7, 11, -4, 5, -30, 25, 9, 10, 18, 8, 14, -12, -18,
+        6, 4, -4, 1, -36, 3, 18, 14, -35, 3, -10, 0, -23, 15, -5, -4,
+        -23, -9, 5, 6, -6, -17, -26, 6, -12, -5, -10, 19, -17, 0, 5, 8,
+        2, -3, -25, 10, -15, 7, 11, -16, -4, -13, -6, 15, -1, 13, -4, 6,
+        25, -9, 6, -1, 20, -17, 6, -15, 21, -12, -21, 1, 12, 26, 31, 4,
+        -22, 15, 11, -27, 4, 1, 4, -2, -18, -16, 1, -3, -31, -17, 6, -15,
+        -14, 1, 17, 16, -8, -1, -15, -45, 33, 16, 6, 4, 5, 16, -21, -36,
+        -35, 0, 20, -16, -52, -7, 25, -3, -15, 32, 8, -18, -16, -8, 0, 2,
+        -25, 15, 7, 31, 4, 6, -10, -17, 7, 13, 4, -20, 1, 5, 15, 2,
+        -13, 10, 15, 4, -13, -4, 8, 17, -1, 29, -13, -4, -10, -1, 0, 3,
+        24, 59, 30, 53, 26, -10, 21, -27, 6, -7, 13, -15, -2, 2, 26, 41,
+        -43, -5, 56, -19, 4, 0, 15, 19, 23, -26, -21, -11, -8, -6, -14, -24,
+        -13, 8, 4, -26, -27, 16, -7, -4, -36, 9, 43, 2, -51, 16, 0, -20,
+        -9, 45, -5, -38, -23, -12, 2, 27, -39, -21, 44, -2, 29, -32, -9, -15,
+        2, -6, 18, -17, 3, 0, -40, 7, -41, 3, 4, 8, -38, 2, 0, -15,
+        -9, 4, 8, -26, -29, -8, 2, 15, -29, -17, 33, 6, -12, -2, -23, -5,
+        9, 4, 20, -24, 1, -2, -7, 2, -30, 9, 53, 3, -39, 15, -12, -1,
+        -14, 3, -26, -4, -5, -14, 9, 26, -42, -53, 64, -9, -8, -1, -28, -1,
+        4, 11, -8, 9, -30, -15, 0, -16, 6, -4, 13, 20, -20, 4, -6, -46,
+        18, 7, -8, 30, -64, -6, 10, -20, -8, -6, 32, 13, -18, 1, 1, 1,
+        -26, -11, -19, -4, 15, -7, -4, 6, -17, -14, -5, 8, 2, -12, -2, -2,
+        -19, 17, 6, -7, -12, 1, 15, -23, -6, 5, -51, 12, -15, 1, -4, 2,
+        3, -4, -24, -6, -14, -19, 22, 17, 1, -24, 37, 7, -3, 25, 14, 12,
+        -25, 15, 9, 10, 11, 5, 11, -8, -18, -36, 3, -1, 3, -6, -29, 2,
+        16, 5, -30, 16, -38, -9, -11, -42, 0, 20, -9, 23, -5, 9, 17, -62,
+        -16, 2, 36, -7, -35, 6, -7, -10, -15, -15, 58, -1, 17, -3, -24, 7,
+        -27, -9, -7, 11, 22, 24, 8, -33, -27, 2, 9, 0, -3, 0, 15, -7,
+        1, -2, 15, -42, -3, 0, 1, -6, -9, -9, 45, 7, -20, -7, -11, 28,
+        23, -17, 7, 12, -2, -2, 16, -58, -19, 28, 12, 10, -3, 16, 23, 19,
+        -6, -19, 37, -26, 11, -7, 2, -4, 2, 14, 25, 21, -33, 8, -30, 1,
+        -15, 60, -16, -21, -4, 0, 15, 5, -38, -16, 3, -3, 19, 3, -40, 20,
+        16, 27, 1, 3, -5, -61, 13, -11, 26, -50, -50, -3, -43, 18, -2, 28,
+        17, 4, 0, 2, -3, 18, 8, -5, -20, -7, 38, 9, -15, 7, -1, 14,
+        -3, 10, 22, -8, 26, -26, 16, -28, -12, -18, -7, -23, -15, -1, -17, 29,
+        -7, 36, 1, -7, -40, -9, 22, -1, 12, -19, 39, 14, -13, 8, -7, -18,
+        -2, 8, 8, 15, 9, -10, 0, -46, -3, -64, -18, -49, 14, -7, -25, 57,
+        -7, 0, -16, 7, -2, 16, -1, 31, 9, -3, 2, -10, 3, 1, 5, -12,
+        -20, -8, 35, 19, -24, -31, 16, 2, -11, -38, 6, 29, 6, 22, -6, 3,
+        6, 14, 40, 2, -5, 10, 7, -5, -1, 40, 6, -1, -5, -11, 17, -24,
+        2, 8, 43, -19, -5, -5, 0, -5, -12, -4, 23, 41, -11, 2, 1, -11,
+        -26, 14, 13, -13, -41, -8, 31, -5, 9, -17, 2, -2, 27, -12, 9, -14,
+        -30, -5, 9, -7, -31, -6, -1, -20, -11, -53, -5, -13, -19, -9, 3, -13,
+        -4, 16, -5, 7, -7, -17, -25, -3, 32, -18, 3, 5, -29, 2, 16, -46,
+        -33, -5, 2, 12, -14, -2, 13, 18, -8, -24, 13, 36, 11, -20, -28, 22,
+        7, 22, 45, -3, 10, 17, 26, -13, -3, 2, 3, 14, -30, 3, 0, -34,
+        -9, -2, -10, 15, -19, 0, 22, 8, -33, -12, -27, 9, -19, -15, -2, 35,
+        2, 23, 3, 36, -10, 9, 16, -36, 36, -37, -35, -18, -12, -9, 13, -26,
+        -8, 3, -9, 24, 21, -13, -2, -6, -38, -39, -32, -6, -64, -39, 7, 31,
+        -10, -25, 8, 31, -16, 7, 0, 15, 27, -13, -16, 1, -7, -54, -17, 4,
+        8, -32, -12, 0, -1, -26, -12, 0, 0, 26, 16, 21, -2, -64, 12, -8,
+        -7, -5, 11, 20, -8, 1, 11, 12, 10, 0, -10, -5, 1, -37, -6, 0,
+        1, -36, 1, -13, -19, -37, 3, -38, -3, 5, 9, 13, -3, -46, -6, 2,
+        6, -19, 0, 18, -53, -7, -10, 10, 19, -3, 0, 9, 1, -46, -6, 4,
+        -3, -18, 5, -41, -17, -17, 2, -15, -5, -5, 1, 17, -8, -45, -16, 2,
+        -18, -7, -4, -3, -7, -5, -3, 12, 14, -13, -14, 14, 2, -15, -21, 3,
+        12, -18, -20, 3, -6, -19, 3, 24, 10, 18, 3, 5, 6, -27, 16, 0,
+        13, 0, 12, -14, 0, -5, -3, -4, -10, -11, 8, 12, 6, -7, -6, -16,
+        7, -19, -3, 3, 1, -16, -2, -2, 11, 3, -15, 5, 1, -33, 1, 6,
+        -10, -20, -11, 1, -48, -10, -35, -1, -16, -9, 1, 0, 7, -35, -2, -25,
+        2, -21, 10, -1, -4, -26, 4, 4, 1, 10, -8, 16, 2, -16, 0, 13,
+        -8, -30, -17, 24, -33, -4, -13, 18, -3, -7, -50, -21, 23, -27, -15, -23,
+        -5, -22, -36, 1, 7, -19, -39, 4, -40, -5, 45, 5, 11, -16, 21, -4,
+        -19, -33, -18, 27, -21, -6, -38, 6, 13, -5, -6, -29, 6, -17, -4, -21,
+        -12, -3, -26, 1, -18, -5, -35, -17, -21, 0, 16, -4, -19, -10, -1, 1,
+        -14, -64, -47, 16, -53, -26, -41, 15, 32, -8, -12, -14, 22, -31, 3, -35,
+        -15, -17, -21, 5, -9, -12, -19, -17, -6, 14, 36, -2, -38, -9, 13, 27,
+        -4, -25, -24, -8, -32, -27, -10, -39, -4, 18, 23, 8, 21, 24, 20, 5,
+        -27, 50, 34, -5, -36, 0, 7, 0, -11, -30, -21, -14, -13, -32, 21, -27,
+        -10, -15, -11, 18, -2, -6, 0, -27, 9, 26, 1, 9, 33, 1, -1, 4,
+        -12, 2, 11, 9, -11, -14, 18, -22, -8, -31, -10, -4, -11, -28, 20, 14,
+        -12, -18, -4, -9, -25, -15, 12, -9, -11, 0, -1, 12, 4, 26, -28, 22,
+        -9, 2, 22, 1, -22, 1, 8, 2, 2, -3, 2, -7, 0, 12, 14, 24,
+        -6, -7, 9, 18, -21, 0, -6, 1, 6, 7, 26, 7, 21, 14, 9, 6,
+        -11, -4, -16, -14, -61, -10, 24, 12, -9, -21, -7, 2, -4, -9, -11, -13,
+        2, 14, -6, -9, -23, -6, -10, -19, 15, 13, -7, 7, -3, -15, 19, -2,
+        -2, -3, -12, 4, -25, -2, 12, -30, -6, -31, 6, 13, 1, -23, -29, 4,
+        2, -3, -4, -12, -28, -6, -16, 2, 0, -7, -14, -12, 15, 3, 12, 27,
+        -15, 9, 15, -9, -11, 21, 2, -12, -18, -29, 14, 7, 15, 10, -5, 12,
+        -20, -14, 8, 32, -10, -15, -31, -51, 11, -18, 1, 14, 15, 23, 15, -4,
+        3, -6, -40, 11, -43, -24, 44, 11, -5, 4, 11, -16, 2, -7, 26, -8,
+        -17, -13, 9, 15, -16, -7, -23, -59, 5, -19, -8, 11, 2, 8, -5, -13,
+        2, 6, -37, 0, -5, -16, 20, 6, 5, 16, -2, -9, -29, -32, 25, 16,
+        -24, -20, -19, 64, 25, -23, 13, -64, 16, -54, -16, -16, 1, 58, 3, 28,
+        -16, 23, -37, -13, 1, -19, 48, -2, -23, -32, -12, -6, -7, 21, 24, 22,
+        4, -64, 8, -1, -8, 14, -2, -3, -17, 40, 13, -3, -62, -1, 21, -13,
+        -26, 7, 36, 5, 12, 22, -10, -3, -24, 11, -10, 14, -17, -18, 14, -2,
+        -6, -24, 5, 21, -1, 0, 7, 19, -21, 35, -2, -3, -64, -7, -1, -11,
+        -11, 4, 5, 3, -10, 15, -2, 9, -24, -8, -4, 18, -12, 14, 0, 2,
+        9, -46, 18, 7, 18, 2, 24, -9, -19, 31, -12, 9, -59, -10, 32, 2,
+        6, 4, 17, -31, 1, -12, -7, 11, -23, 8, -13, 11, -32, -27, 21, -3,
+        -28, -24, 9, -7, -14, 4, 5, -7, -1, 8, 11, -1, -24, 0, 4, -6,
+        -22, -5, -5, -6, 19, 6, -14, -6, 13, 1, -23, 10, -6, 3, 11, 3,
+        -3, -9, -4, -2, -1, 12, -2, 6, -4, -5, -4, 11, -16, -6, -5, 7,
+        -12, -5, -5, -5, -8, 5, -5, -9, 9, -25, 1, 7, 1, 13, -8, 12,
+        -6, -30, 17, -2, 20, 0, 10, -5, -19, 6, -14, 2, -32, 4, 14, 14,
+        -3, 5, 14, -8, 12, 0, 1, -5, -5, -13, 2, 7, -5, -10, -15, 18,
+        -25, -34, -11, 21, 3, 8, -14, -11, -18, 15, -8, -17, -18, 2, 1, 8,
+        -27, -4, -32, 7, -8, 16, -18, -18, -6, 2, -18, -6, 0, -4, -4, 13,
+        -15, -29, -8, 18, 1, 18, 3, -3, -8, 1, -20, -13, -18, -9, 19, 14,
+        -13, 12, -19, -21, 3, -7, -7, -24, 3, 7, -12, 3, 10, 2, -9, 12,
+        -23, -53, -27, 32, 2, -5, 3, -18, -9, -22, -25, -17, -37, 13, 15, 15,
+        -32, 18, -18, -17, 18, -9, 0, -23, 3, -17, -7, 0, 17, 25, -6, 12
+}};
+static const int32_t b5[16] = {
     28227, -174, 21224, 16307, 898, 7561, 11682, 18359, 6900, 14355, 8020, 31456, 10999, 14858, 19291, 5590
 };
-static const scale_t s4[16] = {
+static const scale_t s5[16] = {
     0x1.3912480000000p-8f, 0x1.cb5c320000000p-8f, 0x1.d9f96c0000000p-8f, 0x1.4728100000000p-8f, 0x1.4c60900000000p-8f, 0x1.b3f2760000000p-8f, 0x1.69fb2c0000000p-8f, 0x1.9edff80000000p-8f,
     0x1.79f61a0000000p-8f, 0x1.b55faa0000000p-8f, 0x1.2031160000000p-7f, 0x1.714c820000000p-8f, 0x1.0d37f80000000p-7f, 0x1.bac47a0000000p-8f, 0x1.69bc800000000p-8f, 0x1.0e8fd20000000p-7f
 };
-static const int8_t w6[160] = {
-    -35, -3, -17, 51, -29, -64, -20, 56, -13, 51, -20, 14, -21, 29, 13, 4,
-    34, -9, 64, -18, -9, 3, -20, 11, -35, -29, -40, 47, 3, 16, 12, -24,
-    64, -32, -1, 10, 46, 17, -13, -27, 6, 59, -40, -25, -14, -33, -39, 1,
-    1, 64, 8, 33, -8, 3, -11, -1, -5, -19, 4, -13, -2, -11, -15, -21,
-    -19, 6, -27, -6, -17, -30, 13, -9, 64, 1, -15, 51, 41, -11, -40, -6,
-    -16, -5, 26, -9, -13, -14, 40, -30, -15, 6, -9, -6, -4, -20, 8, 64,
-    0, -4, -16, -34, -5, 43, -19, 64, 23, -32, 17, -37, -2, -5, -5, 21,
-    12, -14, -30, -14, -17, 7, -2, -13, -15, 1, 64, 26, -22, -6, 17, 13,
-    -22, -2, 4, -19, 16, 9, 34, -25, -2, 1, 5, -13, -28, 64, -8, -35,
-    -25, -15, -8, 20, 38, 7, -14, -8, -6, -22, 6, -38, 64, -25, 64, -20
-};
-static const int32_t b6[10] = {
+static const union {
+    int8_t v[160];
+    uint32_t words[40];
+} w7 = {{
+        -35, -3, -17, 51, 34, -9, 64, -18, -29, -64, -20, 56, -9, 3, -20, 11,
+        -13, 51, -20, 14, -35, -29, -40, 47, -21, 29, 13, 4, 3, 16, 12, -24,
+        64, -32, -1, 10, 1, 64, 8, 33, 46, 17, -13, -27, -8, 3, -11, -1,
+        6, 59, -40, -25, -5, -19, 4, -13, -14, -33, -39, 1, -2, -11, -15, -21,
+        -19, 6, -27, -6, -16, -5, 26, -9, -17, -30, 13, -9, -13, -14, 40, -30,
+        64, 1, -15, 51, -15, 6, -9, -6, 41, -11, -40, -6, -4, -20, 8, 64,
+        0, -4, -16, -34, 12, -14, -30, -14, -5, 43, -19, 64, -17, 7, -2, -13,
+        23, -32, 17, -37, -15, 1, 64, 26, -2, -5, -5, 21, -22, -6, 17, 13,
+        -22, -2, 4, -19, -25, -15, -8, 20, 16, 9, 34, -25, 38, 7, -14, -8,
+        -2, 1, 5, -13, -6, -22, 6, -38, -28, 64, -8, -35, 64, -25, 64, -20
+}};
+static const int32_t b7[10] = {
     -1058, -977, 607, 460, 291, 149, -128, -558, 688, 212
 };
-static const scale_t s6[10] = {
+static const scale_t s7[10] = {
     0x1.746df60000000p-8f, 0x1.b61a580000000p-8f, 0x1.cbb94e0000000p-8f, 0x1.2d31c20000000p-7f, 0x1.c582b20000000p-8f, 0x1.0691440000000p-7f, 0x1.f2238a0000000p-8f, 0x1.32852a0000000p-7f,
     0x1.1a52440000000p-7f, 0x1.b600f00000000p-8f
 };
 
-static uint8_t arena[MNIST_EDGE_ARENA_BYTES];
+/* Every map, as rings of rows (plan.py); word-aligned for the kernels' loads. */
+static uint32_t arena_words[(MNIST_EDGE_ARENA_BYTES + 3) / 4];
+#define arena ((uint8_t *)arena_words)
+#define PATCH ((patch_t *)(void *)(arena + 2416))
+#define BEST ((int32_t *)(void *)(arena + 2992))
+static const uint8_t *input_pixels;
+
+/* step 0: the input, 1x28x28, quantized through the table into a ring of 3 rows of 28 bytes at arena + 0 */
+static int done0;
+ME_STEP void step0(void) {
+    input_row(input_pixels, done0, 28, input_table, (arena + 0 + (done0 % 3) * 28 + 0));
+    ++done0;
+}
+
+/* step 1: /0/Conv, 1x28x28 -> 8x26x26 into a ring of 4 rows of 208 bytes at arena + 84 */
+static int done1;
+ME_STEP void step1(void) {
+    const uint8_t *window[3];
+    window_rows(window, (arena + 0), 3, 28, 28, 0, done1, 1, 1, 3,
+                1, 0);
+    conv_row(window, PATCH, ME_WEIGHTS(w1), b1, s1, 1, 3, 3, 1, 8, 26, 0, 1, (arena + 84 + (done1 % 4) * 208 + 0));
+    ++done1;
+}
+
+/* step 2: /2/Conv + /4/MaxPool, 8x26x26 -> 16x12x12 into a ring of 3 rows of 192 bytes at arena + 916 */
+static int done2;
+ME_STEP void step2(void) {
+    const uint8_t *window[6];
+    window_rows(window, (arena + 84), 4, 208, 26, 0, done2, 2, 2, 3,
+                1, 0);
+    conv_pool_row(window, PATCH, BEST, ME_WEIGHTS(w2), b2, s2, 8, 3, 3, 1, 16, 2, 2, 12, 0, 1, (arena + 916 + (done2 % 3) * 192 + 0));
+    ++done2;
+}
+
+/* step 3: /5/Conv, 16x12x12 -> 16x10x10 into a ring of 4 rows of 160 bytes at arena + 1492 */
+static int done3;
+ME_STEP void step3(void) {
+    const uint8_t *window[3];
+    window_rows(window, (arena + 916), 3, 192, 12, 0, done3, 1, 1, 3,
+                1, 0);
+    conv_row(window, PATCH, ME_WEIGHTS(w3), b3, s3, 16, 3, 3, 1, 16, 10, 0, 1, (arena + 1492 + (done3 % 4) * 160 + 0));
+    ++done3;
+}
+
+/* step 4: /7/Conv + /9/MaxPool, 16x10x10 -> 16x4x4 into a ring of 3 rows of 64 bytes at arena + 2132 */
+static int done4;
+ME_STEP void step4(void) {
+    const uint8_t *window[6];
+    window_rows(window, (arena + 1492), 4, 160, 10, 0, done4, 2, 2, 3,
+                1, 0);
+    conv_pool_row(window, PATCH, BEST, ME_WEIGHTS(w4), b4, s4, 16, 3, 3, 1, 16, 2, 2, 4, 0, 1, (arena + 2132 + (done4 % 3) * 64 + 0));
+    ++done4;
+}
+
+/* step 5: /10/Conv, 16x4x4 -> 16x2x2 into the whole map of 32 bytes at arena + 2324 */
+static int done5;
+ME_STEP void step5(void) {
+    const uint8_t *window[3];
+    window_rows(window, (arena + 2132), 3, 64, 4, 0, done5, 1, 1, 3,
+                1, 0);
+    conv_row(window, PATCH, ME_WEIGHTS(w5), b5, s5, 16, 3, 3, 1, 16, 2, 0, 1, (arena + 2324 + done5 * 32 + 0));
+    ++done5;
+}
+
+/* step 6: /12/GlobalAveragePool, 16x2x2 -> 16x1x1 into the whole map of 16 bytes at arena + 2388 */
+static int done6;
+ME_STEP void step6(void) {
+    global_average_pool((arena + 2324), 32, 2, 2, 16, 0, 0x1.217f820000000p-2f, 0,
+                        1, (arena + 2388 + done6 * 16 + 0));
+    ++done6;
+}
+
+/* step 7: /14/Gemm, 16x1x1 -> 10x1x1 into the whole map of 10 bytes at arena + 2404 */
+static int done7;
+ME_STEP void step7(void) {
+    gemm((arena + 2388), ME_WEIGHTS(w7), b7, s7, 16, 10, 77, 1, (arena + 2404 + done7 * 10 + 0));
+    ++done7;
+}
+
+static void (*const steps[8])(void) = {step0, step1, step2, step3, step4, step5, step6, step7};
+static const uint8_t schedule[84] = {
+    0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 2, 0, 1, 0, 1, 2, 0, 1, 0, 1, 2, 3, 0, 1, 0, 1, 2, 3, 0, 1, 0, 1,
+    2, 3, 0, 1, 0, 1, 2, 3, 4, 0, 1, 0, 1, 2, 3, 0, 1, 0, 1, 2, 3, 4, 0, 1, 0, 1, 2, 3, 0, 1, 0, 1,
+    2, 3, 4, 5, 0, 1, 0, 1, 2, 3, 0, 1, 0, 1, 2, 3, 4, 5, 6, 7
+};
 
 int mnist_edge_predict(const uint8_t pixels[MNIST_EDGE_PIXELS], uint8_t scores[MNIST_EDGE_CLASSES]) {
     int i, best = 0;
-    for (i = 0; i < MNIST_EDGE_PIXELS; ++i) arena[i] = input_table[pixels[i]];
-    conv_pool(arena, 28, 28, 1, w0, b0, s0, 8, 3, 3, 1, 1, 0, 0, 33, 0, 1, 1, arena + 2304, 26, 26); /* /0/Conv */
-    conv_pool(arena + 2304, 26, 26, 8, w1, b1, s1, 16, 3, 3, 1, 1, 0, 0, 0, 0, 2, 2, arena, 12, 12); /* /2/Conv + /4/MaxPool */
-    conv_pool(arena, 12, 12, 16, w2, b2, s2, 16, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, arena + 6112, 10, 10); /* /5/Conv */
-    conv_pool(arena + 6112, 10, 10, 16, w3, b3, s3, 16, 3, 3, 1, 1, 0, 0, 0, 0, 2, 2, arena, 4, 4); /* /7/Conv + /9/MaxPool */
-    conv_pool(arena, 4, 4, 16, w4, b4, s4, 16, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, arena + 7648, 2, 2); /* /10/Conv */
-    global_average_pool(arena + 7648, 16, 4, 0, 0x1.217f820000000p-2f, 0, arena); /* /12/GlobalAveragePool */
-    gemm(arena, 16, w6, b6, s6, 10, 0, 77, arena + 7702); /* /14/Gemm */
+    input_pixels = pixels;
+    done0 = done1 = done2 = done3 = done4 = done5 = done6 = done7 = 0;
+    for (i = 0; i < 84; ++i) {
+        mnist_edge_profile_begin();
+        steps[schedule[i]]();
+        mnist_edge_profile_end(schedule[i]);
+    }
     for (i = 0; i < MNIST_EDGE_CLASSES; ++i) {
-        scores[i] = (arena + 7702)[i];
+        scores[i] = (arena + 2404 + 0 * 10 + 0)[i];
         if (scores[i] > scores[best]) best = i;
     }
     return best;
