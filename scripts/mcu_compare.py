@@ -4,9 +4,10 @@ emx-onnx-cgen, and onnxruntime, on this machine and on a Cortex-M4.
     MNIST_EDGE_DATA=~/data python scripts/mcu_compare.py                 # exported/tiny-mcu-int8
     MNIST_EDGE_DATA=~/data python scripts/mcu_compare.py exported/cnn-mcu-int8 --images 2000
 
-Columns: Cortex-M4 `-Os` flash (.text + .rodata of the object file) and RAM (static data plus
-stack: painted under QEMU for mnist-edge; emx-onnx-cgen's `-fstack-usage` of `model()` with every
-temporary on the stack, its --large-temp-threshold 0), host time per image at -O2 and at
+Columns: Cortex-M4 flash (.text + .rodata of the object file; mnist-edge's as `--board` builds it,
+`-O2 -ffreestanding`, emx-onnx-cgen's at `-Os`) and RAM (static data plus stack: painted under
+QEMU for mnist-edge; emx-onnx-cgen's `-fstack-usage` of `model()` with every temporary on the
+stack, its --large-temp-threshold 0), host time per image at -O2 and at
 -O3 -march=native (mean over the images, 5 passes), and agreement with onnxruntime's int8 scores
 (identical images, top-1). onnxruntime's figure is `bench`'s batch-1, one-thread p50 of the
 same model. Needs pip install emx-onnx-cgen (tested with 1.4.0), gcc, gcc-arm-none-eabi, qemu.
