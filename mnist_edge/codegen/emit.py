@@ -17,8 +17,7 @@ from string import Template
 import numpy as np
 
 from mnist_edge.codegen.graph import Conv, Gemm, GlobalAveragePool, IntegerModel, MaxPool
-from mnist_edge.codegen.plan import (CHANNEL_BLOCK, TAP_GROUP, Buffer, Plan, Step, accumulator_bound, make_plan,
-                                     round_up)
+from mnist_edge.codegen.plan import CHANNEL_BLOCK, TAP_GROUP, Buffer, Plan, Step, accumulator_bound, make_plan, round_up
 from mnist_edge.codegen.reference import fixed_point
 from mnist_edge.errors import CodegenError
 
@@ -222,16 +221,16 @@ def _conv_fields(step: Step) -> dict[str, object]:
     call = (f"conv_pool_row(window, PATCH, BEST, {common}, {pk}, {ps}, {step.target.width}, {layer.y_zero}, "
             f"{small}, {row})" if pool else
             f"conv_row(window, PATCH, {common}, {step.target.width}, {layer.y_zero}, {small}, {row})")
-    return {"window": pk * kh, "pad_row": f"pad{index}" if _pad_row_bytes(step) else "0", "pk": pk, "ps": ps, "kh": kh, "sy": sy,
-            "pt": pt, "call": call}
+    pad_row = f"pad{index}" if _pad_row_bytes(step) else "0"
+    return {"window": pk * kh, "pad_row": pad_row, "pk": pk, "ps": ps, "kh": kh, "sy": sy, "pt": pt, "call": call}
 
 
 def _padding_fills(plan: Plan) -> str:
     fills = []
     for buffer in plan.buffers:
         if buffer.pad_left or buffer.pad_right:
-            fills.append(f"    fill_padding(arena + {buffer.offset}, {buffer.rows}, {buffer.stride}, {buffer.pad_left}, "
-                         f"{buffer.pad_right}, {buffer.width}, {buffer.channels}, {buffer.zero});\n")
+            fills.append(f"    fill_padding(arena + {buffer.offset}, {buffer.rows}, {buffer.stride}, "
+                         f"{buffer.pad_left}, {buffer.pad_right}, {buffer.width}, {buffer.channels}, {buffer.zero});\n")
     return "".join(fills)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_edge.codegen.graph import Conv, Gemm, GlobalAveragePool, IntegerModel, Layer, MaxPool
+from mnist_edge.codegen.graph import Conv, Gemm, IntegerModel, Layer, MaxPool
 
 WORD = 4  # rows and buffers start on 4-byte boundaries: the word-at-a-time kernels read 4 taps at once
 CHANNEL_BLOCK = 2  # output channels per pass of the kernels (weights are laid out in pairs)

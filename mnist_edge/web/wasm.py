@@ -7,7 +7,7 @@ links them with no entry point, exporting the functions below and the memory. We
 float32 is IEEE with round to nearest even, and the build forbids contraction as the host build
 does (verify.STRICT), so its scores equal the C library's bit for bit, and so onnxruntime's.
 
-The kernels' float -> int conversion (kernels.c, `round_half_even`) clamps its value to the
+The kernels' float -> int conversion (templates/kernels/requantize.c, `round_half_even`) clamps its value to the
 uint8 range first, so WebAssembly's trapping truncation never sees a value out of range; the
 generated code calls no libm.
 """

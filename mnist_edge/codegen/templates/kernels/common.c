@@ -8,7 +8,7 @@
  * its own constant shapes (no shape arguments at run time, no padding code where it has none). */
 /* Each step is a function of its own: a smaller function is one the compiler keeps in registers. */
 #if defined(__GNUC__)
-#define ME_INLINE static inline __attribute__((always_inline))
+#define ME_INLINE static inline __attribute__((always_inline, unused))
 #define ME_STEP static __attribute__((noinline))
 #else
 #define ME_INLINE static inline
