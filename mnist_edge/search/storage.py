@@ -108,7 +108,10 @@ def check_compatible(storage: BaseStorage, name: str, directions: list[str], spa
     if name not in summaries:
         return False
     summary = summaries[name]
-    if summary.user_attrs.get(SPACE_ATTR) != space or [d.name.lower() for d in summary.directions] != directions:
+    # A study another worker has just created may not hold its space yet (create, then set the
+    # attribute): only a recorded, different space is another search.
+    recorded = summary.user_attrs.get(SPACE_ATTR)
+    if (recorded is not None and recorded != space) or [d.name.lower() for d in summary.directions] != directions:
         raise ConfigError(f"study {name!r} was created with another search space or objectives; change "
                           "[search] name, or use another --out or --storage")
     return True
