@@ -22,7 +22,7 @@ from mnist_edge.codegen import generate, load_integer_model, reference  # noqa: 
 from mnist_edge.codegen.emit import SOURCE, blocked_weights, folded_bias  # noqa: E402
 from mnist_edge.codegen.graph import Conv, checked_scales  # noqa: E402
 from mnist_edge.codegen.plan import make_plan  # noqa: E402
-from mnist_edge.codegen.verify import onnxruntime_scores, verify_against_onnxruntime  # noqa: E402
+from mnist_edge.codegen.verify import STRICT, onnxruntime_scores, verify_against_onnxruntime  # noqa: E402
 from mnist_edge.data import load_split  # noqa: E402
 from mnist_edge.errors import CodegenError  # noqa: E402
 from mnist_edge.quantize import default_options, quantize_model  # noqa: E402
@@ -102,13 +102,92 @@ def test_the_numpy_arithmetic_equals_onnxruntime(edge_model, images):
     assert np.array_equal(reference.scores(model, pixels), theirs)
 
 
-@pytest.mark.parametrize("flags", [("-O2",), ("-O0",), ("-O3", "-march=native"), ("-O2", "-DMNIST_EDGE_SOFT_FLOAT=1"),
-                                   ("-Os", "-DMNIST_EDGE_SOFT_FLOAT=1")], ids=lambda f: " ".join(f))
-def test_every_host_build_equals_onnxruntime(edge_model, edge_library, images, flags):
+@pytest.mark.parametrize("flags", [("-O2",), ("-O0",), ("-O3", "-march=native", "-DMNIST_EDGE_ISA=0"),
+                                   ("-O2", "-DMNIST_EDGE_SOFT_FLOAT=1"), ("-Os", "-DMNIST_EDGE_SOFT_FLOAT=1")],
+                         ids=lambda f: " ".join(f))
+def test_every_portable_host_build_equals_onnxruntime(edge_model, edge_library, images, flags):
     tool("cc")
     pixels, labels = images
     checked = verify_against_onnxruntime(load_integer_model(edge_model), edge_library, pixels, labels, flags=flags)
     assert checked.identical == IMAGES and checked.passed and checked.flags[-len(flags):] == list(flags)
+    assert checked.kernels == "portable C"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+
+
+AVX512 = ("-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni")
+# (flags, the kernels the build must run, the CPU flags it needs to run here)
+X86_BUILDS = {
+    "avx512-vnni": (("-O3", *AVX512), "x86 AVX-512 VNNI", {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}),
+    "vnni-256 (EVEX)": (("-O3", *AVX512, "-DMNIST_EDGE_ISA=3"), "x86 AVX-VNNI (256-bit)",
+                        {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}),
+    "avx-vnni (VEX)": (("-O3", "-mavx2", "-mfma", "-mavxvnni"), "x86 AVX-VNNI (256-bit)", {"avx_vnni"}),
+    "avx2": (("-O3", "-mavx2", "-mfma"), "x86 AVX2", {"avx2"}),
+    "avx2 one product": (("-O3", "-mavx2", "-mfma", "-DMNIST_EDGE_PAIRS_FIT_16=0"), "x86 AVX2", {"avx2"}),
+}
+
+
+@pytest.mark.parametrize("build", list(X86_BUILDS))
+def test_every_x86_simd_build_equals_onnxruntime(edge_model, edge_library, images, tmp_path, build):
+    """Each x86 family on the edge nets: run and proven where this CPU has its instructions;
+    elsewhere compiled strictly and checked to pick the family (the CPU cannot run it)."""
+    cc = tool("cc")
+    from mnist_edge.codegen.verify import KERNELS
+
+    flags, kernels, needs = X86_BUILDS[build]
+    if needs <= _cpu_flags():
+        pixels, labels = images
+        checked = verify_against_onnxruntime(load_integer_model(edge_model), edge_library, pixels, labels, flags=flags)
+        assert checked.identical == IMAGES and checked.kernels == kernels
+        return
+    isa = next(number for number, name in KERNELS.items() if name == kernels)
+    source = tmp_path / "isa.c"  # compiles only if the build picks the family (C99 has no static_assert)
+    source.write_text(f'#include "model.c"\ntypedef char picks_the_family[MNIST_EDGE_ISA == {isa} ? 1 : -1];\n')
+    subprocess.run([cc, *STRICT, *flags, "-I", str(edge_library), "-c", str(source), "-o", str(tmp_path / "isa.o")],
+                   check=True)
+
+
+def test_native_builds_pick_the_best_family_this_cpu_has(edge_model, edge_library, images):
+    tool("cc")
+    flags = _cpu_flags()
+    best = ("x86 AVX-512 VNNI" if {"avx512bw", "avx512vl", "avx512_vnni"} <= flags else
+            "x86 AVX-VNNI (256-bit)" if "avx_vnni" in flags else "x86 AVX2" if "avx2" in flags else "portable C")
+    pixels, labels = images
+    checked = verify_against_onnxruntime(load_integer_model(edge_model), edge_library, pixels, labels)
+    assert checked.flags[-2:] == ["-O3", "-march=native"] and checked.kernels == best and checked.passed
+
+
+def test_eight_bit_weights_take_avx2s_exact_path(tmp_path, images, mnist_dir):
+    """Weights up to 127 (quantized without reduce_range): two adjacent products can pass 16 bits,
+    so the generator turns VPMADDUBSW's pair sums off and the AVX2 build still equals the exact
+    integer arithmetic (the numpy model; onnxruntime's own AVX2 kernels saturate there)."""
+    tool("cc")
+    from torch import nn
+
+    from mnist_edge.codegen.verify import build_harness, c_scores
+
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    fp32 = tmp_path / "net.onnx"
+    torch.onnx.export(net, torch.zeros(1, 1, 28, 28), str(fp32), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    quantize_model(fp32, tmp_path / "int8", default_options(None, target="mcu", calib_images=100,
+                                                            reduce_range=False), download=False)
+    model = load_integer_model(tmp_path / "int8")
+    assert max(int(np.abs(layer.weights.astype(int)).max()) for layer in model.layers if hasattr(layer, "weights")) > 64
+    generate(tmp_path / "int8", tmp_path / "c", download=False)
+    assert "#define MNIST_EDGE_PAIRS_FIT_16 0" in (tmp_path / "c" / SOURCE).read_text()
+    pixels = images[0][:200]
+    flags = ("-O3", "-mavx2", "-mfma") if "avx2" in _cpu_flags() else ("-O2",)
+    ours = c_scores(build_harness(tmp_path / "c", tmp_path, "cc", flags), pixels, 10)
+    assert np.array_equal(ours, reference.scores(model, pixels))
 
 
 def test_clang_builds_it_warning_free_and_equal(edge_model, edge_library, images):
@@ -170,14 +249,14 @@ def test_an_accumulator_that_could_overflow_is_refused():
 
 
 def test_weights_are_laid_out_as_the_kernels_read_them():
-    """[channel pairs][groups of 4 taps][2 channels][4]: each kernel row's kw * c taps padded with
-    zeros to whole groups (a 3-tap row to 4), an odd channel count padded with a zero channel."""
-    weights = np.arange(3 * 1 * 3 * 3).reshape(3, 1, 3, 3) - 13  # m=3, c=1, 3x3
-    blocked = blocked_weights(_conv(weights, np.zeros(3))).reshape(2, 3, 2, 4)  # pairs, groups, channels, taps
+    """[blocks of 16 channels][groups of 4 taps][16 channels][4]: each kernel row's kw * c taps
+    padded with zeros to whole groups (a 3-tap row to 4), the channels padded to a whole block."""
+    weights = np.arange(18 * 1 * 3 * 3).reshape(18, 1, 3, 3) % 200 - 100  # m=18, c=1, 3x3
+    blocked = blocked_weights(_conv(weights, np.zeros(18))).reshape(2, 3, 16, 4)  # blocks, groups, channels, taps
     assert blocked[0, 1, 0].tolist() == [*weights[0, 0, 1].tolist(), 0]  # channel 0, kernel row 1
-    assert blocked[0, 2, 1].tolist() == [*weights[1, 0, 2].tolist(), 0]  # channel 1, kernel row 2
-    assert blocked[1, 0, 0].tolist() == [*weights[2, 0, 0].tolist(), 0]
-    assert not blocked[1, :, 1].any()  # the padding channel
+    assert blocked[0, 2, 15].tolist() == [*weights[15, 0, 2].tolist(), 0]  # channel 15, kernel row 2
+    assert blocked[1, 0, 1].tolist() == [*weights[17, 0, 0].tolist(), 0]  # channel 17: the second block
+    assert not blocked[1, :, 2:].any() and not blocked[:, :, :, 3].any()  # padding channels and taps
 
 
 @pytest.mark.parametrize("value", [0.0, -0.5, np.inf, np.nan, 1e-40])

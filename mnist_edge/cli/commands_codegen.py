@@ -9,6 +9,20 @@ import typer
 from rich.markup import escape
 
 from mnist_edge.cli.common import DataDirOption, DownloadOption, JsonOption, command, console, print_json
+from mnist_edge.errors import ConfigError
+
+
+def parse_cflags(text: str) -> tuple[str, ...]:
+    """--cflags "-O2 -mavx2" -> ("-O2", "-mavx2"): shell words, at least one."""
+    import shlex
+
+    try:
+        flags = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ConfigError(f"--cflags: {exc}") from None
+    if not flags:
+        raise ConfigError("--cflags is empty; leave it out for the default -O3 -march=native")
+    return flags
 
 
 @command(name="codegen")
@@ -23,6 +37,9 @@ def codegen_command(
     max_ram: Annotated[int | None, typer.Option("--max-ram", help="Refuse a model whose arena needs more "
                                                                   "bytes than this.")] = None,
     cc: Annotated[str, typer.Option("--cc", help="Host C compiler for --verify.")] = "cc",
+    cflags: Annotated[str | None, typer.Option("--cflags", help="Optimization flags of the --verify build "
+                                               "(default: -O3 -march=native, as `bench` builds it; the strict "
+                                               "C99 flags are always added).")] = None,
     requant: Annotated[str, typer.Option("--requant", help="float: onnxruntime's float32 requantization, "
                                          "bit for bit (default); fixed: integer only, for cores without an FPU "
                                          "(Cortex-M0/M3), within one step of onnxruntime per layer.")] = "float",
@@ -46,10 +63,11 @@ def codegen_command(
     Example: mnist-edge codegen exported/tiny-mcu-int8 --out tiny-m3 --requant fixed --verify --board mps2-an385
     """
     from mnist_edge.codegen import generate
+    from mnist_edge.codegen.verify import HOST_CFLAGS
 
     result = generate(model, out, verify_images=images if verify else 0, max_ram=max_ram, cc=cc,
                       boards=tuple(board or ()), board_images=board_images, requant=requant, data_dir=data_dir,
-                      download=download)
+                      download=download, cflags=parse_cflags(cflags) if cflags is not None else HOST_CFLAGS)
     checked = result.verification
     if json_output:
         print_json(result.manifest)
@@ -59,7 +77,8 @@ def codegen_command(
         if checked is not None:
             against = ("onnxruntime" if checked.requant == "float"
                        else "the numpy model of the fixed-point arithmetic")
-            console.print(f"verified on {checked.images:,} test images: {checked.identical:,} identical to "
+            console.print(f"verified on {checked.images:,} test images ({checked.kernels} kernels, "
+                          f"{' '.join(checked.flags[6:])}): {checked.identical:,} identical to "
                           f"{against} ({checked.onnxruntime_level}), top-1 agreement with onnxruntime "
                           f"{checked.top1_agreement:.2%}, accuracy C {checked.c_accuracy:.2%} / onnxruntime "
                           f"{checked.onnxruntime_accuracy:.2%}")

@@ -25,7 +25,7 @@ from mnist_edge.codegen import reference
 from mnist_edge.codegen.board import BoardRun
 from mnist_edge.codegen.emit import HEADER, SOURCE, constant_bytes, library
 from mnist_edge.codegen.graph import OPT_LEVEL, IntegerModel, read_integer_model
-from mnist_edge.codegen.verify import Verification, verify_against_onnxruntime
+from mnist_edge.codegen.verify import HOST_CFLAGS, Verification, verify_against_onnxruntime
 from mnist_edge.config import LABELS, Normalization
 from mnist_edge.errors import CodegenError, ConfigError
 from mnist_edge.fileio import atomic_write_json, atomic_write_text, check_creatable, sha256_file, staged_dir
@@ -70,9 +70,10 @@ REQUANT_DESCRIPTION = {
 
 def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_ram: int | None = None,
              cc: str = "cc", boards: Sequence[str] = (), board_images: int = BOARD_IMAGES, requant: str = "float",
-             data_dir: Any = None, download: bool = True) -> CodegenResult:
+             data_dir: Any = None, download: bool = True, cflags: Sequence[str] = HOST_CFLAGS) -> CodegenResult:
     """Write OUT/model.h, OUT/model.c and OUT/manifest.json; with `verify_images` > 0, prove the
-    C against onnxruntime on the first that many test images (the result says whether it held).
+    C against onnxruntime on the first that many test images (the result says whether it held),
+    built with `cflags` (default: as `bench` builds it, optimized for this machine).
     Each of `boards` (`board.BOARDS`) cross-compiles the C, runs it under QEMU on the first
     `board_images` test images and compares every score with the host's.
 
@@ -101,10 +102,11 @@ def generate(model: str | Path, out: str | Path, *, verify_images: int = 0, max_
         checked = None
         if verify_images:
             checked = verify_against_onnxruntime(integer, stage, test.images[:verify_images],
-                                                 test.labels[:verify_images], cc=cc, requant=requant)
+                                                 test.labels[:verify_images], cc=cc, requant=requant,
+                                                 flags=tuple(cflags))
         runs = (_run_boards(integer, stage, boards, test.images[:board_images], requant,
                             [b.name for b in code.plan.buffers]) if boards else [])
-        manifest = library_manifest(integer, stage, out, arena, checked, runs, verify_images, requant)
+        manifest = library_manifest(integer, stage, out, arena, checked, runs, verify_images, requant, tuple(cflags))
         atomic_write_json(stage / manifest_io.FILENAME, manifest)
     return CodegenResult(out, arena, constant_bytes(integer, requant), checked, runs, manifest)
 
@@ -120,11 +122,14 @@ def _run_boards(model: IntegerModel, c_dir: Path, boards: Sequence[str], pixels:
 
 
 def codegen_command(model: Path, out: Path, verify_images: int, boards: Sequence[str] = (),
-                    board_images: int = BOARD_IMAGES, requant: str = "float") -> str:
+                    board_images: int = BOARD_IMAGES, requant: str = "float",
+                    cflags: Sequence[str] = HOST_CFLAGS) -> str:
     """The command line that generates and measures this library again."""
     parts = ["mnist-edge", "codegen", str(model), "--out", str(out)]
     if requant != "float":
         parts += ["--requant", requant]
+    if verify_images and tuple(cflags) != HOST_CFLAGS:
+        parts += ["--cflags", shlex.join(cflags)]
     if verify_images:
         parts += ["--verify"] + (["--images", str(verify_images)] if verify_images != TEST_IMAGES else [])
     for name in boards:
@@ -135,7 +140,8 @@ def codegen_command(model: Path, out: Path, verify_images: int, boards: Sequence
 
 
 def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, checked: Verification | None,
-                     runs: list[BoardRun], verify_images: int, requant: str) -> dict[str, Any]:
+                     runs: list[BoardRun], verify_images: int, requant: str,
+                     cflags: tuple[str, ...] = HOST_CFLAGS) -> dict[str, Any]:
     import onnxruntime
 
     files = {name: {"sha256": sha256_file(stage / name), "bytes": (stage / name).stat().st_size}
@@ -160,7 +166,7 @@ def library_manifest(model: IntegerModel, stage: Path, out: Path, arena: int, ch
         "boards": {run.board: {**asdict(run), "ram_bytes": run.ram_bytes, "passed": run.passed, "digits": None}
                    for run in runs},
         "measured_with": codegen_command(model.source.parent, out, verify_images, [r.board for r in runs],
-                                         runs[0].images if runs else BOARD_IMAGES, requant),
+                                         runs[0].images if runs else BOARD_IMAGES, requant, cflags),
     }
 
 

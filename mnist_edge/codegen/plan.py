@@ -22,7 +22,7 @@ import numpy as np
 from mnist_edge.codegen.graph import Conv, Gemm, IntegerModel, Layer, MaxPool
 
 WORD = 4  # rows and buffers start on 4-byte boundaries: the word-at-a-time kernels read 4 taps at once
-CHANNEL_BLOCK = 2  # output channels per pass of the kernels (weights are laid out in pairs)
+CHANNEL_BLOCK = 16  # output channels per block of the weight layout (one 512-bit vector of int32)
 TAP_GROUP = 4  # taps per group in the weight layout (one 32-bit word per channel)
 PATCH_BYTES_PER_TAP = 2  # the widest patch (the DSP kernels' 16-bit lanes); portable C uses half
 
@@ -151,7 +151,7 @@ def make_plan(model: IntegerModel, stream: bool = True) -> Plan:
     patch_offset = offset
     offset += max((2 * conv_taps(s.layer) * PATCH_BYTES_PER_TAP for s in convs), default=0)
     best_offset = offset
-    offset += max((round_up(s.layer.weights.shape[0], CHANNEL_BLOCK) * 4 for s in convs if s.pool), default=0)
+    offset += max((round_up(s.layer.weights.shape[0], 2) * 4 for s in convs if s.pool), default=0)
     # A dense layer reads whole 4-tap groups: an input whose length is not a multiple of 4 is
     # over-read by up to 3 bytes (multiplied by zero weights), which must still be inside the arena.
     return Plan(steps, offset + WORD, patch_offset, best_offset, schedule(steps))

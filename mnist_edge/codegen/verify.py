@@ -27,7 +27,13 @@ from mnist_edge.logs import quiet_onnxruntime
 # Strict C99 with every warning an error; no contraction of a*b+c into an FMA (onnxruntime
 # rounds the product and the sum separately) and never fast-math.
 STRICT = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off")
-HOST_BUILDS = {"O2": ("-O2",), "O3-native": ("-O3", "-march=native")}
+# The host build `--verify` proves and `bench` times, unless --cflags says otherwise: optimized for
+# this machine, so the compiler's macros pick its SIMD kernels (common.c).
+HOST_CFLAGS = ("-O3", "-march=native")
+HOST_BUILDS = {"O2": ("-O2",), "O3-native": HOST_CFLAGS}
+# MNIST_EDGE_ISA values (templates/kernels/common.c) -> what a build runs.
+KERNELS = {0: "portable C", 1: "Cortex-M DSP", 2: "x86 AVX2", 3: "x86 AVX-VNNI (256-bit)", 4: "x86 AVX-512 VNNI",
+           5: "WebAssembly SIMD"}
 TIMING_REPEATS = 20
 
 
@@ -48,6 +54,7 @@ class Verification:
     onnxruntime_level: str = OPT_LEVEL
     compiler: str = ""
     flags: list[str] = field(default_factory=list)
+    kernels: str = ""  # the kernel family that build ran (KERNELS)
 
     @property
     def passed(self) -> bool:
@@ -62,20 +69,27 @@ def find_compiler(cc: str) -> str:
     return found
 
 
-def build_harness(c_dir: Path, work: Path, cc: str, optimization: tuple[str, ...] = ("-O2",)) -> Path:
-    """Compile C_DIR's model.c with the host harness into WORK/harness; OPTIMIZATION may carry
-    defines too (-DMNIST_EDGE_SOFT_FLOAT=1: the integer requantization of cores without an FPU)."""
+def build_harness(c_dir: Path, work: Path, cc: str, optimization: tuple[str, ...] = HOST_CFLAGS) -> Path:
+    """Compile C_DIR's model.c with the host harness (one translation unit: the harness includes
+    model.c) into WORK/harness; OPTIMIZATION may carry defines too (-DMNIST_EDGE_SOFT_FLOAT=1: the
+    integer requantization of cores without an FPU)."""
     harness = work / "harness.c"
     harness.write_text(resources.files("mnist_edge.codegen").joinpath("templates/harness.c").read_text("utf-8"))
     exe = work / "harness"
-    command = [find_compiler(cc), *STRICT, *optimization, "-I", str(c_dir), str(c_dir / SOURCE), str(harness),
-               "-o", str(exe)]
+    command = [find_compiler(cc), *STRICT, *optimization, "-I", str(c_dir), str(harness), "-o", str(exe)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
         first = next((line for line in lines if "error" in line), lines[0])
-        raise CodegenError(f"the generated C does not compile with {' '.join(command[:1] + list(STRICT))}: {first}")
+        raise CodegenError(f"the generated C does not compile with {' '.join(command[:1] + list(STRICT))} "
+                           f"{' '.join(optimization)}: {first}")
     return exe
+
+
+def harness_kernels(exe: Path) -> str:
+    """The kernel family a built harness runs (its MNIST_EDGE_ISA)."""
+    done = subprocess.run([str(exe), "isa"], capture_output=True, text=True, check=True, timeout=60)
+    return KERNELS.get(int(done.stdout), done.stdout.strip())
 
 
 def c_scores(exe: Path, pixels: np.ndarray, classes: int) -> np.ndarray:
@@ -132,13 +146,14 @@ def onnxruntime_scores(model_path: Path, pixels: np.ndarray, normalization: Any,
 
 def verify_against_onnxruntime(model: IntegerModel, c_dir: Path, pixels: np.ndarray, labels: np.ndarray,
                                cc: str = "cc", requant: str = "float",
-                               flags: tuple[str, ...] = ("-O2",)) -> Verification:
+                               flags: tuple[str, ...] = HOST_CFLAGS) -> Verification:
     """Float requantization: every C score equals onnxruntime's. Fixed: every C score equals the
     numpy model of the integer arithmetic, and each layer stays within a step of onnxruntime's.
     FLAGS: the host build's optimization and defines (recorded in the result)."""
     with tempfile.TemporaryDirectory(prefix="mnist-edge-verify-") as tmp:
         exe = build_harness(c_dir, Path(tmp), cc, flags)
         ours = c_scores(exe, pixels, model.classes)
+        kernels = harness_kernels(exe)
     theirs = onnxruntime_scores(model.source, pixels, model.normalization)
     expected = theirs if requant == "float" else reference.scores(model, pixels, "fixed")
     same = (ours == expected).all(axis=1)
@@ -153,7 +168,7 @@ def verify_against_onnxruntime(model: IntegerModel, c_dir: Path, pixels: np.ndar
         first_differing=differing[:10].tolist(),
         first_differing_layer=(_first_differing_layer(model, pixels[differing[:10]], requant)
                                if len(differing) else None),
-        max_layer_step=layer_step, compiler=cc, flags=[*STRICT, *flags])
+        max_layer_step=layer_step, compiler=cc, flags=[*STRICT, *flags], kernels=kernels)
 
 
 def onnxruntime_layer_outputs(model: IntegerModel, pixels: np.ndarray) -> list[np.ndarray]:

@@ -1,16 +1,22 @@
 /* mnist-edge host harness: raw images (784 bytes each) on stdin -> the scores of each on stdout.
  * With an argument REPEATS it instead times REPEATS passes over the images and prints the mean
- * nanoseconds per image. Not part of the generated library. */
+ * nanoseconds per image; with "isa", it prints the kernel family the build chose. One translation
+ * unit with the library (it includes model.c), built as `bench` builds it. Not part of the
+ * generated library. */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "model.h"
+#include "model.c"
 
 int main(int argc, char **argv) {
     static uint8_t pixels[MNIST_EDGE_PIXELS];
     uint8_t scores[MNIST_EDGE_CLASSES];
+    if (argc > 1 && argv[1][0] == 'i') {
+        printf("%d\n", MNIST_EDGE_ISA);
+        return 0;
+    }
     if (argc > 1) {
         long repeats = strtol(argv[1], NULL, 10), count = 0, r, i;
         uint8_t *all = NULL;

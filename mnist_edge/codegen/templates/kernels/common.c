@@ -15,17 +15,6 @@
 #define ME_STEP static
 #endif
 
-/* The kernel family, chosen by the compiler's own macros; -DMNIST_EDGE_ISA=0 forces portable C. */
-#define MNIST_EDGE_ISA_PORTABLE 0
-#define MNIST_EDGE_ISA_ARM_DSP 1 /* Cortex-M4/M7/M33 DSP extension: SMLAD on pairs of 16-bit lanes */
-#ifndef MNIST_EDGE_ISA
-#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN)
-#define MNIST_EDGE_ISA MNIST_EDGE_ISA_ARM_DSP
-#else
-#define MNIST_EDGE_ISA MNIST_EDGE_ISA_PORTABLE
-#endif
-#endif
-
 /* Float requantization without an FPU: emulated exactly in integers (below) where the compiler
  * says there is no floating-point hardware; -DMNIST_EDGE_SOFT_FLOAT=1 forces it anywhere. */
 #ifndef MNIST_EDGE_SOFT_FLOAT
@@ -35,6 +24,41 @@
 #define MNIST_EDGE_SOFT_FLOAT 0
 #endif
 #endif
+
+/* The kernel family, chosen by the compiler's own macros; -DMNIST_EDGE_ISA=0 forces portable C.
+ * The vector families requantize in float32 vectors: integer-only builds (--requant fixed, or
+ * the integer float emulation) use the pair kernels. */
+#define MNIST_EDGE_ISA_PORTABLE 0
+#define MNIST_EDGE_ISA_ARM_DSP 1 /* Cortex-M4/M7/M33 DSP extension: SMLAD on pairs of 16-bit lanes */
+#define MNIST_EDGE_ISA_X86_AVX2 2 /* VPMADDUBSW: u8 x s8 pairs into 16-bit sums */
+#define MNIST_EDGE_ISA_X86_AVXVNNI 3 /* VPDPBUSD on 256-bit vectors (AVX-VNNI, or AVX-512 VNNI + VL) */
+#define MNIST_EDGE_ISA_X86_AVX512VNNI 4 /* VPDPBUSD on 512-bit vectors */
+#define MNIST_EDGE_ISA_WASM_SIMD128 5 /* WebAssembly SIMD: i32x4.dot_i16x8_s on widened lanes */
+#ifndef MNIST_EDGE_ISA
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_ARM_DSP
+#elif REQUANT_FIXED || MNIST_EDGE_SOFT_FLOAT
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_PORTABLE
+#elif defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_X86_AVX512VNNI
+#elif defined(__AVXVNNI__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_X86_AVXVNNI
+#elif defined(__AVX2__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_X86_AVX2
+#elif defined(__wasm_simd128__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_WASM_SIMD128
+#else
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_PORTABLE
+#endif
+#endif
+/* Kernels that work on two output positions x two output channels from an im2col patch. */
+#define MNIST_EDGE_PAIR_KERNELS (MNIST_EDGE_ISA == MNIST_EDGE_ISA_PORTABLE || MNIST_EDGE_ISA == MNIST_EDGE_ISA_ARM_DSP)
+#define MNIST_EDGE_X86_KERNELS (MNIST_EDGE_ISA >= MNIST_EDGE_ISA_X86_AVX2 && MNIST_EDGE_ISA <= MNIST_EDGE_ISA_X86_AVX512VNNI)
+
+/* Weights are laid out for every family at once: [blocks of 16 output channels][groups of 4
+ * taps][16 channels][4 taps] (emit.blocked_weights). A vector kernel reads a block's group as
+ * one 64-byte vector (or two or four narrower ones); a pair kernel reads its two channels' words. */
+#define ME_BLOCK 16
 
 ME_INLINE int32_t max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
 ME_INLINE int min_int(int a, int b) { return a < b ? a : b; }

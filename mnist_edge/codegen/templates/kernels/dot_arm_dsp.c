@@ -8,7 +8,7 @@
 #include <arm_acle.h>
 
 typedef uint32_t patch_t;  /* per group of 4 taps: {x0, x2} and {x1, x3} of position a, then of b */
-typedef uint32_t weight_t; /* per group: 4 weights of channel 0, then 4 of channel 1 */
+typedef uint32_t weight_t; /* per group: 4 weights of channel 0, the next word 4 of channel 1 */
 #define ME_WEIGHTS(array) ((array).words)
 
 /* The odd bytes: GCC does not fold a rotate into UXTB16/SXTB16, so the rotated forms are asm. */
@@ -38,7 +38,7 @@ ME_INLINE void patch_load4(patch_t *patch, int t, int slot, const uint8_t *from)
 ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int32_t acc[4]) {
     int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
     int g;
-    for (g = groups; g > 0; --g, patch += 4, w += 2) {
+    for (g = groups; g > 0; --g, patch += 4, w += ME_BLOCK) {
         const int32_t xa_even = (int32_t)patch[0], xa_odd = (int32_t)patch[1];
         const int32_t xb_even = (int32_t)patch[2], xb_odd = (int32_t)patch[3];
         int32_t even = __sxtb16((int32_t)w[0]), odd = sxtb16_odd(w[0]);
@@ -64,7 +64,7 @@ ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int3
 ME_INLINE void dot_1x2(const uint8_t *x, const weight_t *w, int groups, int32_t acc[2]) {
     int32_t a0 = acc[0], a1 = acc[1];
     int g;
-    for (g = groups; g > 0; --g, x += 4, w += 2) {
+    for (g = groups; g > 0; --g, x += 4, w += ME_BLOCK) {
         const uint32_t word = load32(x);
         const int32_t even = (int32_t)__uxtb16(word), odd = (int32_t)uxtb16_odd(word);
         a0 = __smlad(even, __sxtb16((int32_t)w[0]), a0);
