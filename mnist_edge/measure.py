@@ -150,6 +150,8 @@ class ModelResult:
     memory_added_bytes: int | None = None
     sha256: str | None = None  # of the model file: how an int8 model finds its fp32 sibling
     fp32_sibling_sha256: str | None = None  # an int8 model's manifest: the fp32 model it came from
+    # A C library (kind "c"): compiler, every flag, the kernels the build chose, its source int8 model.
+    build: dict[str, Any] | None = None
 
     def throughput_at(self, batch_size: int, threads: int) -> float | None:
         for point in self.throughput:
@@ -320,7 +322,7 @@ def reset_peak_rss() -> bool:
         return False
 
 
-_NO_RESET_NOTE = ("memory added is unknown: the process's peak RSS cannot be reset here, so only "
+NO_RESET_NOTE = ("memory added is unknown: the process's peak RSS cannot be reset here, so only "
                   "the whole process's peak is reported")
 
 
@@ -374,7 +376,7 @@ def bench_onnx(path: str | Path, *, images: np.ndarray, batch_sizes: Sequence[in
     rss_before, _ = rss_bytes()
     predictor = Predictor.load(path, scale=scale, mean=mean, std=std, threads=threads[0],
                                provider=provider)
-    notes = [] if memory_reset else [_NO_RESET_NOTE]
+    notes = [] if memory_reset else [NO_RESET_NOTE]
     usable = _usable_batches(predictor, batch_sizes, notes)
     latency_batch = 1 if predictor.batch in (None, 1) else predictor.batch
     x_latency = predictor.prepare(_take(images, latency_batch))
@@ -531,7 +533,7 @@ def bench_torch(module: Any, *, name: str, images: np.ndarray, batch_sizes: Sequ
     cold = ColdStart(load_ms, first_ms, (load_ms or 0.0) + first_ms)
     notes = [f"PyTorch {torch.__version__} eager, CPU"]
     if not memory_reset:
-        notes.append(_NO_RESET_NOTE)
+        notes.append(NO_RESET_NOTE)
     return ModelResult(name=name, path=path, kind="torch", quantized=False, file_bytes=file_bytes,
                        cold_start=cold, latency=latency, throughput=points, peak_rss_bytes=peak,
                        rss_before_bytes=rss_before, notes=notes,

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 from mnist_edge import measure
+from mnist_edge.benchmark.clibrary import bench_c_library, is_c_library
 from mnist_edge.benchmark.floor import floor_path
+from mnist_edge.codegen.verify import HOST_CFLAGS, find_compiler
 from mnist_edge.benchmark.render import write_bench_files, write_png
 from mnist_edge.benchmark.verdicts import BenchReport, Comparison, Settings, compare, load_previous, report
 from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_SECONDS, BENCH_THREADS
@@ -91,6 +93,10 @@ class BenchRequest:
     std: float | None = None
     # Measure onnxruntime's floor first (mnist_edge/benchmark/floor.py), so the ratios read "x floor".
     floor: bool = False
+    # C libraries (codegen folders): the compiler and its optimization flags (the strict C99 flags,
+    # -fPIC and -shared are always added); None: -O3 -march=native, the build `codegen --verify` proves.
+    cc: str = "cc"
+    cflags: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         # Accept lists and str paths; keep tuples and Paths (the dataclass is frozen).
@@ -104,6 +110,8 @@ class BenchRequest:
         for name in ("out", "torch_checkpoint", "compare"):
             if getattr(self, name) is not None:
                 fix(name, Path(getattr(self, name)))
+        if self.cflags is not None:
+            fix("cflags", tuple(self.cflags))
 
     def validate(self) -> None:
         """Raise ConfigError for the first nonsensical option; measures nothing."""
@@ -117,6 +125,10 @@ class BenchRequest:
         if not self.threshold > 0:
             raise ConfigError(f"--threshold must be positive, got {self.threshold}")
         providers_for(self.provider)
+        if any(is_c_library(model) for model in self.models):
+            find_compiler(self.cc)  # no compiler: one error before anything is measured
+        elif self.cflags is not None:
+            raise ConfigError("--cflags applies to C libraries (codegen folders) and none is benchmarked")
 
 
 def _check_counts(values: Sequence[Any], option: str) -> None:
@@ -171,6 +183,11 @@ def run_benchmark(request: BenchRequest,
     for index, path in enumerate(paths):
         if on_model:
             on_model(str(path), index, total)
+        if is_c_library(path):
+            results.append(bench_c_library(path, images=images, batch_sizes=sizes, seconds=request.seconds,
+                                           throughput_seconds=settings.throughput_seconds, cc=request.cc,
+                                           cflags=request.cflags or HOST_CFLAGS))
+            continue
         results.append(measure.bench_onnx(path, images=images, batch_sizes=sizes, threads=counts,
                                           seconds=request.seconds,
                                           throughput_seconds=settings.throughput_seconds,

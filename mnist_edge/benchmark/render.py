@@ -180,6 +180,8 @@ def _latency_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
 
 
 def _model_label(model: ModelResult) -> str:
+    if model.kind == "c":
+        return f"{model.name} (C, {(model.build or {}).get('kernels', '?')})"
     return model.name + (" (int8)" if model.quantized else "")
 
 

@@ -135,7 +135,7 @@ def _print_predictions(payload: dict[str, Any], top: int) -> None:
 @command()
 def bench(
     models: list[Path] = typer.Argument(
-        ..., help="ONNX files or exported folders; ratios are to the first."),
+        ..., help="ONNX files, exported folders or C libraries (codegen folders); ratios are to the first."),
     batch_sizes: str = typer.Option(",".join(map(str, BENCH_BATCH_SIZES)), "--batch-sizes",
                                     help="Batch sizes for throughput."),
     threads: str = typer.Option(
@@ -163,8 +163,12 @@ def bench(
     scale: float | None = _scale_option(),
     mean: float | None = _mean_option(),
     std: float | None = _std_option(),
+    cc: str = typer.Option("cc", "--cc", help="C compiler for C libraries."),
+    cflags: str | None = typer.Option(
+        None, "--cflags", help="Optimization flags for C libraries (default -O3 -march=native, the build "
+        "`codegen --verify` proves; the strict C99 flags and -fPIC are always added)."),
 ) -> None:
-    """Benchmark ONNX models side by side: cold start, latency percentiles, throughput, memory.
+    """Benchmark ONNX models and C libraries side by side: cold start, latency, throughput, memory.
 
     Batch-1 latency is measured after a warm-up that runs until latency is steady, with
     IOBinding so the timed loop holds nothing but the inference call. Reports p50/p90/p99/
@@ -173,15 +177,21 @@ def bench(
     loaded) beside the process peak, the CPU's int8-relevant ISA flags, and why an int8 model is
     slower than its own fp32 sibling when both are measured and it is.
 
+    A C library (a `codegen` folder) is compiled into a shared library and called through ctypes
+    with the same raw pixels; its rows name the kernels the build chose and its source int8 model.
+
     Example: mnist-edge bench --floor exported/cnn-fp32 exported/cnn-int8 --out bench/ --profile
+    Example: mnist-edge bench exported/tiny-mcu exported/tiny-mcu-int8 --threads 1
     """
     from mnist_edge import benchmark
+    from mnist_edge.cli.commands_codegen import parse_cflags
 
     request = benchmark.BenchRequest(
         models, batch_sizes=benchmark.parse_batch_sizes(batch_sizes),
         threads=benchmark.parse_threads(threads), provider=provider, seconds=seconds, out=out,
         profile=profile, torch_checkpoint=torch_checkpoint, no_torch=no_torch, compare=compare,
-        threshold=threshold, scale=scale, mean=mean, std=std, floor=floor)
+        threshold=threshold, scale=scale, mean=mean, std=std, floor=floor, cc=cc,
+        cflags=parse_cflags(cflags) if cflags is not None else None)
     # A transient status line on stderr: stdout carries the tables or the JSON, and nothing of
     # it is left behind (or written at all when stderr is not a terminal).
     with Console(stderr=True).status("measuring") as status:
