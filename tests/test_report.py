@@ -151,7 +151,10 @@ def _bench(root: Path) -> None:
                      "throughput_seconds": 0.25, "inputs": "MNIST test images"},
         "models": [_bench_model("cnn-fp32", "onnx", False, 85.0, 88_000),
                    _bench_model(EVIL, "onnx", True, 120.0, 26_000),
-                   _bench_model("torch-cnn", "torch", False, 240.0, 88_000)],
+                   _bench_model("torch-cnn", "torch", False, 240.0, 88_000),
+                   {**_bench_model("cnn-mcu", "c", True, 30.0, 60_000),
+                    "build": {"kernels": "x86 AVX2", "source_model": "exported/cnn-mcu-int8/model.onnx",
+                              "flags": ["-O3", "-march=native"]}}],
         "ratios": [{"model": EVIL, "baseline": "cnn-fp32", "latency_p50": 1.41, "throughput": {"1@1": 0.7},
                     "file_size": 0.3, "cold_start": 1.1}],
         "explanations": ["int8 is 1.41x slower than cnn-fp32 at batch 1: no VNNI"],
@@ -247,6 +250,7 @@ def test_tables_carry_the_numbers(full_run):
     assert "fp32 ONNX and PyTorch disagree on 9 images" in html  # a breach
     assert "static-qdq" in html and "abababababab" in html  # manifests
     assert "no VNNI" in html  # bench explanation
+    assert "C, x86 AVX2, from exported/cnn-mcu-int8/model.onnx" in html  # a C library beside the ONNX rows
     assert "Test CPU @ 3 GHz" in html
     assert "<details>" in html and "&quot;schema_version&quot;: 1" in html
 

@@ -163,12 +163,20 @@ def _bench_settings(bench: dict[str, Any]) -> str:
                      ("inputs", fmt(settings.get("inputs"))), ("measured", fmt(bench.get("created")))])
 
 
+def _kind(model: dict[str, Any]) -> Any:
+    """"onnx", "torch", or for a C library its kernels and source model ("C, x86 AVX2, from ...")."""
+    build = model.get("build") if isinstance(model.get("build"), dict) else None
+    if model.get("kind") != "c" or build is None:
+        return model.get("kind")
+    return f"C, {build.get('kernels')}, from {build.get('source_model')}"
+
+
 def _bench_models(models: list[dict[str, Any]]) -> str:
     rows = []
     for m in models:
         lat = m.get("latency") if isinstance(m.get("latency"), dict) else {}
         cold = m.get("cold_start") if isinstance(m.get("cold_start"), dict) else {}
-        rows.append([fmt(m.get("name")), fmt(m.get("kind")), fmt(m.get("quantized")),
+        rows.append([fmt(m.get("name")), fmt(_kind(m)), fmt(m.get("quantized")),
                      fmt(m.get("file_bytes"), "bytes"), fmt(cold.get("total_ms"), "ms"),
                      *(fmt(lat.get(key), "us") for key in ("p50_us", "p90_us", "p99_us")),
                      fmt(lat.get("cv"), "pct"), fmt(lat.get("runs"), "int"),
