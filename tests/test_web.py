@@ -184,10 +184,19 @@ def test_the_ort_site_is_within_budget_and_offline(browser, ort_site: Path) -> N
 
 
 def test_the_c_page_gives_the_c_librarys_scores_bit_for_bit(browser, c_site: Path, tmp_path: Path) -> None:
+    """Chromium has WebAssembly SIMD: the page loads the SIMD module (and only it), says so, shows
+    the accuracy `codegen --verify` measured, and its scores are the host library's."""
     from mnist_edge.codegen.verify import build_harness, c_scores
 
-    with opened(browser, c_site) as (page, _):
+    with opened(browser, c_site) as (page, loaded):
         results = classify_in_page(page, canvases(MNIST_IMAGES))
+        runtime = page.evaluate("document.getElementById('facts').textContent")
+        model_line = page.evaluate("document.getElementById('model-line').textContent")
+        fetched = page.evaluate("performance.getEntriesByType('resource').map((r) => r.name.split('/').pop())")
+    assert "SIMD" in runtime and "model-simd.wasm" in fetched and "model.wasm" not in fetched
+    manifest = json.loads((TINY_C / "manifest.json").read_text())
+    assert f"{100 * manifest['verification']['c_accuracy']:.2f} % on the MNIST test set" in model_line
+    assert {"model-json", "module-instantiated", "engine-ready", "first-prediction"} <= set(loaded["marks"])
     inputs = np.asarray([r["input"] for r in results], dtype=np.uint8)
     (tmp_path / "host").mkdir()
     expected = c_scores(build_harness(TINY_C, tmp_path / "host", "cc"), inputs, 10)

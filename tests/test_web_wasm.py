@@ -56,6 +56,7 @@ for (let i = 0; i < count; i++) {
 writeFileSync(out + ".scores", scores);
 writeFileSync(out + ".logits", new Uint8Array(logits.buffer));
 writeFileSync(out + ".digits", digits);
+writeFileSync(out + ".simd", engine.simd ? "1" : "0");
 """
 
 
@@ -66,12 +67,21 @@ def need(tool: str, package: str) -> str:
     return found
 
 
+# Every module the site ships: each library scalar and with WebAssembly SIMD.
+BUILDS = [*LIBRARIES, *(f"{name}-simd" for name in LIBRARIES)]
+
+
+def library_of(build_name: str) -> Path:
+    return LIBRARIES[build_name.removesuffix("-simd")]
+
+
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory) -> dict[str, wasm.WasmBuild]:
     need("clang", "clang")
     need("wasm-ld", "lld")
     out = tmp_path_factory.mktemp("wasm")
-    return {name: wasm.compile_wasm(folder, out / f"{name}.wasm") for name, folder in LIBRARIES.items()}
+    return {name: wasm.compile_wasm(library_of(name), out / f"{name}.wasm", simd=name.endswith("-simd"))
+            for name in BUILDS}
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +94,14 @@ def images(mnist_dir) -> np.ndarray:
     return np.concatenate([test, extremes, noise, board])
 
 
+@pytest.fixture(scope="module")
+def all_test_images(mnist_dir) -> np.ndarray:
+    return load_split("test", download=False).images.reshape(-1, 784)
+
+
 def host_scores(library: Path, pixels: np.ndarray, work: Path) -> np.ndarray:
-    """The C library built for this machine as `codegen --verify` builds it (gcc, STRICT, -O2)."""
+    """The C library built for this machine as `codegen --verify` builds it (gcc, STRICT,
+    -O3 -march=native: this machine's SIMD kernels)."""
     from mnist_edge.codegen.verify import build_harness, c_scores
 
     need("cc", "gcc")
@@ -108,7 +124,8 @@ def run_node(build: wasm.WasmBuild, pixels: np.ndarray, work: Path, how: str = "
         raise AssertionError(f"node failed: {done.stderr.strip()}")
     return {"scores": np.fromfile(work / "out.scores", np.uint8).reshape(len(pixels), 10),
             "logits": np.fromfile(work / "out.logits", np.float32).reshape(len(pixels), 10),
-            "digits": np.fromfile(work / "out.digits", np.uint8)}
+            "digits": np.fromfile(work / "out.digits", np.uint8),
+            "simd": (work / "out.simd").read_text() == "1"}
 
 
 def python_logits(scores: np.ndarray, build: wasm.WasmBuild) -> np.ndarray:
@@ -123,16 +140,17 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 # --- the module ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", LIBRARIES)
+@pytest.mark.parametrize("name", BUILDS)
 def test_the_module_is_small_and_exports_the_shim(builds, name, record_property) -> None:
     build = builds[name]
     data = build.path.read_bytes()
     record_property("wasm_bytes", build.bytes)
     record_property("wasm_gzip_bytes", len(gzip.compress(data, 9)))
-    manifest = json.loads((LIBRARIES[name] / "manifest.json").read_text())
+    manifest = json.loads((library_of(name) / "manifest.json").read_text())
     assert build.bytes == len(data) <= manifest["memory"]["constant_bytes"] + CODE_BUDGET, build.bytes
-    if name == "tiny":
+    if name.startswith("tiny"):
         assert build.bytes <= TINY_WASM_BUDGET, build.bytes
+    assert build.simd == name.endswith("-simd") and ("-msimd128" in build.flags) == build.simd
     assert sorted(build.exports) == sorted(wasm.EXPORTS)
     assert build.score_zero == manifest["api"]["score_zero"] and build.score_scale == manifest["api"]["score_scale"]
     assert build.labels == [str(d) for d in range(10)] and build.clang_version
@@ -144,31 +162,49 @@ def test_the_build_is_deterministic(builds, tmp_path) -> None:
     assert again.path.read_bytes() == builds["tiny"].path.read_bytes()
 
 
-@pytest.mark.parametrize("name", LIBRARIES)
-def test_wasm_scores_equal_the_c_librarys_bit_for_bit(builds, images, name, tmp_path, record_property) -> None:
+@pytest.mark.parametrize("name", BUILDS)
+def test_wasm_scores_equal_the_c_librarys_bit_for_bit(builds, images, all_test_images, name, tmp_path,
+                                                      record_property) -> None:
+    """The scalar modules on 2,000 test images and the inputs no pen draws; the SIMD modules, which
+    run other kernels than the host's, on all 10,000 test images as well."""
     build = builds[name]
+    images = np.concatenate([all_test_images, images[IMAGES:]]) if build.simd else images
     ours = run_node(build, images, tmp_path / "node")
-    host = host_scores(LIBRARIES[name], images, tmp_path / "host")
+    host = host_scores(library_of(name), images, tmp_path / "host")
     identical = int((ours["scores"] == host).all(axis=1).sum())
     record_property("images_identical", f"{identical} of {len(images)}")
-    assert identical == len(images)
+    assert identical == len(images) and ours["simd"] == build.simd
     assert np.array_equal(ours["digits"], host.argmax(axis=1))  # the first highest, as the C returns
     assert np.array_equal(ours["logits"].view(np.uint32), python_logits(host, build).view(np.uint32))
 
 
-@pytest.mark.parametrize("name", LIBRARIES)
+@pytest.mark.parametrize("name", BUILDS)
 def test_wasm_scores_equal_onnxruntimes(builds, images, name, tmp_path) -> None:
     """The C library's proof carried over: onnxruntime on the int8 model it was generated from."""
     pytest.importorskip("onnx")
     from mnist_edge.codegen.verify import onnxruntime_scores
     from mnist_edge.config import Normalization
 
-    manifest = json.loads((LIBRARIES[name] / "manifest.json").read_text())
+    manifest = json.loads((library_of(name) / "manifest.json").read_text())
     model = REPO / manifest["source_model"]["path"]
     assert sha256_file(model) == manifest["source_model"]["sha256"]
     pixels = images[:1000].reshape(-1, 28, 28)
     theirs = onnxruntime_scores(model, pixels, Normalization(**manifest["input"]))
     assert np.array_equal(run_node(builds[name], pixels.reshape(-1, 784), tmp_path)["scores"], theirs)
+
+
+def test_the_page_picks_the_simd_module_where_webassembly_has_simd(tmp_path) -> None:
+    """engine_c.js asks WebAssembly.validate about a one-instruction SIMD module: node has SIMD, so
+    it takes the site's SIMD module; a site without one (or an engine without SIMD) the scalar one."""
+    node = need("node", "nodejs")
+    script = tmp_path / "choose.mjs"
+    script.write_text(f'const {{ moduleFor, simdSupported }} = await import("{ENGINE_JS.as_uri()}");\n'
+                      'console.log(simdSupported(), moduleFor({engine: {model: "a.wasm", simd_model: "b.wasm"}}),\n'
+                      '  moduleFor({engine: {model: "a.wasm"}}));\n'
+                      'WebAssembly.validate = () => false;\n'
+                      'console.log(moduleFor({engine: {model: "a.wasm", simd_model: "b.wasm"}}));\n')
+    done = subprocess.run([node, str(script)], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == ["true", "b.wasm", "a.wasm", "a.wasm"]
 
 
 def test_the_module_loads_from_base64_and_from_a_url(builds, images, tmp_path) -> None:

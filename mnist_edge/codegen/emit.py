@@ -250,6 +250,7 @@ def kernels() -> str:
     return (template("kernels/common.c") + "\n" + template("kernels/requantize.c") + "\n"
             + "#if MNIST_EDGE_ISA == MNIST_EDGE_ISA_ARM_DSP\n" + template("kernels/dot_arm_dsp.c")
             + "#elif MNIST_EDGE_X86_KERNELS\n" + template("kernels/layers_x86.c")
+            + "#elif MNIST_EDGE_ISA == MNIST_EDGE_ISA_WASM_SIMD128\n" + template("kernels/layers_wasm.c")
             + "#else\n" + template("kernels/dot_portable.c") + "#endif\n\n"
             + "#if MNIST_EDGE_PAIR_KERNELS\n" + template("kernels/layers_pairs.c") + "#endif\n\n"
             + template("kernels/layers.c"))

@@ -4,7 +4,8 @@
     OUT/model.json                                       what the page reads: name, labels,
                                                          input convention, accuracy, engine files
     --engine ort: OUT/model.onnx, OUT/engine_ort.js, OUT/ort/ (onnxruntime-web's wasm backend)
-    --engine c:   OUT/model.wasm, OUT/engine_c.js        (the generated C, compiled by clang)
+    --engine c:   OUT/model.wasm, OUT/model-simd.wasm,  (the generated C, compiled by clang:
+                  OUT/engine_c.js                        scalar, and with WebAssembly SIMD)
 
 The site is built aside and moved into place whole (fileio.staged_dir): a failure leaves no
 partial site. It needs an HTTP server (`--serve`, or any static one): browsers refuse module
@@ -29,7 +30,8 @@ ENGINE_FILES = {"ort": ("engine_ort.js",), "c": ("engine_c.js",)}
 INFO = "model.json"
 # Everything a site of ours may hold: a rebuild replaces these, and a folder with anything else
 # is someone's and is refused without --force.
-OWNED = frozenset({*PAGE_FILES, *ENGINE_FILES["ort"], *ENGINE_FILES["c"], INFO, "model.onnx", "model.wasm", "ort"})
+OWNED = frozenset({*PAGE_FILES, *ENGINE_FILES["ort"], *ENGINE_FILES["c"], INFO, "model.onnx", "model.wasm",
+                   "model-simd.wasm", "ort"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ def build_site(model: str | Path, out: str | Path, *, engine: str = "ort", runti
         info = prepare(Path(model), stage, runtime_dir)
         for name in (*PAGE_FILES, *ENGINE_FILES[engine]):
             atomic_write_bytes(stage / name, _asset(name))
+        atomic_write_bytes(stage / "index.html", page(engine))
         atomic_write_json(stage / INFO, info)
     files = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*"))
              if p.is_file() and p.relative_to(out).parts[0] in OWNED}
@@ -80,6 +83,31 @@ def _check_out(out: Path, force: bool) -> None:
 
 def _asset(name: str) -> bytes:
     return resources.files("mnist_edge.web").joinpath("assets", name).read_bytes()
+
+
+# What the page needs before its first prediction, by engine: fetched from the start, in parallel,
+# instead of one after the other as the scripts discover them (app.js, then the engine module,
+# then its runtime, then the WebAssembly and the model).
+PRELOADS = {
+    "ort": (("modulepreload", "engine_ort.js"), ("modulepreload", "ort/ort.wasm.min.mjs"),
+            ("modulepreload", "ort/ort-wasm-simd-threaded.mjs"), ("fetch", "ort/ort-wasm-simd-threaded.wasm"),
+            ("fetch", "model.onnx")),
+    # The SIMD module: every current browser validates it (engine_c.js falls back to model.wasm).
+    "c": (("modulepreload", "engine_c.js"), ("fetch", "model-simd.wasm")),
+}
+
+
+def page(engine: str) -> bytes:
+    """index.html for ENGINE: the engine's name (app.js imports its module at once) and the
+    preload hints of what the first prediction needs."""
+    html = _asset("index.html").decode("utf-8")
+    links = [f'<link rel="modulepreload" href="{name}">' for name in ("app.js", "preprocess.js")]
+    links.append('<link rel="preload" href="model.json" as="fetch" crossorigin="anonymous">')
+    for kind, name in PRELOADS[engine]:
+        links.append(f'<link rel="modulepreload" href="{name}">' if kind == "modulepreload" else
+                     f'<link rel="preload" href="{name}" as="fetch" crossorigin="anonymous">')
+    html = html.replace('<html lang="en">', f'<html lang="en" data-engine="{engine}">', 1)
+    return html.replace("</head>", "\n".join(links) + "\n</head>", 1).encode("utf-8")
 
 
 # --- engine: onnxruntime-web -----------------------------------------------------------------------
@@ -124,10 +152,13 @@ def _prepare_c(library: Path, stage: Path, runtime_dir: str | Path | None) -> di
         raise WebError("--runtime-dir is onnxruntime-web's folder: it does not apply to --engine c")
     manifest = wasm.check_c_library(library)
     build = wasm.compile_wasm(library, stage / "model.wasm")
+    # Browsers without WebAssembly SIMD (engine_c.js asks WebAssembly.validate) load the scalar one.
+    simd = wasm.compile_wasm(library, stage / "model-simd.wasm", simd=True)
     return {
         **_describe(manifest.get("name", library.name), manifest.get("labels"), manifest, _short(library)),
         "engine": {"name": "c", "runtime": f"generated C, clang {build.clang_version} -> WebAssembly",
-                   "model": "model.wasm", **build.page_info},
+                   "model": "model.wasm", "simd_model": "model-simd.wasm", "simd_bytes": simd.bytes,
+                   **build.page_info},
         "input": {"layout": "flat", "dtype": "uint8", "normalization": None},
     }
 
@@ -139,16 +170,25 @@ def _short(path: Path) -> str:
 
 
 def _describe(name: str, labels: list[str] | None, manifest: dict[str, Any] | None, source: str) -> dict[str, Any]:
-    """What the page shows about the model, from its manifest when it has one."""
-    metrics = (manifest or {}).get("metrics") or {}
-    verification = (manifest or {}).get("verification") or {}
+    """What the page shows about the model, from its manifest when it has one: an ONNX model's
+    test accuracy (parity), a C library's accuracy as `codegen --verify` measured it, on how many
+    test images."""
+    manifest = manifest or {}
+    metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
+    verification = manifest.get("verification") if isinstance(manifest.get("verification"), dict) else {}
+    if "test_accuracy" in metrics:
+        accuracy, images, measured = metrics["test_accuracy"], None, metrics.get("measured_with")
+    else:
+        accuracy, images = verification.get("c_accuracy"), verification.get("images")
+        measured = manifest.get("measured_with") if accuracy is not None else None
     return {
         "name": name,
         "labels": list(labels or [str(d) for d in range(10)]),
         "source": source,
-        "accuracy": metrics.get("test_accuracy", verification.get("accuracy")),
-        "accuracy_measured_with": metrics.get("measured_with", verification.get("measured_with")),
-        "quantization": (manifest or {}).get("quantization"),
+        "accuracy": accuracy,
+        "accuracy_images": images,  # None: the whole test set
+        "accuracy_measured_with": measured,
+        "quantization": manifest.get("quantization"),
     }
 
 

@@ -37,10 +37,14 @@ EXPORTS = (
     "mnist_edge_web_classes",
     "mnist_edge_web_score_zero",
     "mnist_edge_web_score_scale",
+    "mnist_edge_web_simd",  # int (void): 1 in the SIMD build
 )
 # Freestanding (no libc headers, -fno-builtin), optimized for speed; STRICT adds C99, every
 # warning an error and -ffp-contract=off, exactly as the host build of `codegen --verify`.
 COMPILE = ("--target=wasm32", *STRICT, "-O2", "-ffreestanding", "-nostdlib")
+# The SIMD module: WebAssembly's 128-bit SIMD (the kernels' __wasm_simd128__ family); no relaxed
+# SIMD, whose results may differ between engines.
+SIMD = ("-msimd128",)
 # No entry point (a library), unused code dropped, names and debug sections stripped.
 LINK = ("--no-entry", "--gc-sections", "--strip-all", *(f"--export={name}" for name in EXPORTS))
 INSTALL = "apt-get install clang lld"
@@ -58,6 +62,7 @@ class WasmBuild:
     normalization: dict[str, float] | None  # applied inside the library (its input table): informative
     clang_version: str
     flags: tuple[str, ...]
+    simd: bool = False
 
     @property
     def page_info(self) -> dict[str, Any]:
@@ -125,9 +130,10 @@ def _score_facts(folder: Path, manifest: dict[str, Any]) -> tuple[int, float]:
     return zero, float(scale)
 
 
-def compile_wasm(library_dir: str | Path, out_path: str | Path) -> WasmBuild:
+def compile_wasm(library_dir: str | Path, out_path: str | Path, simd: bool = False) -> WasmBuild:
     """Compile the C library in LIBRARY_DIR (checked by `check_c_library`) with the shim into
     OUT_PATH, written atomically; a failing build is a WebError with the compiler's first error.
+    `simd`: with WebAssembly SIMD, so the kernels take their SIMD family.
 
     clang compiles and wasm-ld links in separate steps, so that the wasm-ld found on PATH is the
     one used (clang 14's WebAssembly driver ignores --ld-path)."""
@@ -139,10 +145,11 @@ def compile_wasm(library_dir: str | Path, out_path: str | Path) -> WasmBuild:
         shim = work / SHIM
         shim.write_bytes(resources.files("mnist_edge.web").joinpath("assets", SHIM).read_bytes())
         objects = []
+        compile_flags = (*COMPILE, *(SIMD if simd else ()))
         for source in (library_dir / SOURCE, shim):
             objects.append(work / f"{source.stem}.o")
-            _run([clang, *COMPILE, "-I", str(library_dir), "-c", str(source), "-o", str(objects[-1])],
-                 f"clang {' '.join(COMPILE)}", library_dir)
+            _run([clang, *compile_flags, "-I", str(library_dir), "-c", str(source), "-o", str(objects[-1])],
+                 f"clang {' '.join(compile_flags)}", library_dir)
         linked = work / "model.wasm"
         _run([wasm_ld, *LINK, *map(str, objects), "-o", str(linked)], "wasm-ld", library_dir)
         data = linked.read_bytes()
@@ -153,7 +160,7 @@ def compile_wasm(library_dir: str | Path, out_path: str | Path) -> WasmBuild:
     return WasmBuild(path=out_path, bytes=len(data), exports=exports, score_zero=zero,
                      score_scale=scale, labels=[str(label) for label in manifest.get("labels") or range(10)],
                      normalization=inputs if isinstance(inputs, dict) else None,
-                     clang_version=clang_version(clang), flags=(*COMPILE, *LINK))
+                     clang_version=clang_version(clang), flags=(*compile_flags, *LINK), simd=simd)
 
 
 def clang_version(clang: str) -> str:

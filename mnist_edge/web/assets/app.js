@@ -135,10 +135,12 @@ function buildBars(labels) {
   }));
 }
 
-function showFacts(info) {
-  const accuracy = info.accuracy == null ? "not measured" : `${(100 * info.accuracy).toFixed(2)} % on the MNIST test set`;
+function showFacts(info, runtime = null) {
+  const where = info.accuracy_images == null || info.accuracy_images === 10000 ? "the MNIST test set"
+    : `${info.accuracy_images.toLocaleString("en")} MNIST test images`;
+  const accuracy = info.accuracy == null ? "not measured" : `${(100 * info.accuracy).toFixed(2)} % on ${where}`;
   $("model-line").textContent = `${info.name}: ${accuracy}`;
-  const facts = { model: info.name, engine: info.engine.runtime, accuracy, "measured with": info.accuracy_measured_with,
+  const facts = { model: info.name, engine: runtime || info.engine.runtime, accuracy, "measured with": info.accuracy_measured_with,
     source: info.source };
   $("facts").replaceChildren(...Object.entries(facts).filter(([, v]) => v).flatMap(([k, v]) => {
     const term = document.createElement("dt");
@@ -149,13 +151,31 @@ function showFacts(info) {
   }));
 }
 
-async function loadEngine(info) {
+// The engine's module, asked for at once: its name is written into the page by `mnist-edge web`
+// (html data-engine), so the module and its runtime load while model.json is fetched.
+function importEngine(name) {
+  if (name === "c") return import("./engine_c.js");
+  if (name === "ort") return import("./engine_ort.js");
+  return null;
+}
+
+async function loadEngine(info, early) {
   if (info.engine.name === "c") {
-    const { loadCEngine } = await import("./engine_c.js");
-    return loadCEngine(new URL(info.engine.model, location.href).href, info);
+    const { loadCEngine, moduleFor } = await (early || import("./engine_c.js"));
+    return loadCEngine(new URL(moduleFor(info), location.href).href, info);
   }
-  const { loadOrtEngine } = await import("./engine_ort.js");
+  const { loadOrtEngine } = await (early || import("./engine_ort.js"));
   return loadOrtEngine(info);
+}
+
+// Where the time to the first prediction went: the page's marks (mnist-edge:*, also set by the
+// engines) in ms since navigation started.
+function marks() {
+  const found = {};
+  for (const mark of performance.getEntriesByType("mark")) {
+    if (mark.name.startsWith("mnist-edge:")) found[mark.name.slice(11)] = mark.startTime;
+  }
+  return found;
 }
 
 async function start() {
@@ -163,18 +183,24 @@ async function start() {
     $("file-warning").hidden = false;
     throw new Error("opened from file://: this page needs a web server");
   }
+  performance.mark("mnist-edge:start");
+  const early = importEngine(document.documentElement.dataset.engine);
   const info = await (await fetch("model.json")).json();
+  performance.mark("mnist-edge:model-json");
   state.info = info;
   buildBars(info.labels);
   showFacts(info);
-  state.engine = await loadEngine(info);
+  state.engine = await loadEngine(info, early);
+  performance.mark("mnist-edge:engine-ready");
+  showFacts(info, state.engine.runtime); // now with what the engine loaded (the C engine: SIMD or not)
   await state.engine.predict(new Uint8Array(784)); // the first prediction: the engine is warm
+  performance.mark("mnist-edge:first-prediction");
   // Both since the page's navigation started: the budget counts from the load event.
   const firstPredictionMs = performance.now();
   const [navigation] = performance.getEntriesByType("navigation");
   listen();
   clearPad();
-  return { firstPredictionMs, loadEventMs: navigation ? navigation.loadEventEnd || null : null };
+  return { firstPredictionMs, loadEventMs: navigation ? navigation.loadEventEnd || null : null, marks: marks() };
 }
 
 const ready = start();
@@ -202,5 +228,17 @@ window.mnistEdge = {
       times.push(performance.now() - started);
     }
     return times;
+  },
+  // Mean ms per prediction over blocks of `size` back-to-back predictions: the browser's timer
+  // steps by 100 µs (or more), so a single call's time is meaningless; a block's is not.
+  async timeBlocks(blocks, size) {
+    const input = state.last ? Uint8Array.from(state.last.input) : new Uint8Array(784);
+    const means = [];
+    for (let b = 0; b < blocks; b++) {
+      const started = performance.now();
+      for (let i = 0; i < size; i++) await state.engine.predict(input);
+      means.push((performance.now() - started) / size);
+    }
+    return means;
   },
 };

@@ -24,6 +24,15 @@ int mnist_edge_web_classes(void) { return MNIST_EDGE_CLASSES; }
 int mnist_edge_web_score_zero(void) { return MNIST_EDGE_SCORE_ZERO; }
 float mnist_edge_web_score_scale(void) { return MNIST_EDGE_SCORE_SCALE; }
 
+/* 1 in the module built with WebAssembly SIMD (-msimd128): the page says which one it loaded. */
+int mnist_edge_web_simd(void) {
+#if defined(__wasm_simd128__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* The digit (the first highest score); the scores land in the buffer above. */
 int mnist_edge_web_predict(void) { return mnist_edge_predict(pixels, scores); }
 

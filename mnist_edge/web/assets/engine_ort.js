@@ -3,6 +3,8 @@
 // layout (NCHW, NHWC, flat), dtype (float32 normalised, or raw uint8) and a fixed or free batch.
 import * as ort from "./ort/ort.wasm.min.mjs";
 
+performance.mark("mnist-edge:engine-imported"); // this module and onnxruntime-web's JavaScript are in
+
 const SHAPES = { NCHW: [1, 28, 28], NHWC: [28, 28, 1], flat: [784] };
 
 // (pixel / scale - mean) / std with float32 rounding at every step, as mnist_edge.runtime's
@@ -20,7 +22,13 @@ export async function loadOrtEngine(info) {
   ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
   ort.env.wasm.numThreads = 1; // a static site has no cross-origin isolation: no threads anyway
   ort.env.logLevel = "error";
-  const session = await ort.InferenceSession.create(info.engine.model, { executionProviders: ["wasm"] });
+  // The model's bytes are fetched while the runtime's WebAssembly compiles (the page preloads both).
+  const model = fetch(new URL(info.engine.model, location.href).href).then((response) => {
+    if (!response.ok) throw new Error(`${info.engine.model}: HTTP ${response.status}`);
+    return response.arrayBuffer();
+  });
+  const session = await ort.InferenceSession.create(new Uint8Array(await model), { executionProviders: ["wasm"] });
+  performance.mark("mnist-edge:session-created");
   const input = info.input;
   const batch = input.batch || 1;
   const shape = [batch, ...SHAPES[input.layout]];
