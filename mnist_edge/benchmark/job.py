@@ -23,9 +23,9 @@ import numpy as np
 from mnist_edge import measure
 from mnist_edge.benchmark.clibrary import bench_c_library, is_c_library
 from mnist_edge.benchmark.floor import floor_path
-from mnist_edge.codegen.verify import HOST_CFLAGS, find_compiler
 from mnist_edge.benchmark.render import write_bench_files, write_png
 from mnist_edge.benchmark.verdicts import BenchReport, Comparison, Settings, compare, load_previous, report
+from mnist_edge.codegen.verify import HOST_CFLAGS, find_compiler
 from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_SECONDS, BENCH_THREADS
 from mnist_edge.errors import ConfigError
 from mnist_edge.fileio import ensure_dir

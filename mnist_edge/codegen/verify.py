@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from mnist_edge.codegen import reference
-from mnist_edge.codegen.emit import SOURCE
 from mnist_edge.codegen.graph import OPT_LEVEL, IntegerModel
 from mnist_edge.errors import CodegenError
 from mnist_edge.logs import quiet_onnxruntime
