@@ -68,6 +68,7 @@ def first_prediction(browser, url: str) -> dict:
         loaded = page.evaluate("window.mnistEdge.ready")
     finally:
         context.close()
+    # negative: the page was ready before its load event ended
     after = loaded["firstPredictionMs"] - loaded["loadEventMs"] if loaded.get("loadEventMs") else None
     return {"from_navigation_ms": loaded["firstPredictionMs"], "after_load_ms": after, "marks": loaded["marks"]}
 

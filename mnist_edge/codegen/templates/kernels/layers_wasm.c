@@ -55,16 +55,29 @@ ME_INLINE const weight_t *lane_weights(const weight_t *w, int o, int groups) {
     return w + (o / ME_BLOCK) * groups * ME_BLOCK * 4 + (o % ME_BLOCK) * 4;
 }
 
-/* acc[p] += ME_POSITIONS positions x four channels: position p reads kernel row i at rows[p][i] + at[p]. */
+/* acc[p] += ME_POSITIONS positions x four channels: position p reads kernel row i at rows[p][i] + at[p].
+ * The four positions' sums are named variables, not an array: WebAssembly keeps them in locals
+ * (registers), where an indexed array would live in linear memory. */
 ME_INLINE void dot_positions(pairs_t *acc, const uint8_t *const *const *rows, const int *at, const weight_t *w,
                              int kh, int row_groups) {
-    int i, g, p;
-    for (i = 0; i < kh; ++i)
+    pairs_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    int i, g;
+    for (i = 0; i < kh; ++i) {
+        const uint8_t *x0 = rows[0][i] + at[0], *x1 = rows[1][i] + at[1];
+        const uint8_t *x2 = rows[2][i] + at[2], *x3 = rows[3][i] + at[3];
         for (g = 0; g < row_groups; ++g, w += ME_BLOCK * 4) {
             const v128_t weights = wasm_v128_load(w);
             const v128_t low = wasm_i16x8_extend_low_i8x16(weights), high = wasm_i16x8_extend_high_i8x16(weights);
-            for (p = 0; p < ME_POSITIONS; ++p) acc[p] = pairs_dot(acc[p], rows[p][i] + at[p] + 4 * g, low, high);
+            s0 = pairs_dot(s0, x0 + 4 * g, low, high);
+            s1 = pairs_dot(s1, x1 + 4 * g, low, high);
+            s2 = pairs_dot(s2, x2 + 4 * g, low, high);
+            s3 = pairs_dot(s3, x3 + 4 * g, low, high);
         }
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
 }
 
 ME_INLINE void clear(pairs_t *acc) {

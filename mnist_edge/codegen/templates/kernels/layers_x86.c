@@ -86,15 +86,27 @@ ME_INLINE const weight_t *lane_weights(const weight_t *w, int o, int groups) {
 }
 
 /* acc[p] += the dot products of ME_POSITIONS positions with one vector of output channels:
- * position p reads kernel row i at rows[p][i] + at[p]. */
+ * position p reads kernel row i at rows[p][i] + at[p]. The four positions' sums are named
+ * variables, so every compiler keeps them in registers. */
 ME_INLINE void dot_positions(vint_t *acc, const uint8_t *const *const *rows, const int *at, const weight_t *w,
                              int kh, int row_groups) {
-    int i, g, p;
-    for (i = 0; i < kh; ++i)
+    vint_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    int i, g;
+    for (i = 0; i < kh; ++i) {
+        const uint8_t *x0 = rows[0][i] + at[0], *x1 = rows[1][i] + at[1];
+        const uint8_t *x2 = rows[2][i] + at[2], *x3 = rows[3][i] + at[3];
         for (g = 0; g < row_groups; ++g, w += ME_BLOCK * 4) {
             const vint_t weights = v_load(w);
-            for (p = 0; p < ME_POSITIONS; ++p) acc[p] = v_dot(acc[p], load32(rows[p][i] + at[p] + 4 * g), weights);
+            s0 = v_dot(s0, load32(x0 + 4 * g), weights);
+            s1 = v_dot(s1, load32(x1 + 4 * g), weights);
+            s2 = v_dot(s2, load32(x2 + 4 * g), weights);
+            s3 = v_dot(s3, load32(x3 + 4 * g), weights);
         }
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
 }
 
 /* One output row of a convolution without pooling: ME_POSITIONS output positions per pass (the
