@@ -2,6 +2,9 @@
 #include "model.h"
 
 #define REQUANT_FIXED 0
+#ifndef MNIST_EDGE_PAIRS_FIT_16 /* -DMNIST_EDGE_PAIRS_FIT_16=0 takes AVX2's one-product path */
+#define MNIST_EDGE_PAIRS_FIT_16 1
+#endif
 
 /* A profiling build (-DMNIST_EDGE_PROFILE=1) calls these around each step's work on one row; the
  * caller defines them (the board harness reads SysTick). */
@@ -30,17 +33,6 @@ void mnist_edge_profile_end(int step);
 #define ME_STEP static
 #endif
 
-/* The kernel family, chosen by the compiler's own macros; -DMNIST_EDGE_ISA=0 forces portable C. */
-#define MNIST_EDGE_ISA_PORTABLE 0
-#define MNIST_EDGE_ISA_ARM_DSP 1 /* Cortex-M4/M7/M33 DSP extension: SMLAD on pairs of 16-bit lanes */
-#ifndef MNIST_EDGE_ISA
-#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN)
-#define MNIST_EDGE_ISA MNIST_EDGE_ISA_ARM_DSP
-#else
-#define MNIST_EDGE_ISA MNIST_EDGE_ISA_PORTABLE
-#endif
-#endif
-
 /* Float requantization without an FPU: emulated exactly in integers (below) where the compiler
  * says there is no floating-point hardware; -DMNIST_EDGE_SOFT_FLOAT=1 forces it anywhere. */
 #ifndef MNIST_EDGE_SOFT_FLOAT
@@ -50,6 +42,41 @@ void mnist_edge_profile_end(int step);
 #define MNIST_EDGE_SOFT_FLOAT 0
 #endif
 #endif
+
+/* The kernel family, chosen by the compiler's own macros; -DMNIST_EDGE_ISA=0 forces portable C.
+ * The vector families requantize in float32 vectors: integer-only builds (--requant fixed, or
+ * the integer float emulation) use the pair kernels. */
+#define MNIST_EDGE_ISA_PORTABLE 0
+#define MNIST_EDGE_ISA_ARM_DSP 1 /* Cortex-M4/M7/M33 DSP extension: SMLAD on pairs of 16-bit lanes */
+#define MNIST_EDGE_ISA_X86_AVX2 2 /* VPMADDUBSW: u8 x s8 pairs into 16-bit sums */
+#define MNIST_EDGE_ISA_X86_AVXVNNI 3 /* VPDPBUSD on 256-bit vectors (AVX-VNNI, or AVX-512 VNNI + VL) */
+#define MNIST_EDGE_ISA_X86_AVX512VNNI 4 /* VPDPBUSD on 512-bit vectors */
+#define MNIST_EDGE_ISA_WASM_SIMD128 5 /* WebAssembly SIMD: i32x4.dot_i16x8_s on widened lanes */
+#ifndef MNIST_EDGE_ISA
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_ARM_DSP
+#elif REQUANT_FIXED || MNIST_EDGE_SOFT_FLOAT
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_PORTABLE
+#elif defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_X86_AVX512VNNI
+#elif defined(__AVXVNNI__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_X86_AVXVNNI
+#elif defined(__AVX2__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_X86_AVX2
+#elif defined(__wasm_simd128__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_WASM_SIMD128
+#else
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_PORTABLE
+#endif
+#endif
+/* Kernels that work on two output positions x two output channels from an im2col patch. */
+#define MNIST_EDGE_PAIR_KERNELS (MNIST_EDGE_ISA == MNIST_EDGE_ISA_PORTABLE || MNIST_EDGE_ISA == MNIST_EDGE_ISA_ARM_DSP)
+#define MNIST_EDGE_X86_KERNELS (MNIST_EDGE_ISA >= MNIST_EDGE_ISA_X86_AVX2 && MNIST_EDGE_ISA <= MNIST_EDGE_ISA_X86_AVX512VNNI)
+
+/* Weights are laid out for every family at once: [blocks of 16 output channels][groups of 4
+ * taps][16 channels][4 taps] (emit.blocked_weights). A vector kernel reads a block's group as
+ * one 64-byte vector (or two or four narrower ones); a pair kernel reads its two channels' words. */
+#define ME_BLOCK 16
 
 ME_INLINE int32_t max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
 ME_INLINE int min_int(int a, int b) { return a < b ? a : b; }
@@ -201,7 +228,7 @@ ME_INLINE uint8_t requantize(int32_t acc, scale_t scale, int32_t zero, int small
 #include <arm_acle.h>
 
 typedef uint32_t patch_t;  /* per group of 4 taps: {x0, x2} and {x1, x3} of position a, then of b */
-typedef uint32_t weight_t; /* per group: 4 weights of channel 0, then 4 of channel 1 */
+typedef uint32_t weight_t; /* per group: 4 weights of channel 0, the next word 4 of channel 1 */
 #define ME_WEIGHTS(array) ((array).words)
 
 /* The odd bytes: GCC does not fold a rotate into UXTB16/SXTB16, so the rotated forms are asm. */
@@ -231,7 +258,7 @@ ME_INLINE void patch_load4(patch_t *patch, int t, int slot, const uint8_t *from)
 ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int32_t acc[4]) {
     int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
     int g;
-    for (g = groups; g > 0; --g, patch += 4, w += 2) {
+    for (g = groups; g > 0; --g, patch += 4, w += ME_BLOCK) {
         const int32_t xa_even = (int32_t)patch[0], xa_odd = (int32_t)patch[1];
         const int32_t xb_even = (int32_t)patch[2], xb_odd = (int32_t)patch[3];
         int32_t even = __sxtb16((int32_t)w[0]), odd = sxtb16_odd(w[0]);
@@ -257,7 +284,7 @@ ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int3
 ME_INLINE void dot_1x2(const uint8_t *x, const weight_t *w, int groups, int32_t acc[2]) {
     int32_t a0 = acc[0], a1 = acc[1];
     int g;
-    for (g = groups; g > 0; --g, x += 4, w += 2) {
+    for (g = groups; g > 0; --g, x += 4, w += ME_BLOCK) {
         const uint32_t word = load32(x);
         const int32_t even = (int32_t)__uxtb16(word), odd = (int32_t)uxtb16_odd(word);
         a0 = __smlad(even, __sxtb16((int32_t)w[0]), a0);
@@ -268,12 +295,360 @@ ME_INLINE void dot_1x2(const uint8_t *x, const weight_t *w, int groups, int32_t 
     acc[0] = a0;
     acc[1] = a1;
 }
+#elif MNIST_EDGE_X86_KERNELS
+/* The layers' convolutions and dense layers with x86 SIMD (the technique of MLAS's and XNNPACK's
+ * int8 kernels): output channels across the vector's 32-bit lanes, four output positions per
+ * pass. Each group of 4 taps is one weight vector (16 channels x 4 int8, emit.blocked_weights)
+ * used for every position, and 4 input bytes broadcast to every lane, read straight from the map
+ * (no im2col patch): VPDPBUSD adds the four u8 x s8 products into each lane's int32, exactly.
+ * AVX2 has no VPDPBUSD: VPMADDUBSW adds two products into 16 bits, exact while
+ * 255 * (|w_a| + |w_b|) <= 32767 for every adjacent pair of taps (the 7-bit weights `quantize`
+ * writes always are; the generator checks it, MNIST_EDGE_PAIRS_FIT_16), else one product at a
+ * time. Requantization is vectorised with the very float32 steps of the scalar path, in its
+ * order: convert, multiply, max, min, round half to even (the default rounding mode), zero point. */
+#include <immintrin.h>
+
+typedef uint8_t patch_t; /* not used: these kernels read the map in place */
+typedef int8_t weight_t;
+#define ME_WEIGHTS(array) ((array).v)
+#define ME_POSITIONS 4
+
+#if MNIST_EDGE_ISA == MNIST_EDGE_ISA_X86_AVX512VNNI
+#define ME_LANES 16
+typedef __m512i vint_t;
+ME_INLINE vint_t v_load(const void *p) { return _mm512_loadu_si512(p); }
+ME_INLINE vint_t v_splat(int32_t v) { return _mm512_set1_epi32(v); }
+ME_INLINE vint_t v_max(vint_t a, vint_t b) { return _mm512_max_epi32(a, b); }
+ME_INLINE vint_t v_add(vint_t a, vint_t b) { return _mm512_add_epi32(a, b); }
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) {
+    return _mm512_dpbusd_epi32(acc, _mm512_set1_epi32((int32_t)x4), w);
+}
+ME_INLINE void v_requantize_store(vint_t acc, const float *scale, int32_t zero, uint8_t *out, int count) {
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(scale));
+    __m512i q;
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps((float)(0 - zero))), _mm512_set1_ps((float)(255 - zero)));
+    q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(zero));
+    _mm_mask_storeu_epi8(out, (__mmask16)((1u << count) - 1u), _mm512_cvtepi32_epi8(q));
+}
+#else
+#define ME_LANES 8
+typedef __m256i vint_t;
+ME_INLINE vint_t v_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+ME_INLINE vint_t v_splat(int32_t v) { return _mm256_set1_epi32(v); }
+ME_INLINE vint_t v_max(vint_t a, vint_t b) { return _mm256_max_epi32(a, b); }
+ME_INLINE vint_t v_add(vint_t a, vint_t b) { return _mm256_add_epi32(a, b); }
+#if MNIST_EDGE_ISA == MNIST_EDGE_ISA_X86_AVXVNNI && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) { /* the EVEX form (AVX-512 VNNI + VL) */
+    return _mm256_dpbusd_epi32(acc, _mm256_set1_epi32((int32_t)x4), w);
+}
+#elif MNIST_EDGE_ISA == MNIST_EDGE_ISA_X86_AVXVNNI
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) { /* the VEX form (AVX-VNNI) */
+    return _mm256_dpbusd_avx_epi32(acc, _mm256_set1_epi32((int32_t)x4), w);
+}
+#elif MNIST_EDGE_PAIRS_FIT_16
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi32((int32_t)x4), w); /* exact: checked */
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+#else
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) { /* one product per 16-bit sum: never saturates */
+    const __m256i x = _mm256_set1_epi32((int32_t)x4), even = _mm256_set1_epi16(0x00FF);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i a = _mm256_maddubs_epi16(x, _mm256_and_si256(w, even));
+    const __m256i b = _mm256_maddubs_epi16(x, _mm256_andnot_si256(even, w));
+    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(a, ones), _mm256_madd_epi16(b, ones)));
+}
+#endif
+ME_INLINE void v_requantize_store(vint_t acc, const float *scale, int32_t zero, uint8_t *out, int count) {
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(scale));
+    __m256i q;
+    __m128i bytes;
+    uint8_t all[16];
+    int i;
+    f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps((float)(0 - zero))), _mm256_set1_ps((float)(255 - zero)));
+    q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(zero));
+    bytes = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    bytes = _mm_packus_epi16(bytes, bytes);
+    if (count == 8) {
+        _mm_storel_epi64((__m128i *)(void *)out, bytes);
+        return;
+    }
+    _mm_storeu_si128((__m128i *)(void *)all, bytes);
+    for (i = 0; i < count; ++i) out[i] = all[i];
+}
+#endif
+
+/* The first group of lanes o..o+ME_LANES-1 in a layer's weights (their block, their lanes). */
+ME_INLINE const weight_t *lane_weights(const weight_t *w, int o, int groups) {
+    return w + (o / ME_BLOCK) * groups * ME_BLOCK * 4 + (o % ME_BLOCK) * 4;
+}
+
+/* acc[p] += the dot products of ME_POSITIONS positions with one vector of output channels:
+ * position p reads kernel row i at rows[p][i] + at[p]. The four positions' sums are named
+ * variables, so every compiler keeps them in registers. */
+ME_INLINE void dot_positions(vint_t *acc, const uint8_t *const *const *rows, const int *at, const weight_t *w,
+                             int kh, int row_groups) {
+    vint_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    int i, g;
+    for (i = 0; i < kh; ++i) {
+        const uint8_t *x0 = rows[0][i] + at[0], *x1 = rows[1][i] + at[1];
+        const uint8_t *x2 = rows[2][i] + at[2], *x3 = rows[3][i] + at[3];
+        for (g = 0; g < row_groups; ++g, w += ME_BLOCK * 4) {
+            const vint_t weights = v_load(w);
+            s0 = v_dot(s0, load32(x0 + 4 * g), weights);
+            s1 = v_dot(s1, load32(x1 + 4 * g), weights);
+            s2 = v_dot(s2, load32(x2 + 4 * g), weights);
+            s3 = v_dot(s3, load32(x3 + 4 * g), weights);
+        }
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+
+/* One output row of a convolution without pooling: ME_POSITIONS output positions per pass (the
+ * row's last pass repeats its last position), every vector of output channels. */
+ME_INLINE void conv_row(const uint8_t *const *rows, patch_t *patch, const weight_t *w, const int32_t *bias,
+                        const scale_t *scale, int c, int kh, int kw, int sx, int m, int out_w, int32_t y_zero,
+                        int small, uint8_t *out) {
+    const int row_groups = (kw * c + 3) / 4, groups = kh * row_groups;
+    const uint8_t *const *sets[ME_POSITIONS];
+    int x, o, p, at[ME_POSITIONS];
+    (void)patch;
+    (void)small;
+    for (p = 0; p < ME_POSITIONS; ++p) sets[p] = rows;
+    for (x = 0; x < out_w; x += ME_POSITIONS) {
+        for (p = 0; p < ME_POSITIONS; ++p) at[p] = min_int(x + p, out_w - 1) * sx * c;
+        for (o = 0; o < m; o += ME_LANES) {
+            vint_t acc[ME_POSITIONS];
+            for (p = 0; p < ME_POSITIONS; ++p) acc[p] = v_load(bias + o);
+            dot_positions(acc, sets, at, lane_weights(w, o, groups), kh, row_groups);
+            for (p = 0; p < ME_POSITIONS && x + p < out_w; ++p)
+                v_requantize_store(acc[p], scale + o, y_zero, out + (x + p) * m + o, min_int(ME_LANES, m - o));
+        }
+    }
+}
+
+/* One output row of a convolution with the max pooling after it fused: the window's positions
+ * ME_POSITIONS at a time (the last pass repeats its last position: the maximum does not mind),
+ * the maximum taken on the int32 sums, one requantization per pooled output. */
+ME_INLINE void conv_pool_row(const uint8_t *const *rows, patch_t *patch, int32_t *best, const weight_t *w,
+                             const int32_t *bias, const scale_t *scale, int c, int kh, int kw, int sx, int m, int pk,
+                             int ps, int out_w, int32_t y_zero, int small, uint8_t *out) {
+    const int row_groups = (kw * c + 3) / 4, groups = kh * row_groups, window = pk * pk;
+    const uint8_t *const *sets[ME_POSITIONS];
+    int x, o, p, q, at[ME_POSITIONS];
+    (void)patch;
+    (void)best;
+    (void)small;
+    for (x = 0; x < out_w; ++x)
+        for (o = 0; o < m; o += ME_LANES) {
+            vint_t most = v_splat(INT32_MIN);
+            for (q = 0; q < window; q += ME_POSITIONS) {
+                vint_t acc[ME_POSITIONS];
+                for (p = 0; p < ME_POSITIONS; ++p) {
+                    const int at_window = min_int(q + p, window - 1);
+                    sets[p] = rows + (at_window / pk) * kh;
+                    at[p] = (x * ps + at_window % pk) * sx * c;
+                    acc[p] = v_load(bias + o);
+                }
+                dot_positions(acc, sets, at, lane_weights(w, o, groups), kh, row_groups);
+                for (p = 0; p < ME_POSITIONS; ++p) most = v_max(most, acc[p]);
+            }
+            v_requantize_store(most, scale + o, y_zero, out + x * m + o, min_int(ME_LANES, m - o));
+        }
+}
+
+/* A dense layer over a flat input of `taps` bytes: one vector of output channels at a time, the
+ * groups split over ME_POSITIONS accumulators so the additions do not wait on each other. */
+ME_INLINE void gemm(const uint8_t *x, const weight_t *w, const int32_t *bias, const scale_t *scale, int taps,
+                    int n, int32_t y_zero, int small, uint8_t *out) {
+    const int groups = (taps + 3) / 4;
+    int o, g, p;
+    (void)small;
+    for (o = 0; o < n; o += ME_LANES) {
+        const weight_t *wo = lane_weights(w, o, groups);
+        vint_t acc[ME_POSITIONS];
+        acc[0] = v_load(bias + o);
+        for (p = 1; p < ME_POSITIONS; ++p) acc[p] = v_splat(0);
+        for (g = 0; g < groups; ++g, wo += ME_BLOCK * 4)
+            acc[g % ME_POSITIONS] = v_dot(acc[g % ME_POSITIONS], load32(x + 4 * g), v_load(wo));
+        for (p = 1; p < ME_POSITIONS; ++p) acc[0] = v_add(acc[0], acc[p]);
+        v_requantize_store(acc[0], scale + o, y_zero, out + o, min_int(ME_LANES, n - o));
+    }
+}
+#elif MNIST_EDGE_ISA == MNIST_EDGE_ISA_WASM_SIMD128
+/* The layers' convolutions and dense layers with WebAssembly SIMD (128-bit, no relaxed SIMD, no
+ * FMA: the same bits in every engine): four output channels across the lanes, four output
+ * positions per pass. Four input bytes are broadcast and widened to 16 bits (x0..x3 twice), the
+ * four channels' weights (16 int8, emit.blocked_weights) widened to two vectors of 16-bit lanes,
+ * and i32x4.dot_i16x8_s adds products in pairs: each channel's sum is kept as two partial sums
+ * (taps 0-1 and 2-3) and folded once at the end, exactly (int32, no saturation). Requantization
+ * in float32 vectors with the scalar path's steps in its order: convert, multiply, clamp with
+ * pmax/pmin (C's `f < lo ? lo : f`), round half to even (f32x4.nearest), zero point. */
+#include <wasm_simd128.h>
+
+typedef uint8_t patch_t; /* not used: these kernels read the map in place */
+typedef int8_t weight_t;
+#define ME_WEIGHTS(array) ((array).v)
+#define ME_POSITIONS 4
+#define ME_LANES 4
+
+/* Four channels' partial sums for one position: {c0 taps 0-1, c0 taps 2-3, c1 ...} and c2, c3. */
+typedef struct {
+    v128_t low, high;
+} pairs_t;
+
+ME_INLINE pairs_t pairs_dot(pairs_t acc, const uint8_t *x, v128_t w_low, v128_t w_high) {
+    const v128_t x16 = wasm_u16x8_extend_low_u8x16(wasm_v128_load32_splat(x));
+    acc.low = wasm_i32x4_add(acc.low, wasm_i32x4_dot_i16x8(x16, w_low));
+    acc.high = wasm_i32x4_add(acc.high, wasm_i32x4_dot_i16x8(x16, w_high));
+    return acc;
+}
+
+/* The four channels' sums, each its two partial sums added, plus the bias. */
+ME_INLINE v128_t pairs_sum(pairs_t acc, const int32_t *bias) {
+    const v128_t even = wasm_i32x4_shuffle(acc.low, acc.high, 0, 2, 4, 6);
+    const v128_t odd = wasm_i32x4_shuffle(acc.low, acc.high, 1, 3, 5, 7);
+    return wasm_i32x4_add(wasm_v128_load(bias), wasm_i32x4_add(even, odd));
+}
+
+ME_INLINE void requantize_store(v128_t acc, const float *scale, int32_t zero, uint8_t *out, int count) {
+    v128_t f = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(acc), wasm_v128_load(scale));
+    v128_t q;
+    uint8_t all[16];
+    int i;
+    f = wasm_f32x4_pmax(f, wasm_f32x4_splat((float)(0 - zero)));
+    f = wasm_f32x4_pmin(f, wasm_f32x4_splat((float)(255 - zero)));
+    q = wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(f)), wasm_i32x4_splat(zero));
+    q = wasm_u8x16_narrow_i16x8(wasm_u16x8_narrow_i32x4(q, q), wasm_u16x8_narrow_i32x4(q, q));
+    if (count == 4) {
+        wasm_v128_store32_lane(out, q, 0);
+        return;
+    }
+    wasm_v128_store(all, q);
+    for (i = 0; i < count; ++i) out[i] = all[i];
+}
+
+/* The first group of channels o..o+3 in a layer's weights (their block, their lanes). */
+ME_INLINE const weight_t *lane_weights(const weight_t *w, int o, int groups) {
+    return w + (o / ME_BLOCK) * groups * ME_BLOCK * 4 + (o % ME_BLOCK) * 4;
+}
+
+/* acc[p] += ME_POSITIONS positions x four channels: position p reads kernel row i at rows[p][i] + at[p].
+ * The four positions' sums are named variables, not an array: WebAssembly keeps them in locals
+ * (registers), where an indexed array would live in linear memory. */
+ME_INLINE void dot_positions(pairs_t *acc, const uint8_t *const *const *rows, const int *at, const weight_t *w,
+                             int kh, int row_groups) {
+    pairs_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    int i, g;
+    for (i = 0; i < kh; ++i) {
+        const uint8_t *x0 = rows[0][i] + at[0], *x1 = rows[1][i] + at[1];
+        const uint8_t *x2 = rows[2][i] + at[2], *x3 = rows[3][i] + at[3];
+        for (g = 0; g < row_groups; ++g, w += ME_BLOCK * 4) {
+            const v128_t weights = wasm_v128_load(w);
+            const v128_t low = wasm_i16x8_extend_low_i8x16(weights), high = wasm_i16x8_extend_high_i8x16(weights);
+            s0 = pairs_dot(s0, x0 + 4 * g, low, high);
+            s1 = pairs_dot(s1, x1 + 4 * g, low, high);
+            s2 = pairs_dot(s2, x2 + 4 * g, low, high);
+            s3 = pairs_dot(s3, x3 + 4 * g, low, high);
+        }
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+
+ME_INLINE void clear(pairs_t *acc) {
+    int p;
+    for (p = 0; p < ME_POSITIONS; ++p) acc[p].low = acc[p].high = wasm_i32x4_splat(0);
+}
+
+/* One output row of a convolution without pooling: ME_POSITIONS output positions per pass (the
+ * row's last pass repeats its last position), four output channels at a time. */
+ME_INLINE void conv_row(const uint8_t *const *rows, patch_t *patch, const weight_t *w, const int32_t *bias,
+                        const scale_t *scale, int c, int kh, int kw, int sx, int m, int out_w, int32_t y_zero,
+                        int small, uint8_t *out) {
+    const int row_groups = (kw * c + 3) / 4, groups = kh * row_groups;
+    const uint8_t *const *sets[ME_POSITIONS];
+    int x, o, p, at[ME_POSITIONS];
+    (void)patch;
+    (void)small;
+    for (p = 0; p < ME_POSITIONS; ++p) sets[p] = rows;
+    for (x = 0; x < out_w; x += ME_POSITIONS) {
+        for (p = 0; p < ME_POSITIONS; ++p) at[p] = min_int(x + p, out_w - 1) * sx * c;
+        for (o = 0; o < m; o += ME_LANES) {
+            pairs_t acc[ME_POSITIONS];
+            clear(acc);
+            dot_positions(acc, sets, at, lane_weights(w, o, groups), kh, row_groups);
+            for (p = 0; p < ME_POSITIONS && x + p < out_w; ++p)
+                requantize_store(pairs_sum(acc[p], bias + o), scale + o, y_zero, out + (x + p) * m + o,
+                                 min_int(ME_LANES, m - o));
+        }
+    }
+}
+
+/* One output row of a convolution with the max pooling after it fused: the window's positions
+ * ME_POSITIONS at a time (the last pass repeats its last position: the maximum does not mind),
+ * the maximum taken on the int32 sums, one requantization per pooled output. */
+ME_INLINE void conv_pool_row(const uint8_t *const *rows, patch_t *patch, int32_t *best, const weight_t *w,
+                             const int32_t *bias, const scale_t *scale, int c, int kh, int kw, int sx, int m, int pk,
+                             int ps, int out_w, int32_t y_zero, int small, uint8_t *out) {
+    const int row_groups = (kw * c + 3) / 4, groups = kh * row_groups, window = pk * pk;
+    const uint8_t *const *sets[ME_POSITIONS];
+    int x, o, p, q, at[ME_POSITIONS];
+    (void)patch;
+    (void)best;
+    (void)small;
+    for (x = 0; x < out_w; ++x)
+        for (o = 0; o < m; o += ME_LANES) {
+            v128_t most = wasm_i32x4_splat(INT32_MIN);
+            for (q = 0; q < window; q += ME_POSITIONS) {
+                pairs_t acc[ME_POSITIONS];
+                for (p = 0; p < ME_POSITIONS; ++p) {
+                    const int at_window = min_int(q + p, window - 1);
+                    sets[p] = rows + (at_window / pk) * kh;
+                    at[p] = (x * ps + at_window % pk) * sx * c;
+                }
+                clear(acc);
+                dot_positions(acc, sets, at, lane_weights(w, o, groups), kh, row_groups);
+                for (p = 0; p < ME_POSITIONS; ++p) most = wasm_i32x4_max(most, pairs_sum(acc[p], bias + o));
+            }
+            requantize_store(most, scale + o, y_zero, out + x * m + o, min_int(ME_LANES, m - o));
+        }
+}
+
+/* A dense layer over a flat input of `taps` bytes: four output channels at a time, the groups
+ * split over ME_POSITIONS accumulators so the additions do not wait on each other. */
+ME_INLINE void gemm(const uint8_t *x, const weight_t *w, const int32_t *bias, const scale_t *scale, int taps,
+                    int n, int32_t y_zero, int small, uint8_t *out) {
+    const int groups = (taps + 3) / 4;
+    int o, g, p;
+    (void)small;
+    for (o = 0; o < n; o += ME_LANES) {
+        const weight_t *wo = lane_weights(w, o, groups);
+        pairs_t acc[ME_POSITIONS];
+        clear(acc);
+        for (g = 0; g < groups; ++g, wo += ME_BLOCK * 4) {
+            const v128_t weights = wasm_v128_load(wo);
+            acc[g % ME_POSITIONS] = pairs_dot(acc[g % ME_POSITIONS], x + 4 * g, wasm_i16x8_extend_low_i8x16(weights),
+                                              wasm_i16x8_extend_high_i8x16(weights));
+        }
+        for (p = 1; p < ME_POSITIONS; ++p) {
+            acc[0].low = wasm_i32x4_add(acc[0].low, acc[p].low);
+            acc[0].high = wasm_i32x4_add(acc[0].high, acc[p].high);
+        }
+        requantize_store(pairs_sum(acc[0], bias + o), scale + o, y_zero, out + o, min_int(ME_LANES, n - o));
+    }
+}
 #else
 /* Dot products in portable C (any core: Cortex-M0/M3, hosts without SIMD). A patch holds two
  * output positions' input taps, copied from the map as bytes, per group of 4 taps position a's
  * then position b's; register blocking uses each input byte for two output channels and each
- * weight for two positions, so a multiply-add costs one load instead of two. Weights are
- * [groups of 4 taps][2 channels][4] (emit.blocked_weights). */
+ * weight for two positions, so a multiply-add costs one load instead of two. A channel pair's
+ * weights: 4 taps of each channel per group, a block's row apart (common.c). */
 typedef uint8_t patch_t;
 typedef int8_t weight_t;
 #define ME_WEIGHTS(array) ((array).v)
@@ -300,7 +675,7 @@ ME_INLINE void patch_load4(patch_t *patch, int t, int slot, const uint8_t *from)
 ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int32_t acc[4]) {
     int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
     int g;
-    for (g = groups; g > 0; --g, patch += 8, w += 8) {
+    for (g = groups; g > 0; --g, patch += 8, w += 4 * ME_BLOCK) {
         ME_TAP_2X2(0)
         ME_TAP_2X2(1)
         ME_TAP_2X2(2)
@@ -316,7 +691,7 @@ ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int3
 ME_INLINE void dot_1x2(const uint8_t *x, const weight_t *w, int groups, int32_t acc[2]) {
     int32_t a0 = acc[0], a1 = acc[1];
     int g, t;
-    for (g = 0; g < groups; ++g, x += 4, w += 8)
+    for (g = 0; g < groups; ++g, x += 4, w += 4 * ME_BLOCK)
         for (t = 0; t < 4; ++t) {
             a0 += x[t] * w[t];
             a1 += x[t] * w[4 + t];
@@ -326,25 +701,14 @@ ME_INLINE void dot_1x2(const uint8_t *x, const weight_t *w, int groups, int32_t 
 }
 #endif
 
-/* The layers, one output row at a time, over maps stored channels-last (HWC) as rings of rows
- * (plan.py). Each is inlined into its step with constant shapes. A convolution's `bias` holds
- * bias - x_zero * sum(weights) (folded at generation time), so the products are of raw uint8
- * values; a padding tap holds x_zero, which the folded term cancels. */
+#if MNIST_EDGE_PAIR_KERNELS
+/* The layers' convolutions and dense layers for the pair kernels (portable C, Cortex-M DSP):
+ * two output positions x two output channels per pass over an im2col patch (dot_*.c). */
 
-/* The input rows one output row reads: rows[i * kh + j] is map row (row * ps + i) * sy - pt + j
- * of the window's i-th convolution row, in a ring of `ring` rows, or the padding row outside it. */
-ME_INLINE void window_rows(const uint8_t **rows, const uint8_t *map, int ring, int stride, int height,
-                           const uint8_t *pad_row, int row, int pk, int ps, int kh, int sy, int pt) {
-    int i, j;
-    for (i = 0; i < pk; ++i)
-        for (j = 0; j < kh; ++j) {
-            const int y = (row * ps + i) * sy - pt + j;
-            rows[i * kh + j] = y < 0 || y >= height ? pad_row : map + (y % ring) * stride;
-        }
-}
-
-/* Weight elements per channel pair: 8 int8 per group of 4 taps. */
-#define WEIGHTS_PER_PAIR(groups) ((groups) * 8 / (int)sizeof(weight_t))
+/* Channel pair o's weights (o even): in its block of 16 channels, its two channels' 4 taps of the
+ * first group; the next group is a block's row further (ME_GROUP_STRIDE). */
+#define PAIR_WEIGHTS(w, o, groups) \
+    ((w) + (((o) / ME_BLOCK) * (groups) * ME_BLOCK * 4 + ((o) % ME_BLOCK) * 4) / (int)sizeof(weight_t))
 
 /* One position's taps into its slot of a patch (0: position a, 1: b): kh kernel rows from x in
  * each row, each row's kw * c taps rounded up to whole groups of 4 and copied a word at a time.
@@ -367,14 +731,13 @@ ME_INLINE void conv_row(const uint8_t *const *rows, patch_t *patch, const weight
     int x, o;
     for (x = 0; x < out_w; x += 2) {
         const int xa = pair ? min_int(x, out_w - 2) : 0, xb = xa + pair;
-        const weight_t *wo = w;
         load_patch(patch, 0, rows, xa * sx * c, kh, kw * c);
         load_patch(patch, 1, rows, xb * sx * c, kh, kw * c);
-        for (o = 0; o < m; o += 2, wo += WEIGHTS_PER_PAIR(groups)) {
+        for (o = 0; o < m; o += 2) {
             int32_t acc[4];
             acc[0] = acc[2] = bias[o];
             acc[1] = acc[3] = bias[o + 1];
-            dot_2x2(patch, wo, groups, acc);
+            dot_2x2(patch, PAIR_WEIGHTS(w, o, groups), groups, acc);
             out[xa * m + o] = requantize(acc[0], scale[o], y_zero, small);
             out[xb * m + o] = requantize(acc[2], scale[o], y_zero, small);
             if (o + 1 < m) {
@@ -400,20 +763,52 @@ ME_INLINE void conv_pool_row(const uint8_t *const *rows, patch_t *patch, int32_t
         for (i = 0; i < pk; ++i)
             for (j = 0; j < pk; j += 2) {
                 const int xa = (x * ps + (pair ? min_int(j, pk - 2) : 0)) * sx * c;
-                const weight_t *wo = w;
                 load_patch(patch, 0, rows + i * kh, xa, kh, kw * c);
                 load_patch(patch, 1, rows + i * kh, xa + pair * sx * c, kh, kw * c);
-                for (o = 0; o < m; o += 2, wo += WEIGHTS_PER_PAIR(groups)) {
+                for (o = 0; o < m; o += 2) {
                     int32_t acc[4];
                     acc[0] = acc[2] = bias[o];
                     acc[1] = acc[3] = bias[o + 1];
-                    dot_2x2(patch, wo, groups, acc);
+                    dot_2x2(patch, PAIR_WEIGHTS(w, o, groups), groups, acc);
                     best[o] = max_i32(best[o], max_i32(acc[0], acc[2]));
                     best[o + 1] = max_i32(best[o + 1], max_i32(acc[1], acc[3]));
                 }
             }
         for (o = 0; o < m; ++o) out[x * m + o] = requantize(best[o], scale[o], y_zero, small);
     }
+}
+
+/* A dense layer over a flat input of `taps` bytes, output channels in pairs. */
+ME_INLINE void gemm(const uint8_t *x, const weight_t *w, const int32_t *bias, const scale_t *scale, int taps,
+                    int n, int32_t y_zero, int small, uint8_t *out) {
+    const int groups = (taps + 3) / 4;
+    int o, k;
+    for (o = 0; o < n; o += 2) {
+        int32_t acc[2];
+        acc[0] = bias[o];
+        acc[1] = bias[o + 1];
+        dot_1x2(x, PAIR_WEIGHTS(w, o, groups), groups, acc);
+        for (k = 0; k < 2 && o + k < n; ++k) out[o + k] = requantize(acc[k], scale[o + k], y_zero, small);
+    }
+}
+
+#endif
+
+/* The layers, one output row at a time, over maps stored channels-last (HWC) as rings of rows
+ * (plan.py). Each is inlined into its step with constant shapes. A convolution's `bias` holds
+ * bias - x_zero * sum(weights) (folded at generation time), so the products are of raw uint8
+ * values; a padding tap holds x_zero, which the folded term cancels. */
+
+/* The input rows one output row reads: rows[i * kh + j] is map row (row * ps + i) * sy - pt + j
+ * of the window's i-th convolution row, in a ring of `ring` rows, or the padding row outside it. */
+ME_INLINE void window_rows(const uint8_t **rows, const uint8_t *map, int ring, int stride, int height,
+                           const uint8_t *pad_row, int row, int pk, int ps, int kh, int sy, int pt) {
+    int i, j;
+    for (i = 0; i < pk; ++i)
+        for (j = 0; j < kh; ++j) {
+            const int y = (row * ps + i) * sy - pt + j;
+            rows[i * kh + j] = y < 0 || y >= height ? pad_row : map + (y % ring) * stride;
+        }
 }
 
 /* One output row of a max pooling (no padding): rows are the k input rows it reads. */
@@ -440,20 +835,6 @@ ME_INLINE void global_average_pool(const uint8_t *map, int stride, int h, int w,
         for (y = 0; y < h; ++y)
             for (x = 0; x < w; ++x) acc += map[y * stride + x * c + ci];
         out[ci] = requantize(acc, scale, y_zero, small);
-    }
-}
-
-/* A dense layer over a flat input of `taps` bytes, output channels in pairs. */
-ME_INLINE void gemm(const uint8_t *x, const weight_t *w, const int32_t *bias, const scale_t *scale, int taps,
-                    int n, int32_t y_zero, int small, uint8_t *out) {
-    const int groups = (taps + 3) / 4;
-    int o, k;
-    for (o = 0; o < n; o += 2, w += WEIGHTS_PER_PAIR(groups)) {
-        int32_t acc[2];
-        acc[0] = bias[o];
-        acc[1] = bias[o + 1];
-        dot_1x2(x, w, groups, acc);
-        for (k = 0; k < 2 && o + k < n; ++k) out[o + k] = requantize(acc[k], scale[o + k], y_zero, small);
     }
 }
 
@@ -493,98 +874,105 @@ static const uint8_t input_table[256] = {
     240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253, 254, 255
 };
 static const union {
-    int8_t v[96];
-    uint32_t words[24];
+    int8_t v[192];
+    uint32_t words[48];
 } w1 = {{
-        18, -24, -57, 0, 30, 16, -48, 0, 22, -54, 29, 0, -64, -53, -53, 0,
-        -64, -18, 33, 0, -10, 53, 40, 0, -5, -56, -64, 0, -47, -6, -30, 0,
-        25, 2, 17, 0, 12, 6, -9, 0, 34, 42, 33, 0, -12, 17, -64, 0,
-        37, 44, 64, 0, -38, -24, 46, 0, 13, -14, 22, 0, -64, -5, 61, 0,
-        -59, -56, -52, 0, 7, 35, 8, 0, 53, -53, -48, 0, 15, 27, 25, 0,
-        55, -41, -64, 0, 51, -4, -40, 0, 56, 12, -28, 0, 64, -58, -47, 0
+        18, -24, -57, 0, 30, 16, -48, 0, -5, -56, -64, 0, -47, -6, -30, 0,
+        37, 44, 64, 0, -38, -24, 46, 0, 53, -53, -48, 0, 15, 27, 25, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        22, -54, 29, 0, -64, -53, -53, 0, 25, 2, 17, 0, 12, 6, -9, 0,
+        13, -14, 22, 0, -64, -5, 61, 0, 55, -41, -64, 0, 51, -4, -40, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        -64, -18, 33, 0, -10, 53, 40, 0, 34, 42, 33, 0, -12, 17, -64, 0,
+        -59, -56, -52, 0, 7, 35, 8, 0, 56, 12, -28, 0, 64, -58, -47, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 }};
-static const int32_t b1[8] = {
-    3944, 3205, 1419, 5258, 3921, 918, 3253, -171
+static const int32_t b1[16] = {
+    3944, 3205, 1419, 5258, 3921, 918, 3253, -171, -171, -171, -171, -171, -171, -171, -171, -171
 };
-static const scale_t s1[8] = {
-    0x1.20ccb80000000p-7f, 0x1.e8a19c0000000p-8f, 0x1.2e096c0000000p-8f, 0x1.97fa0c0000000p-7f, 0x1.273ec60000000p-8f, 0x1.45b27a0000000p-8f, 0x1.0517da0000000p-8f, 0x1.6b78800000000p-8f
+static const scale_t s1[16] = {
+    0x1.20ccb80000000p-7f, 0x1.e8a19c0000000p-8f, 0x1.2e096c0000000p-8f, 0x1.97fa0c0000000p-7f, 0x1.273ec60000000p-8f, 0x1.45b27a0000000p-8f, 0x1.0517da0000000p-8f, 0x1.6b78800000000p-8f,
+    0x1.6b78800000000p-8f, 0x1.6b78800000000p-8f, 0x1.6b78800000000p-8f, 0x1.6b78800000000p-8f, 0x1.6b78800000000p-8f, 0x1.6b78800000000p-8f, 0x1.6b78800000000p-8f, 0x1.6b78800000000p-8f
 };
 static const union {
     int8_t v[1152];
     uint32_t words[288];
 } w2 = {{
-        1, 14, 4, -11, -60, 13, 32, -50, 3, -7, -30, -48, 30, -34, -19, -23,
-        3, 13, 15, -6, -44, 15, 24, -48, -26, 23, -27, -34, -5, 4, -30, -26,
-        2, 2, 14, -4, -53, -1, 17, -45, -30, 64, 0, -18, 41, -7, -28, 16,
-        -25, 14, 50, -10, -15, 15, -2, -14, -44, 50, -6, -33, 44, -15, -22, -27,
-        -16, -5, -19, -1, 0, 7, -26, 5, -36, 25, 15, 17, 12, -64, -21, 9,
-        -2, -10, -31, 0, -14, -13, -22, 32, 22, -33, 22, 6, -7, -53, -27, -26,
-        -17, 4, -3, -9, 7, 11, -24, -10, -21, -32, -26, 56, 11, -22, -32, 7,
-        -1, 4, -25, -11, 21, 10, -1, 17, 17, -60, 8, 17, -17, -10, -20, -4,
-        10, 5, -33, -3, 27, -16, -20, 10, 13, -38, 4, -30, -54, 63, -20, 2,
-        6, 6, 16, -9, -2, -6, -15, -64, 2, 19, -14, -14, -2, -6, 17, 41,
-        -7, -3, 4, -1, 6, 8, 0, -31, -3, 10, -8, -6, -3, -18, 3, 17,
-        -14, -4, -7, -12, -14, 3, -29, -8, -8, 4, -11, -7, 18, -5, -16, 2,
-        0, -6, -11, 2, 16, -3, -4, -30, 8, 14, 1, -19, -25, 7, 4, 19,
-        -2, -3, -31, 7, 13, 1, 6, 10, -2, -29, -7, 4, -7, -8, -2, -5,
-        6, 9, -13, -33, -13, -1, -14, 17, -28, -10, -13, -10, 17, -21, -1, 13,
-        1, -8, -4, -3, 10, -17, -28, -22, -12, -6, -3, -18, -28, 6, 11, 37,
-        5, 5, 2, -23, -3, 1, -26, 19, -32, -18, -8, 5, 4, -21, -6, 3,
-        5, 4, 0, -64, -14, -1, -28, 29, -23, 31, -20, 4, 33, -53, -2, 20,
-        0, 17, -1, 14, -21, -3, 13, -19, 5, -58, 15, 2, 18, 14, 2, 9,
-        -19, 1, 14, 17, 5, 3, 20, 12, -34, -20, 12, -40, -17, -28, -15, -12,
-        -16, -2, 7, 25, -1, -8, 64, 14, -64, 16, -4, -31, -29, -47, 3, -40,
-        -20, -24, -3, 19, -22, -17, 10, -9, 39, -56, -24, -4, 3, 2, 13, 24,
-        -17, -12, -8, 12, 2, 3, -30, 14, 16, -17, -29, -26, -14, -18, -8, 15,
-        18, 8, -14, -12, 6, 16, -7, 4, -32, -6, -23, -11, -16, -41, -31, 0,
-        -40, 15, 28, -44, -42, -6, 8, -3, 38, -41, -2, 5, -31, -7, -2, -9,
-        -37, 38, 37, -49, -58, -7, 13, -22, 33, 14, -8, -6, -8, 8, 3, 0,
-        -13, 35, 27, -50, -49, 8, 15, -32, -11, 33, -5, -2, -9, 3, 1, -13,
-        20, -1, -36, -35, -20, -9, -25, -2, -47, 5, -12, -21, -34, -11, 15, 1,
-        -4, -16, 12, -41, -5, 5, -1, -3, -25, -3, 5, 28, -33, -18, -15, 7,
-        6, 1, -32, -17, -12, 8, 24, -13, 1, -9, 25, 23, -36, 14, -17, 2,
-        15, -13, -46, -30, -26, 7, -1, -11, -52, 37, 0, -5, 17, -19, -23, -7,
-        13, -9, -17, -19, -29, 16, 23, -2, -2, -25, -4, 13, -26, -9, -29, -24,
-        -3, 5, -3, 12, -35, 22, 46, -8, 2, -36, 25, 12, -64, 13, -12, -49,
-        3, -31, -36, -17, -14, -16, -34, -8, -64, 27, 16, 62, 43, -16, -41, 59,
-        9, -15, -11, -7, -37, -9, -12, -5, -3, 5, 26, 3, 42, -51, -45, 29,
-        -4, 30, 31, 19, -44, -7, 8, -20, -16, -27, 23, -11, 39, -44, -10, -50,
-        -14, -28, 17, 1, 2, -1, -18, -1, 0, -31, 36, 4, 13, -14, -14, 7,
-        -38, -21, 11, 43, 4, 3, -27, 17, -17, -59, 0, 3, -14, -23, -21, 2,
-        12, 5, 18, 32, 49, 28, -4, 9, -16, -64, 29, 4, -33, 7, -23, -20,
-        -22, -36, 12, -17, 27, -1, -30, 5, -13, 2, 40, 10, 9, -15, -39, 9,
-        -9, -17, 5, 27, 18, 0, -10, 8, -27, -34, 4, 17, -32, 14, -12, -6,
-        7, 18, 2, 26, 20, -6, 24, -7, -32, -39, 9, 5, -9, 36, -16, 1,
-        -34, -43, 5, -32, 64, -17, -55, 11, -36, 25, 34, 11, -15, 16, -38, -10,
-        -17, -9, 8, -1, 10, -1, -14, 9, -34, -12, 22, 33, -14, 53, 7, -13,
-        1, 16, 0, -5, 0, 4, 12, -14, -26, -23, 4, 23, 2, 12, 8, 5,
-        1, 41, -24, 50, 6, 4, -30, -24, 9, 2, 3, -53, -14, 9, -5, 16,
-        -22, 19, -49, 20, 2, 20, -37, -17, 43, 5, 21, -53, 4, 0, -6, 28,
-        -11, -24, -64, 20, -6, 4, -28, -35, 51, 16, 25, -31, 64, 18, -16, 17,
-        3, 13, 48, 12, 1, -19, 9, 2, 5, -15, -46, -24, -48, -7, 19, -12,
-        -25, -4, 41, 4, 0, -14, 16, 24, 4, -50, -19, -32, -25, -18, 15, -3,
-        -49, -49, -30, 42, 12, -27, -5, 3, -14, -22, -11, -41, 6, 9, -3, -12,
-        -4, 36, 32, -41, 2, -19, -16, -1, -45, 34, -26, 36, -20, -27, -6, -10,
-        -12, 22, 58, -51, -5, 0, 28, 16, -14, -9, 4, 58, -33, -15, -9, -30,
-        -5, 7, 50, -44, 11, -7, 11, 6, -26, 0, 6, 5, -42, -3, -2, 12,
-        -9, -2, -22, 11, -16, -7, -22, -14, 24, 5, -23, 0, 9, -30, 12, 49,
-        -11, -14, -21, 1, -1, -13, -27, -7, 4, 9, 1, -19, 4, -29, -8, -43,
-        -37, -47, -9, -39, 4, -4, -23, 0, -5, 13, 10, -24, -1, 8, -7, -38,
-        16, 24, -31, 38, -8, -15, 16, -18, 33, 4, -10, -27, 4, -35, -5, -16,
-        -1, -6, -25, 31, 13, 11, 9, -6, -4, 13, 14, -29, -36, 19, -14, -64,
-        -8, -60, 6, -46, -4, -5, -2, -21, -11, 30, 0, -4, -21, 8, -1, 17,
-        -8, 48, -9, 31, -26, -6, 23, -13, 18, 2, -4, -38, 6, -6, -4, -26,
-        -25, -4, -22, 31, 1, 7, -33, -16, 12, -5, 9, -37, -3, -5, -26, 17,
-        4, -49, -1, -64, 14, 7, -12, -37, 16, 53, 0, -11, 3, -36, -6, 30,
-        15, -13, -2, -20, 11, -10, -4, -17, -13, -24, 14, -25, 9, 4, 11, -8,
-        -17, -13, 1, -31, 4, -1, 3, -21, -15, 15, 6, -17, -8, 23, 8, 22,
-        -11, -6, -22, 9, 18, 25, 12, -35, 2, -64, 31, -8, -12, 14, -11, 20,
-        7, -20, -41, -17, -5, 1, -17, 7, 3, 6, -5, -33, -9, -5, 11, -42,
-        -2, -26, -18, -33, 0, 0, -2, 2, -8, 7, 14, 17, 1, 9, 12, 9,
-        7, 0, 24, 10, 10, 0, 2, -14, -33, -52, -3, -30, 16, 16, 3, 25,
-        -2, -11, -23, -5, -12, -3, -14, 20, -22, 4, -6, -51, 18, -21, 7, -64,
-        -24, -29, -10, -29, -12, 6, -2, 13, 17, 17, 28, 17, 20, -16, 4, -42,
-        -13, 7, 0, 0, -3, 15, -3, 3, -11, 7, 3, -20, 36, -33, -9, -23
+        1, 14, 4, -11, -60, 13, 32, -50, 6, 6, 16, -9, -2, -6, -15, -64,
+        0, 17, -1, 14, -21, -3, 13, -19, 20, -1, -36, -35, -20, -9, -25, -2,
+        -14, -28, 17, 1, 2, -1, -18, -1, 1, 41, -24, 50, 6, 4, -30, -24,
+        -9, -2, -22, 11, -16, -7, -22, -14, 15, -13, -2, -20, 11, -10, -4, -17,
+        3, -7, -30, -48, 30, -34, -19, -23, 2, 19, -14, -14, -2, -6, 17, 41,
+        5, -58, 15, 2, 18, 14, 2, 9, -47, 5, -12, -21, -34, -11, 15, 1,
+        0, -31, 36, 4, 13, -14, -14, 7, 9, 2, 3, -53, -14, 9, -5, 16,
+        24, 5, -23, 0, 9, -30, 12, 49, -13, -24, 14, -25, 9, 4, 11, -8,
+        3, 13, 15, -6, -44, 15, 24, -48, -7, -3, 4, -1, 6, 8, 0, -31,
+        -19, 1, 14, 17, 5, 3, 20, 12, -4, -16, 12, -41, -5, 5, -1, -3,
+        -38, -21, 11, 43, 4, 3, -27, 17, -22, 19, -49, 20, 2, 20, -37, -17,
+        -11, -14, -21, 1, -1, -13, -27, -7, -17, -13, 1, -31, 4, -1, 3, -21,
+        -26, 23, -27, -34, -5, 4, -30, -26, -3, 10, -8, -6, -3, -18, 3, 17,
+        -34, -20, 12, -40, -17, -28, -15, -12, -25, -3, 5, 28, -33, -18, -15, 7,
+        -17, -59, 0, 3, -14, -23, -21, 2, 43, 5, 21, -53, 4, 0, -6, 28,
+        4, 9, 1, -19, 4, -29, -8, -43, -15, 15, 6, -17, -8, 23, 8, 22,
+        2, 2, 14, -4, -53, -1, 17, -45, -14, -4, -7, -12, -14, 3, -29, -8,
+        -16, -2, 7, 25, -1, -8, 64, 14, 6, 1, -32, -17, -12, 8, 24, -13,
+        12, 5, 18, 32, 49, 28, -4, 9, -11, -24, -64, 20, -6, 4, -28, -35,
+        -37, -47, -9, -39, 4, -4, -23, 0, -11, -6, -22, 9, 18, 25, 12, -35,
+        -30, 64, 0, -18, 41, -7, -28, 16, -8, 4, -11, -7, 18, -5, -16, 2,
+        -64, 16, -4, -31, -29, -47, 3, -40, 1, -9, 25, 23, -36, 14, -17, 2,
+        -16, -64, 29, 4, -33, 7, -23, -20, 51, 16, 25, -31, 64, 18, -16, 17,
+        -5, 13, 10, -24, -1, 8, -7, -38, 2, -64, 31, -8, -12, 14, -11, 20,
+        -25, 14, 50, -10, -15, 15, -2, -14, 0, -6, -11, 2, 16, -3, -4, -30,
+        -20, -24, -3, 19, -22, -17, 10, -9, 15, -13, -46, -30, -26, 7, -1, -11,
+        -22, -36, 12, -17, 27, -1, -30, 5, 3, 13, 48, 12, 1, -19, 9, 2,
+        16, 24, -31, 38, -8, -15, 16, -18, 7, -20, -41, -17, -5, 1, -17, 7,
+        -44, 50, -6, -33, 44, -15, -22, -27, 8, 14, 1, -19, -25, 7, 4, 19,
+        39, -56, -24, -4, 3, 2, 13, 24, -52, 37, 0, -5, 17, -19, -23, -7,
+        -13, 2, 40, 10, 9, -15, -39, 9, 5, -15, -46, -24, -48, -7, 19, -12,
+        33, 4, -10, -27, 4, -35, -5, -16, 3, 6, -5, -33, -9, -5, 11, -42,
+        -16, -5, -19, -1, 0, 7, -26, 5, -2, -3, -31, 7, 13, 1, 6, 10,
+        -17, -12, -8, 12, 2, 3, -30, 14, 13, -9, -17, -19, -29, 16, 23, -2,
+        -9, -17, 5, 27, 18, 0, -10, 8, -25, -4, 41, 4, 0, -14, 16, 24,
+        -1, -6, -25, 31, 13, 11, 9, -6, -2, -26, -18, -33, 0, 0, -2, 2,
+        -36, 25, 15, 17, 12, -64, -21, 9, -2, -29, -7, 4, -7, -8, -2, -5,
+        16, -17, -29, -26, -14, -18, -8, 15, -2, -25, -4, 13, -26, -9, -29, -24,
+        -27, -34, 4, 17, -32, 14, -12, -6, 4, -50, -19, -32, -25, -18, 15, -3,
+        -4, 13, 14, -29, -36, 19, -14, -64, -8, 7, 14, 17, 1, 9, 12, 9,
+        -2, -10, -31, 0, -14, -13, -22, 32, 6, 9, -13, -33, -13, -1, -14, 17,
+        18, 8, -14, -12, 6, 16, -7, 4, -3, 5, -3, 12, -35, 22, 46, -8,
+        7, 18, 2, 26, 20, -6, 24, -7, -49, -49, -30, 42, 12, -27, -5, 3,
+        -8, -60, 6, -46, -4, -5, -2, -21, 7, 0, 24, 10, 10, 0, 2, -14,
+        22, -33, 22, 6, -7, -53, -27, -26, -28, -10, -13, -10, 17, -21, -1, 13,
+        -32, -6, -23, -11, -16, -41, -31, 0, 2, -36, 25, 12, -64, 13, -12, -49,
+        -32, -39, 9, 5, -9, 36, -16, 1, -14, -22, -11, -41, 6, 9, -3, -12,
+        -11, 30, 0, -4, -21, 8, -1, 17, -33, -52, -3, -30, 16, 16, 3, 25,
+        -17, 4, -3, -9, 7, 11, -24, -10, 1, -8, -4, -3, 10, -17, -28, -22,
+        -40, 15, 28, -44, -42, -6, 8, -3, 3, -31, -36, -17, -14, -16, -34, -8,
+        -34, -43, 5, -32, 64, -17, -55, 11, -4, 36, 32, -41, 2, -19, -16, -1,
+        -8, 48, -9, 31, -26, -6, 23, -13, -2, -11, -23, -5, -12, -3, -14, 20,
+        -21, -32, -26, 56, 11, -22, -32, 7, -12, -6, -3, -18, -28, 6, 11, 37,
+        38, -41, -2, 5, -31, -7, -2, -9, -64, 27, 16, 62, 43, -16, -41, 59,
+        -36, 25, 34, 11, -15, 16, -38, -10, -45, 34, -26, 36, -20, -27, -6, -10,
+        18, 2, -4, -38, 6, -6, -4, -26, -22, 4, -6, -51, 18, -21, 7, -64,
+        -1, 4, -25, -11, 21, 10, -1, 17, 5, 5, 2, -23, -3, 1, -26, 19,
+        -37, 38, 37, -49, -58, -7, 13, -22, 9, -15, -11, -7, -37, -9, -12, -5,
+        -17, -9, 8, -1, 10, -1, -14, 9, -12, 22, 58, -51, -5, 0, 28, 16,
+        -25, -4, -22, 31, 1, 7, -33, -16, -24, -29, -10, -29, -12, 6, -2, 13,
+        17, -60, 8, 17, -17, -10, -20, -4, -32, -18, -8, 5, 4, -21, -6, 3,
+        33, 14, -8, -6, -8, 8, 3, 0, -3, 5, 26, 3, 42, -51, -45, 29,
+        -34, -12, 22, 33, -14, 53, 7, -13, -14, -9, 4, 58, -33, -15, -9, -30,
+        12, -5, 9, -37, -3, -5, -26, 17, 17, 17, 28, 17, 20, -16, 4, -42,
+        10, 5, -33, -3, 27, -16, -20, 10, 5, 4, 0, -64, -14, -1, -28, 29,
+        -13, 35, 27, -50, -49, 8, 15, -32, -4, 30, 31, 19, -44, -7, 8, -20,
+        1, 16, 0, -5, 0, 4, 12, -14, -5, 7, 50, -44, 11, -7, 11, 6,
+        4, -49, -1, -64, 14, 7, -12, -37, -13, 7, 0, 0, -3, 15, -3, 3,
+        13, -38, 4, -30, -54, 63, -20, 2, -23, 31, -20, 4, 33, -53, -2, 20,
+        -11, 33, -5, -2, -9, 3, 1, -13, -16, -27, 23, -11, 39, -44, -10, -50,
+        -26, -23, 4, 23, 2, 12, 8, 5, -26, 0, 6, 5, -42, -3, -2, 12,
+        16, 53, 0, -11, 3, -36, -6, 30, -11, 7, 3, -20, 36, -33, -9, -23
 }};
 static const int32_t b2[16] = {
     4394, 11704, 11349, 6734, 7579, 9725, 6098, 7967, 3545, 2401, 1437, 4299, 4301, 10720, 11488, -443
@@ -597,150 +985,150 @@ static const union {
     int8_t v[2304];
     uint32_t words[576];
 } w3 = {{
-        4, 15, -10, 38, 36, 29, 18, -10, 3, -3, -17, -9, 12, 27, -1, 1,
-        13, -14, 25, 24, -18, -3, 9, -10, 10, -2, 2, 15, -17, 9, 17, 0,
-        -10, 13, -15, -11, 6, 24, -7, -1, -10, -10, -10, -4, 5, 27, -12, 0,
-        -10, -29, -1, 15, -1, -15, -9, 17, 0, -6, 17, -7, -7, -7, 3, -13,
-        -40, -9, 8, -8, -5, 25, -17, -28, 14, 12, 24, 2, -2, 61, -36, 13,
-        5, -7, -28, -11, 24, -22, 27, 3, 32, 10, 31, 4, 29, -26, 8, -12,
-        7, 2, -11, 6, 35, 17, 41, 7, -9, 15, 16, 9, 18, -2, 16, -4,
-        20, -27, 1, 9, -30, 12, 13, 8, 9, -19, 24, 4, -14, 18, -14, -25,
-        -42, -13, -5, -45, 19, -1, 26, -9, -2, 4, 3, 1, 6, -3, 4, -12,
-        -10, 0, -10, 5, -22, -4, -20, -19, -10, -6, 11, -14, -6, 11, -1, -10,
-        -5, -8, 36, -11, -2, -6, 14, 1, 25, -3, 30, 5, -14, -2, 22, -16,
-        -11, -12, -21, -14, 23, -23, 10, -9, 12, 8, 11, -7, 35, -11, 8, 5,
-        -10, 5, 38, -1, 15, 3, 28, 17, -7, 47, 23, -26, -10, -20, 13, 2,
-        31, -17, -16, 15, -5, 17, -11, -3, 11, 6, 33, -35, 1, -4, 0, 15,
-        0, -24, 23, -26, 30, 3, 25, -6, 2, 16, 0, -3, -13, -5, -9, -24,
-        -10, -4, -14, -11, -15, 0, -24, -13, -11, 24, -8, -39, -21, 19, -7, 11,
-        28, -11, 64, 15, 14, 7, 64, 5, 17, -9, 45, 8, -5, -17, 13, -36,
-        -3, -10, -7, -1, 3, 11, 20, -36, 2, 2, -13, -26, 39, 33, 5, 0,
-        -17, -16, -10, 47, -13, -12, -1, -33, 7, 8, 10, 2, 9, -56, -2, 20,
-        12, -3, -30, 12, -27, 21, -2, -24, -7, -18, 10, -7, -4, 8, -16, 2,
-        11, 14, -10, 6, 4, -6, 12, -5, 4, -6, 2, 8, -1, -31, 2, -8,
-        -29, 6, 6, 18, -10, 19, 8, -44, -4, 5, -7, 21, -14, 0, -18, 12,
-        18, 12, -3, 19, -13, -27, 27, 14, -23, -11, -13, -31, -9, -34, -14, -50,
-        -16, -13, 8, -11, -1, 28, -11, -61, -64, -13, -23, -4, -13, -5, -27, 23,
-        -13, -9, 2, 34, 1, 16, -6, 3, 0, 11, 5, 8, 0, -32, -22, 2,
-        19, -26, -23, 20, -8, 14, -6, 0, -10, -11, -3, -2, -18, -5, 2, 2,
-        18, 6, 9, -13, -6, 14, 10, 8, 15, -7, -23, 16, 13, 1, 0, -5,
-        -18, -1, 22, 7, 0, -32, 9, -10, 3, 26, -29, 10, -1, 15, 8, -7,
-        -12, -2, -15, 2, 2, -1, 11, 7, 0, -12, -26, 18, -7, -4, 10, -64,
-        -1, 15, 26, -12, -15, 0, -1, -27, -48, -7, -25, -4, 12, 13, 9, -8,
-        -33, -21, -4, 18, -15, 10, -5, -4, -2, -14, -11, 15, -27, -48, 9, -49,
-        19, 8, -42, 4, -35, 26, -39, -27, -11, -3, 0, -17, 19, -14, -5, 3,
-        1, -3, -19, 3, -35, -9, -8, 12, -11, -19, 6, 2, -11, -6, 6, -23,
-        21, 10, -34, 27, 5, -21, -21, -10, 2, -17, -3, -9, 32, -18, 16, 13,
-        -19, 6, -54, 3, -32, -15, -22, -2, -11, -6, -30, 28, -48, -10, 16, -44,
-        18, 22, -35, 3, -2, -19, -41, -29, 7, -21, 9, -8, 17, -10, 19, 23,
-        -4, 58, 5, 64, 11, -33, -7, -6, 14, 40, -20, 18, -23, 31, 22, -29,
-        18, -31, -4, 14, 36, -17, -2, -17, 26, -1, -21, -10, -7, -23, -5, 5,
-        2, 16, -7, 9, -8, 6, -15, -34, -1, -5, -14, 6, -14, 20, -12, 2,
-        -29, -2, -35, -6, -6, -34, -3, 3, -11, -22, -39, -3, 16, -18, -21, 5,
-        46, 40, 14, 33, -6, -18, -15, -25, 4, -17, -12, 13, -20, -10, 6, -19,
-        -31, -6, -51, 32, 15, -16, -4, -9, 42, -16, -40, 15, 12, 21, 6, -9,
-        8, -15, 5, 50, -15, 24, 21, -8, -9, -4, 46, -15, -23, 13, -22, -3,
-        5, -12, -56, -21, 2, -25, 2, -9, 30, -12, -10, -17, -28, 5, -13, 0,
-        -9, -3, 12, 14, -39, -10, -2, -11, -4, 3, 8, -10, -33, 16, -2, -29,
-        -14, -25, -47, 0, 30, -27, 8, 2, 17, 12, 1, 17, 5, -28, 18, 2,
-        -7, 27, 3, 10, -30, -31, -29, 9, -3, 1, 25, 28, -27, -1, 3, -50,
-        10, -17, -40, 30, 22, -9, 7, -19, 43, 4, 36, 11, 0, 4, 15, 2,
-        -62, -50, -6, 34, 54, -3, 49, 22, -1, -2, 45, -41, -22, -8, -7, -4,
-        25, -15, -14, -13, -9, -5, -9, -22, 51, 14, 62, 7, -40, 64, -3, 0,
-        -54, -27, 12, -8, 7, -10, -7, 23, 1, 1, 11, -23, -32, 7, 6, -3,
-        1, -25, 4, -5, 23, -6, 1, -32, -5, -9, 40, 4, -11, 9, 35, 4,
-        -15, -5, -36, 11, -9, -11, -64, 26, 3, -8, 38, -14, -63, -35, 4, -39,
-        22, -14, -24, 14, 8, -13, -14, -31, -1, 14, 0, 13, -23, -12, 9, -3,
-        -17, 2, -31, -30, -6, -26, 1, -41, 26, 18, -37, 19, -11, -19, 5, -19,
-        34, -28, -12, 10, -4, 20, 10, -18, 11, -5, -21, 27, 5, -29, 12, 8,
-        18, 6, 23, -12, -7, -14, 4, -19, 0, 14, -10, 1, 5, 0, -14, -10,
-        -11, -14, 21, 19, -12, 1, 2, -22, 32, -1, 13, 21, -2, 4, 0, -13,
-        1, -3, 29, 6, -10, -34, -15, -9, 13, -7, -25, 2, 15, 3, 1, 3,
-        -50, -20, 20, -15, -7, 9, 11, -45, -1, 14, -41, 24, -37, -1, 5, -44,
-        -55, 18, -18, -30, -8, -9, 24, -5, 5, -13, -21, 30, 1, 4, -8, -22,
-        10, -6, 15, 24, -3, 13, 2, -3, 0, -37, -15, 45, -4, 9, 4, -18,
-        -21, 20, -4, 1, 16, 5, 15, -10, -13, 12, -25, -13, 14, 7, -20, 1,
-        10, -5, 15, 21, -15, 4, 6, -21, 33, -20, -10, 12, -24, 17, -15, -19,
-        -5, 11, -15, 20, 9, 3, 8, -10, -10, -17, -30, 2, 13, 8, 0, 23,
-        -33, -15, -19, -17, -9, 5, -11, 7, -3, 6, -38, 16, -27, -3, -5, -10,
-        -39, 15, 0, -14, 14, -45, 43, 25, -3, -59, 6, -35, -27, 0, 28, -12,
-        -9, 54, 0, 21, -10, 23, -64, -13, -3, -7, 2, -21, -17, -20, -23, -49,
-        -6, 5, -5, 15, 0, -1, 21, -5, 3, -22, 8, -27, 4, 5, -3, 17,
-        8, 20, -1, 17, -14, 8, -19, 3, 8, 4, -21, -31, -20, -12, 4, -19,
-        -22, 8, -64, 37, 7, -2, 36, 12, 9, -54, 16, -15, 22, 29, 7, 12,
-        -42, -6, -18, -21, 20, 2, -5, 18, -38, -30, -11, -46, -19, 33, 17, -7,
-        10, 7, 15, -42, 35, 7, 15, 0, -17, -16, -37, 0, 0, -19, -6, -32,
-        -64, 28, 40, -26, -17, -10, 24, -21, -14, 4, -37, -25, -20, 26, 6, -22,
-        -1, 10, 3, -12, 24, 0, 4, -5, 4, 2, -59, 10, 0, -36, 10, -32,
-        -34, 31, -21, -11, -7, 13, 8, -45, -7, 3, -52, -3, -5, 31, 8, -10,
-        20, 45, 16, 18, 11, -37, -1, -9, 0, -7, -46, 41, 4, -46, 9, -57,
-        -53, -1, -9, 32, 7, 20, -14, -58, -10, -39, -43, 25, -16, 17, -11, -11,
-        -12, -7, 28, -14, -1, -11, -3, 2, -13, -6, 12, -7, -7, 0, -1, -13,
-        -33, 50, -11, -18, -15, -12, 2, 5, 21, -2, -6, -6, -6, 5, -25, -14,
-        -14, 26, -2, -27, 2, -11, 15, 0, 1, 6, -19, 16, -13, -8, 17, -19,
-        -24, -1, -11, 20, 7, -4, -3, -6, -6, -13, -1, 14, 6, 9, 9, -17,
-        -7, 60, 3, -26, 16, -18, -16, -19, -14, 10, -23, 37, -14, -12, 13, 0,
-        -38, -45, -40, 26, 14, 16, -27, -16, -27, -14, 23, 10, -7, 23, 26, -10,
-        -45, -30, 35, -12, -25, -5, -23, -28, -23, 29, 48, -24, 23, 42, 5, 39,
-        41, -19, -3, 48, 20, -38, 15, 6, 44, 7, 46, -6, 4, -20, -7, -23,
-        -20, 12, 8, -26, -27, -40, -12, -6, 7, 39, 15, 23, 17, 49, 16, 7,
-        21, -25, -5, 8, 42, -38, 14, 13, -12, 2, 43, 1, -6, -34, 6, -10,
-        3, 29, 18, -27, 7, -10, -2, -38, -1, 11, -20, 19, 35, 64, -12, 35,
-        7, -22, 27, 15, 26, -15, 21, 14, -53, 0, -22, -2, -11, -6, 3, 11,
-        -7, -34, 6, 2, 3, 8, -12, -64, 11, -10, 11, -20, -17, 6, -44, 5,
-        18, 1, -14, -31, -18, 8, 36, 5, -2, -12, 13, 8, -48, -19, -40, -27,
-        4, -4, -6, 29, -19, 7, -16, -32, 4, -3, 15, -6, -6, -2, -34, -9,
-        26, -1, -9, 3, 12, -10, 12, 28, 22, -7, 22, 7, -9, -17, -17, -15,
-        20, -21, -23, 12, -39, 4, -3, -28, -15, -19, 30, -26, 12, -5, -34, -22,
-        16, 8, -21, -33, -11, -14, -3, 2, -35, -9, 9, -19, -29, -24, -14, -3,
-        -25, 5, -5, 3, 2, -9, -7, -12, -3, 11, -24, 3, 7, 11, -8, -1,
-        -1, -24, 10, 4, 0, 3, 15, -13, 12, -20, -6, 34, -13, 2, -1, -32,
-        -2, 20, 2, 26, -25, -22, -11, -5, -17, 4, 2, -14, 4, 3, 14, 1,
-        25, 3, 15, 4, 17, -5, -11, -3, 24, -9, 1, 18, -4, -6, 41, -4,
-        1, 2, -11, 11, -22, -14, -2, -16, -23, -38, -5, -32, 13, 13, -26, 21,
-        7, 25, -9, -6, -5, 3, -2, -6, -49, -10, -17, -8, -37, -9, 6, 17,
-        -9, 28, -11, -43, -13, 3, 4, 12, -12, -34, -64, -5, 27, 16, -7, 11,
-        -63, 20, 9, -6, -7, -6, 27, -11, -28, -17, -48, 25, 19, -9, -5, 15,
-        13, 1, 5, -11, -9, 1, -8, 1, -9, -24, -41, -9, 5, 7, 4, 6,
-        -23, 27, 12, 6, 14, -12, -6, 0, -38, 25, -48, 10, 17, -1, 15, 19,
-        13, -11, -4, -38, 20, 23, -21, -6, -4, -13, -40, 13, -4, 6, -21, 4,
-        -32, 42, 18, 8, 22, -19, 0, -25, -35, 12, -37, -4, -13, -22, -3, 14,
-        19, -15, 9, 29, 3, 3, 19, -44, -7, 35, 31, 17, -16, -15, -39, -14,
-        10, 8, -22, 25, 38, 21, 18, -24, -29, 17, 12, -18, 28, -20, 9, -11,
-        14, 24, 24, -20, -31, -8, 7, -14, -5, 31, 12, 23, -16, 8, -37, -22,
-        -5, -8, 10, 23, 43, 6, -2, -26, -17, 31, 27, 3, 34, -19, 0, -2,
-        21, 5, 43, -17, -37, -31, -13, -3, -1, 12, 35, -3, -6, 5, 21, -26,
-        46, -1, -20, -11, 64, 15, -8, -50, 5, 24, 41, 0, 5, -21, 16, -7,
-        -7, -43, -5, -7, 3, 7, 11, -1, -13, 35, 3, -15, 11, -5, 19, -29,
-        24, -20, -58, -20, 37, 4, 13, -29, 14, 5, 31, -16, 17, 11, 20, 1,
-        32, -8, 31, -9, -2, 6, 0, 12, -1, 3, -7, 2, -10, -3, 11, -40,
-        -19, -25, -18, -1, 11, 11, -9, -22, -31, 30, 2, -9, -1, -4, 3, -4,
-        28, -26, 29, 9, -15, -12, 10, 0, -6, -30, 29, -9, 6, -5, 29, -17,
-        -7, -5, -22, -4, -1, 1, -5, -11, -36, 49, 13, 2, -1, -4, -4, 7,
-        -4, -29, -43, 0, 43, -12, 4, 31, -11, 23, -23, 22, -16, 8, 37, -34,
-        3, -59, -40, 2, 21, -13, 1, -41, 2, -19, 58, 42, 14, -15, 4, -32,
-        12, 25, -20, 17, -9, -15, -4, 10, 25, 29, -31, 17, -23, 15, 6, -13,
-        -12, -61, 14, 19, -3, -23, 2, -15, -42, -5, -13, -1, -4, -5, -3, -6,
-        25, 32, -64, 2, -11, -15, -5, -10, 21, 15, 3, 4, 14, 6, -4, 4,
-        -6, -56, 28, 0, -8, -13, 14, 13, -53, 48, 17, 10, 8, 15, -9, 7,
-        5, -27, -4, -19, -18, -11, -32, -23, -10, -18, -12, -8, 12, -1, 2, 7,
-        5, 17, -6, -31, -7, -2, -1, 5, -1, -9, -8, -15, 2, -15, 0, 18,
-        -7, -17, -9, -8, 10, 3, -23, -4, 9, -6, -17, -7, -13, -6, -15, -2,
-        23, 9, -36, -11, -5, -27, 35, -1, 8, -33, 1, -6, 10, -13, -2, 6,
-        0, -5, 5, 3, -8, 9, 2, -22, 9, -9, 16, 9, -26, 23, -32, -11,
-        13, 16, -46, 16, -5, -13, 31, -21, 5, -27, 15, -16, 36, -14, -5, 4,
-        4, -6, -8, -15, 5, 26, -3, -42, -10, -7, -8, -12, -12, -22, -17, 22,
-        3, 1, -25, -7, -24, 2, 9, 7, -2, -9, 5, 7, -5, -17, -9, 31,
-        -7, -8, 2, 4, 17, 0, 2, 2, 8, -6, -10, -6, -13, -1, -6, -8,
-        10, -2, -27, 3, 2, -8, 23, -8, 13, -9, 5, -6, -11, 8, -8, -6,
-        -15, -18, 3, 1, 8, -12, 22, 2, 5, 12, 4, 2, -4, 3, -8, -25,
-        2, -12, -27, 3, -14, 23, 31, -17, 23, -7, 18, -7, 26, -2, -6, -10,
-        -12, 2, -27, -30, -7, 37, 5, -41, -20, -12, -20, -19, -12, -51, -37, -17,
-        -16, -7, -25, 0, -36, 41, 15, 4, 14, -7, -4, 43, 7, -4, -23, 32,
-        -26, -8, -16, -16, 13, -11, 6, -24, -11, 1, -16, -21, -16, -18, 17, -13,
-        -6, -13, -3, 2, 11, 27, -1, -8, 10, -19, 2, 31, 26, 24, 1, 3,
-        -21, -2, -64, 2, 3, -20, 52, -2, 1, 9, -24, -2, -10, 26, 28, -21,
-        -6, -41, -12, 11, 29, 35, 9, 0, 3, -28, -20, 32, 64, -3, 21, 19
+        4, 15, -10, 38, 36, 29, 18, -10, -17, -16, -10, 47, -13, -12, -1, -33,
+        -4, 58, 5, 64, 11, -33, -7, -6, -17, 2, -31, -30, -6, -26, 1, -41,
+        10, 7, 15, -42, 35, 7, 15, 0, -7, -34, 6, 2, 3, 8, -12, -64,
+        19, -15, 9, 29, 3, 3, 19, -44, 5, -27, -4, -19, -18, -11, -32, -23,
+        3, -3, -17, -9, 12, 27, -1, 1, 7, 8, 10, 2, 9, -56, -2, 20,
+        14, 40, -20, 18, -23, 31, 22, -29, 26, 18, -37, 19, -11, -19, 5, -19,
+        -17, -16, -37, 0, 0, -19, -6, -32, 11, -10, 11, -20, -17, 6, -44, 5,
+        -7, 35, 31, 17, -16, -15, -39, -14, -10, -18, -12, -8, 12, -1, 2, 7,
+        13, -14, 25, 24, -18, -3, 9, -10, 12, -3, -30, 12, -27, 21, -2, -24,
+        18, -31, -4, 14, 36, -17, -2, -17, 34, -28, -12, 10, -4, 20, 10, -18,
+        -64, 28, 40, -26, -17, -10, 24, -21, 18, 1, -14, -31, -18, 8, 36, 5,
+        10, 8, -22, 25, 38, 21, 18, -24, 5, 17, -6, -31, -7, -2, -1, 5,
+        10, -2, 2, 15, -17, 9, 17, 0, -7, -18, 10, -7, -4, 8, -16, 2,
+        26, -1, -21, -10, -7, -23, -5, 5, 11, -5, -21, 27, 5, -29, 12, 8,
+        -14, 4, -37, -25, -20, 26, 6, -22, -2, -12, 13, 8, -48, -19, -40, -27,
+        -29, 17, 12, -18, 28, -20, 9, -11, -1, -9, -8, -15, 2, -15, 0, 18,
+        -10, 13, -15, -11, 6, 24, -7, -1, 11, 14, -10, 6, 4, -6, 12, -5,
+        2, 16, -7, 9, -8, 6, -15, -34, 18, 6, 23, -12, -7, -14, 4, -19,
+        -1, 10, 3, -12, 24, 0, 4, -5, 4, -4, -6, 29, -19, 7, -16, -32,
+        14, 24, 24, -20, -31, -8, 7, -14, -7, -17, -9, -8, 10, 3, -23, -4,
+        -10, -10, -10, -4, 5, 27, -12, 0, 4, -6, 2, 8, -1, -31, 2, -8,
+        -1, -5, -14, 6, -14, 20, -12, 2, 0, 14, -10, 1, 5, 0, -14, -10,
+        4, 2, -59, 10, 0, -36, 10, -32, 4, -3, 15, -6, -6, -2, -34, -9,
+        -5, 31, 12, 23, -16, 8, -37, -22, 9, -6, -17, -7, -13, -6, -15, -2,
+        -10, -29, -1, 15, -1, -15, -9, 17, -29, 6, 6, 18, -10, 19, 8, -44,
+        -29, -2, -35, -6, -6, -34, -3, 3, -11, -14, 21, 19, -12, 1, 2, -22,
+        -34, 31, -21, -11, -7, 13, 8, -45, 26, -1, -9, 3, 12, -10, 12, 28,
+        -5, -8, 10, 23, 43, 6, -2, -26, 23, 9, -36, -11, -5, -27, 35, -1,
+        0, -6, 17, -7, -7, -7, 3, -13, -4, 5, -7, 21, -14, 0, -18, 12,
+        -11, -22, -39, -3, 16, -18, -21, 5, 32, -1, 13, 21, -2, 4, 0, -13,
+        -7, 3, -52, -3, -5, 31, 8, -10, 22, -7, 22, 7, -9, -17, -17, -15,
+        -17, 31, 27, 3, 34, -19, 0, -2, 8, -33, 1, -6, 10, -13, -2, 6,
+        -40, -9, 8, -8, -5, 25, -17, -28, 18, 12, -3, 19, -13, -27, 27, 14,
+        46, 40, 14, 33, -6, -18, -15, -25, 1, -3, 29, 6, -10, -34, -15, -9,
+        20, 45, 16, 18, 11, -37, -1, -9, 20, -21, -23, 12, -39, 4, -3, -28,
+        21, 5, 43, -17, -37, -31, -13, -3, 0, -5, 5, 3, -8, 9, 2, -22,
+        14, 12, 24, 2, -2, 61, -36, 13, -23, -11, -13, -31, -9, -34, -14, -50,
+        4, -17, -12, 13, -20, -10, 6, -19, 13, -7, -25, 2, 15, 3, 1, 3,
+        0, -7, -46, 41, 4, -46, 9, -57, -15, -19, 30, -26, 12, -5, -34, -22,
+        -1, 12, 35, -3, -6, 5, 21, -26, 9, -9, 16, 9, -26, 23, -32, -11,
+        5, -7, -28, -11, 24, -22, 27, 3, -16, -13, 8, -11, -1, 28, -11, -61,
+        -31, -6, -51, 32, 15, -16, -4, -9, -50, -20, 20, -15, -7, 9, 11, -45,
+        -53, -1, -9, 32, 7, 20, -14, -58, 16, 8, -21, -33, -11, -14, -3, 2,
+        46, -1, -20, -11, 64, 15, -8, -50, 13, 16, -46, 16, -5, -13, 31, -21,
+        32, 10, 31, 4, 29, -26, 8, -12, -64, -13, -23, -4, -13, -5, -27, 23,
+        42, -16, -40, 15, 12, 21, 6, -9, -1, 14, -41, 24, -37, -1, 5, -44,
+        -10, -39, -43, 25, -16, 17, -11, -11, -35, -9, 9, -19, -29, -24, -14, -3,
+        5, 24, 41, 0, 5, -21, 16, -7, 5, -27, 15, -16, 36, -14, -5, 4,
+        7, 2, -11, 6, 35, 17, 41, 7, -13, -9, 2, 34, 1, 16, -6, 3,
+        8, -15, 5, 50, -15, 24, 21, -8, -55, 18, -18, -30, -8, -9, 24, -5,
+        -12, -7, 28, -14, -1, -11, -3, 2, -25, 5, -5, 3, 2, -9, -7, -12,
+        -7, -43, -5, -7, 3, 7, 11, -1, 4, -6, -8, -15, 5, 26, -3, -42,
+        -9, 15, 16, 9, 18, -2, 16, -4, 0, 11, 5, 8, 0, -32, -22, 2,
+        -9, -4, 46, -15, -23, 13, -22, -3, 5, -13, -21, 30, 1, 4, -8, -22,
+        -13, -6, 12, -7, -7, 0, -1, -13, -3, 11, -24, 3, 7, 11, -8, -1,
+        -13, 35, 3, -15, 11, -5, 19, -29, -10, -7, -8, -12, -12, -22, -17, 22,
+        20, -27, 1, 9, -30, 12, 13, 8, 19, -26, -23, 20, -8, 14, -6, 0,
+        5, -12, -56, -21, 2, -25, 2, -9, 10, -6, 15, 24, -3, 13, 2, -3,
+        -33, 50, -11, -18, -15, -12, 2, 5, -1, -24, 10, 4, 0, 3, 15, -13,
+        24, -20, -58, -20, 37, 4, 13, -29, 3, 1, -25, -7, -24, 2, 9, 7,
+        9, -19, 24, 4, -14, 18, -14, -25, -10, -11, -3, -2, -18, -5, 2, 2,
+        30, -12, -10, -17, -28, 5, -13, 0, 0, -37, -15, 45, -4, 9, 4, -18,
+        21, -2, -6, -6, -6, 5, -25, -14, 12, -20, -6, 34, -13, 2, -1, -32,
+        14, 5, 31, -16, 17, 11, 20, 1, -2, -9, 5, 7, -5, -17, -9, 31,
+        -42, -13, -5, -45, 19, -1, 26, -9, 18, 6, 9, -13, -6, 14, 10, 8,
+        -9, -3, 12, 14, -39, -10, -2, -11, -21, 20, -4, 1, 16, 5, 15, -10,
+        -14, 26, -2, -27, 2, -11, 15, 0, -2, 20, 2, 26, -25, -22, -11, -5,
+        32, -8, 31, -9, -2, 6, 0, 12, -7, -8, 2, 4, 17, 0, 2, 2,
+        -2, 4, 3, 1, 6, -3, 4, -12, 15, -7, -23, 16, 13, 1, 0, -5,
+        -4, 3, 8, -10, -33, 16, -2, -29, -13, 12, -25, -13, 14, 7, -20, 1,
+        1, 6, -19, 16, -13, -8, 17, -19, -17, 4, 2, -14, 4, 3, 14, 1,
+        -1, 3, -7, 2, -10, -3, 11, -40, 8, -6, -10, -6, -13, -1, -6, -8,
+        -10, 0, -10, 5, -22, -4, -20, -19, -18, -1, 22, 7, 0, -32, 9, -10,
+        -14, -25, -47, 0, 30, -27, 8, 2, 10, -5, 15, 21, -15, 4, 6, -21,
+        -24, -1, -11, 20, 7, -4, -3, -6, 25, 3, 15, 4, 17, -5, -11, -3,
+        -19, -25, -18, -1, 11, 11, -9, -22, 10, -2, -27, 3, 2, -8, 23, -8,
+        -10, -6, 11, -14, -6, 11, -1, -10, 3, 26, -29, 10, -1, 15, 8, -7,
+        17, 12, 1, 17, 5, -28, 18, 2, 33, -20, -10, 12, -24, 17, -15, -19,
+        -6, -13, -1, 14, 6, 9, 9, -17, 24, -9, 1, 18, -4, -6, 41, -4,
+        -31, 30, 2, -9, -1, -4, 3, -4, 13, -9, 5, -6, -11, 8, -8, -6,
+        -5, -8, 36, -11, -2, -6, 14, 1, -12, -2, -15, 2, 2, -1, 11, 7,
+        -7, 27, 3, 10, -30, -31, -29, 9, -5, 11, -15, 20, 9, 3, 8, -10,
+        -7, 60, 3, -26, 16, -18, -16, -19, 1, 2, -11, 11, -22, -14, -2, -16,
+        28, -26, 29, 9, -15, -12, 10, 0, -15, -18, 3, 1, 8, -12, 22, 2,
+        25, -3, 30, 5, -14, -2, 22, -16, 0, -12, -26, 18, -7, -4, 10, -64,
+        -3, 1, 25, 28, -27, -1, 3, -50, -10, -17, -30, 2, 13, 8, 0, 23,
+        -14, 10, -23, 37, -14, -12, 13, 0, -23, -38, -5, -32, 13, 13, -26, 21,
+        -6, -30, 29, -9, 6, -5, 29, -17, 5, 12, 4, 2, -4, 3, -8, -25,
+        -11, -12, -21, -14, 23, -23, 10, -9, -1, 15, 26, -12, -15, 0, -1, -27,
+        10, -17, -40, 30, 22, -9, 7, -19, -33, -15, -19, -17, -9, 5, -11, 7,
+        -38, -45, -40, 26, 14, 16, -27, -16, 7, 25, -9, -6, -5, 3, -2, -6,
+        -7, -5, -22, -4, -1, 1, -5, -11, 2, -12, -27, 3, -14, 23, 31, -17,
+        12, 8, 11, -7, 35, -11, 8, 5, -48, -7, -25, -4, 12, 13, 9, -8,
+        43, 4, 36, 11, 0, 4, 15, 2, -3, 6, -38, 16, -27, -3, -5, -10,
+        -27, -14, 23, 10, -7, 23, 26, -10, -49, -10, -17, -8, -37, -9, 6, 17,
+        -36, 49, 13, 2, -1, -4, -4, 7, 23, -7, 18, -7, 26, -2, -6, -10,
+        -10, 5, 38, -1, 15, 3, 28, 17, -33, -21, -4, 18, -15, 10, -5, -4,
+        -62, -50, -6, 34, 54, -3, 49, 22, -39, 15, 0, -14, 14, -45, 43, 25,
+        -45, -30, 35, -12, -25, -5, -23, -28, -9, 28, -11, -43, -13, 3, 4, 12,
+        -4, -29, -43, 0, 43, -12, 4, 31, -12, 2, -27, -30, -7, 37, 5, -41,
+        -7, 47, 23, -26, -10, -20, 13, 2, -2, -14, -11, 15, -27, -48, 9, -49,
+        -1, -2, 45, -41, -22, -8, -7, -4, -3, -59, 6, -35, -27, 0, 28, -12,
+        -23, 29, 48, -24, 23, 42, 5, 39, -12, -34, -64, -5, 27, 16, -7, 11,
+        -11, 23, -23, 22, -16, 8, 37, -34, -20, -12, -20, -19, -12, -51, -37, -17,
+        31, -17, -16, 15, -5, 17, -11, -3, 19, 8, -42, 4, -35, 26, -39, -27,
+        25, -15, -14, -13, -9, -5, -9, -22, -9, 54, 0, 21, -10, 23, -64, -13,
+        41, -19, -3, 48, 20, -38, 15, 6, -63, 20, 9, -6, -7, -6, 27, -11,
+        3, -59, -40, 2, 21, -13, 1, -41, -16, -7, -25, 0, -36, 41, 15, 4,
+        11, 6, 33, -35, 1, -4, 0, 15, -11, -3, 0, -17, 19, -14, -5, 3,
+        51, 14, 62, 7, -40, 64, -3, 0, -3, -7, 2, -21, -17, -20, -23, -49,
+        44, 7, 46, -6, 4, -20, -7, -23, -28, -17, -48, 25, 19, -9, -5, 15,
+        2, -19, 58, 42, 14, -15, 4, -32, 14, -7, -4, 43, 7, -4, -23, 32,
+        0, -24, 23, -26, 30, 3, 25, -6, 1, -3, -19, 3, -35, -9, -8, 12,
+        -54, -27, 12, -8, 7, -10, -7, 23, -6, 5, -5, 15, 0, -1, 21, -5,
+        -20, 12, 8, -26, -27, -40, -12, -6, 13, 1, 5, -11, -9, 1, -8, 1,
+        12, 25, -20, 17, -9, -15, -4, 10, -26, -8, -16, -16, 13, -11, 6, -24,
+        2, 16, 0, -3, -13, -5, -9, -24, -11, -19, 6, 2, -11, -6, 6, -23,
+        1, 1, 11, -23, -32, 7, 6, -3, 3, -22, 8, -27, 4, 5, -3, 17,
+        7, 39, 15, 23, 17, 49, 16, 7, -9, -24, -41, -9, 5, 7, 4, 6,
+        25, 29, -31, 17, -23, 15, 6, -13, -11, 1, -16, -21, -16, -18, 17, -13,
+        -10, -4, -14, -11, -15, 0, -24, -13, 21, 10, -34, 27, 5, -21, -21, -10,
+        1, -25, 4, -5, 23, -6, 1, -32, 8, 20, -1, 17, -14, 8, -19, 3,
+        21, -25, -5, 8, 42, -38, 14, 13, -23, 27, 12, 6, 14, -12, -6, 0,
+        -12, -61, 14, 19, -3, -23, 2, -15, -6, -13, -3, 2, 11, 27, -1, -8,
+        -11, 24, -8, -39, -21, 19, -7, 11, 2, -17, -3, -9, 32, -18, 16, 13,
+        -5, -9, 40, 4, -11, 9, 35, 4, 8, 4, -21, -31, -20, -12, 4, -19,
+        -12, 2, 43, 1, -6, -34, 6, -10, -38, 25, -48, 10, 17, -1, 15, 19,
+        -42, -5, -13, -1, -4, -5, -3, -6, 10, -19, 2, 31, 26, 24, 1, 3,
+        28, -11, 64, 15, 14, 7, 64, 5, -19, 6, -54, 3, -32, -15, -22, -2,
+        -15, -5, -36, 11, -9, -11, -64, 26, -22, 8, -64, 37, 7, -2, 36, 12,
+        3, 29, 18, -27, 7, -10, -2, -38, 13, -11, -4, -38, 20, 23, -21, -6,
+        25, 32, -64, 2, -11, -15, -5, -10, -21, -2, -64, 2, 3, -20, 52, -2,
+        17, -9, 45, 8, -5, -17, 13, -36, -11, -6, -30, 28, -48, -10, 16, -44,
+        3, -8, 38, -14, -63, -35, 4, -39, 9, -54, 16, -15, 22, 29, 7, 12,
+        -1, 11, -20, 19, 35, 64, -12, 35, -4, -13, -40, 13, -4, 6, -21, 4,
+        21, 15, 3, 4, 14, 6, -4, 4, 1, 9, -24, -2, -10, 26, 28, -21,
+        -3, -10, -7, -1, 3, 11, 20, -36, 18, 22, -35, 3, -2, -19, -41, -29,
+        22, -14, -24, 14, 8, -13, -14, -31, -42, -6, -18, -21, 20, 2, -5, 18,
+        7, -22, 27, 15, 26, -15, 21, 14, -32, 42, 18, 8, 22, -19, 0, -25,
+        -6, -56, 28, 0, -8, -13, 14, 13, -6, -41, -12, 11, 29, 35, 9, 0,
+        2, 2, -13, -26, 39, 33, 5, 0, 7, -21, 9, -8, 17, -10, 19, 23,
+        -1, 14, 0, 13, -23, -12, 9, -3, -38, -30, -11, -46, -19, 33, 17, -7,
+        -53, 0, -22, -2, -11, -6, 3, 11, -35, 12, -37, -4, -13, -22, -3, 14,
+        -53, 48, 17, 10, 8, 15, -9, 7, 3, -28, -20, 32, 64, -3, 21, 19
 }};
 static const int32_t b3[16] = {
     -751, -12476, 6126, 12923, -4131, 15555, 5311, 1974, 4650, 7581, 8258, 9614, -4782, -2149, 12984, -1120
@@ -753,150 +1141,150 @@ static const union {
     int8_t v[2304];
     uint32_t words[576];
 } w4 = {{
-        21, -10, 13, 10, -8, -4, -13, 5, -23, -21, 12, -25, -41, 4, -35, -7,
-        23, -13, 9, -63, 8, -8, 3, 31, -31, -5, 15, -13, -12, 13, -25, 28,
-        -3, -22, 16, 18, 2, -13, -5, 0, -13, -30, 5, -46, -25, -9, -18, -3,
-        -8, 8, 4, -35, -13, -5, -1, -29, -17, -31, 2, -23, 1, 31, -7, 8,
-        -22, -31, 27, -10, 8, -23, -7, 22, 32, -21, 0, -16, -40, -2, -12, -8,
-        -6, 22, 23, -28, -18, 0, 14, -64, -34, -39, 20, -22, 6, 31, -8, -7,
-        -10, -5, -5, -19, 10, 32, 17, -18, -48, -2, 13, 31, 0, 12, -27, 15,
-        12, 4, 16, -2, -7, -16, -33, 12, 0, 3, 20, -39, -17, -1, 15, 1,
-        -22, 17, 12, 9, 7, -5, 17, -27, -15, -1, 8, 15, -28, -6, 8, -14,
-        -26, 13, 12, 9, -4, -4, -3, -25, -12, -23, 6, -31, 11, -7, 7, 3,
-        -23, 22, 24, -23, 12, -14, 8, 22, 13, -5, 5, 29, -5, -20, -9, -12,
-        -16, 32, 12, 51, -9, 9, 7, -30, -26, 0, -3, -4, 2, -11, -6, -8,
-        12, 12, -17, 7, 25, 14, 28, -26, 18, 43, -3, 6, -16, 10, -11, 22,
-        27, 5, 3, 5, -7, 9, 2, -13, -4, -4, 1, -32, 22, 8, 24, -39,
-        10, 21, -23, 13, 11, -3, -1, -58, 24, 28, -3, 11, -7, -19, -8, 14,
-        3, -12, -6, 9, 8, 10, -2, -5, 9, -12, 7, -11, -5, 0, 8, -14,
-        -5, 64, -15, 0, 16, -8, -36, -31, 14, 26, -7, 35, 19, -30, -9, 23,
-        29, -11, -23, -6, -2, 41, -25, 5, 12, 23, -4, 13, 0, -8, -18, -2,
-        -50, 0, -11, 50, 2, -9, -5, -22, -16, 18, -36, 32, -10, -8, 2, 0,
-        35, 1, -15, 26, 8, 0, -11, 12, 13, 12, 27, 8, -7, -1, 37, -25,
-        -27, 7, 16, 1, -17, -8, 7, -21, 9, 6, -6, -4, -6, 4, 22, 18,
-        6, 0, 22, 17, -13, -4, 6, -5, -8, 14, 3, -4, 12, -7, -24, -23,
-        1, 1, 11, -35, 8, 25, -11, -45, 1, -42, 28, 23, 10, 2, 1, -9,
-        44, -4, 24, 53, -1, -1, -1, -4, 3, -8, -1, -4, -9, 15, -6, -24,
-        -17, -11, 0, 27, -2, -13, 2, -28, -11, 26, -13, 57, -27, 13, 23, -16,
-        -9, 3, -41, 15, -15, 8, 3, -19, -1, 26, 16, -1, 31, -8, -56, -18,
-        1, 1, 18, -31, -15, 18, -7, -3, -2, 7, -14, 13, -7, 31, 30, -15,
-        -35, -1, -17, 10, 8, 17, -2, -6, 0, -11, -4, -4, -15, 2, -37, -34,
-        1, 2, -12, -34, -11, 29, -26, 19, 5, -45, 5, 10, 4, 17, 7, -28,
-        2, -7, -8, 15, -16, -24, -47, 3, 28, -24, 8, -10, -16, -5, 24, 19,
-        -8, -15, 2, 19, -26, -1, -15, 8, 0, -2, 0, 17, -32, -11, 32, -9,
-        -17, 19, -20, 29, -14, -23, 28, -23, 12, -22, 32, -15, -47, 5, -64, 39,
-        24, 8, -8, -8, -19, 0, -16, 25, 11, -31, -1, 10, 6, 9, -17, -6,
-        -40, 15, -10, 6, -12, -7, -27, -15, 11, -34, 4, -24, -31, -17, -15, 12,
-        23, 24, -44, -27, -21, -46, -28, 21, 39, -64, 22, 11, 8, -23, -63, -19,
-        -10, 21, -26, -3, -24, -31, -54, 3, 14, -21, 22, -36, 3, -6, 22, 20,
-        11, 5, -4, -32, -1, -9, -8, 41, -15, 5, 9, -64, 41, -11, 4, 32,
-        4, 16, -22, -15, 26, -11, -4, -27, -13, -31, -25, 4, -15, -40, 10, 6,
-        17, -2, -13, -14, -4, -16, -1, 9, -5, 26, -3, -18, 6, -14, -25, -9,
-        -5, 6, -11, 5, 4, -25, 7, -23, -2, 0, -22, 4, 23, -56, -28, -7,
-        20, -8, -24, 3, 1, 54, -12, -17, -10, 25, 2, -19, 5, 27, -33, -6,
-        -23, 15, -7, -30, -25, -31, 16, 11, 24, 0, -1, 11, -6, -27, -18, -13,
-        3, 7, -15, 6, -20, -34, 8, 25, 2, 10, 17, 6, -2, -3, -3, -4,
-        -8, 7, 2, 11, 7, 5, -26, -20, 8, -4, -15, 3, -15, 11, 30, -14,
-        -6, 0, -25, -3, 0, -13, -2, 7, 15, -5, -7, 1, -14, 10, 2, 12,
-        3, 8, -18, 0, -6, -11, -13, -12, 17, -13, 7, -1, 15, -22, -24, -17,
-        -12, -19, 6, 6, -13, 14, -40, -15, 2, -18, -3, -3, -27, 39, -17, 19,
-        -11, 16, -4, -45, 33, -64, 6, -9, 20, -21, 13, -2, 5, 2, -16, 2,
-        -15, 28, -11, -10, 10, -24, 10, -12, 9, -6, 21, 24, 1, -11, 28, -38,
-        31, -14, 4, -18, -17, 43, -28, -5, -11, -11, -17, 13, -12, 9, 5, -6,
-        -8, 9, -9, 3, 13, 2, 2, -17, 3, -3, -9, 2, 0, -6, 20, -18,
-        -1, 0, -19, -32, -16, 12, -41, 31, -14, -28, 12, 14, 0, -20, 10, -15,
-        -23, -9, 25, 21, 1, 5, -19, 3, 14, 9, -9, 0, -44, 22, 1, -5,
-        -4, 2, -44, -29, -15, -45, -8, -7, -10, -14, 13, 0, 34, -13, -3, -10,
-        16, -56, 8, 19, -25, -6, -19, 16, 9, -61, -43, 44, -21, -11, 4, -40,
-        -6, 23, -23, -59, 4, 9, -1, -9, 11, -35, 27, -39, 21, -28, 7, 24,
-        40, 6, 3, -35, -39, -11, -10, 25, 4, -47, -8, 5, -17, -12, 2, 10,
-        7, -11, 14, -31, 3, 3, -15, -6, -10, -21, 2, -32, 12, -18, -4, 2,
-        14, -27, -25, -44, -21, -10, -12, 21, -8, -14, 23, 5, 6, 5, 0, 44,
-        -13, -39, -27, 1, 4, 12, -25, 8, 10, 5, -51, -57, 30, -64, -13, -19,
-        9, -16, 29, -11, 0, -24, 6, -16, -15, -20, 14, -40, -8, 17, -18, -41,
-        0, -2, -31, -48, 23, -2, 3, -12, 32, -17, 8, -47, -28, -9, 23, -6,
-        13, -16, -9, 2, -1, 8, 6, -5, -2, -1, 31, -23, -3, 8, 7, -23,
-        11, -20, -15, 0, -20, 4, -25, -13, 23, -6, -16, -27, -13, -3, 18, -8,
-        8, -56, -13, 18, -14, 22, 2, 3, -6, 6, 34, 14, 1, 22, -8, -1,
-        -15, 7, -12, 1, 20, -5, -8, 0, -2, -5, -32, -34, -2, -10, 10, -17,
-        14, 11, 22, -46, 6, -11, -27, -53, 22, -5, 50, -42, -29, 53, -12, 6,
-        -13, 50, -25, -39, -1, 0, 21, 15, 64, -19, 18, -20, -24, 10, -34, 1,
-        8, 29, -9, 6, 8, -10, -9, -37, -6, 9, 17, -12, -15, 13, -4, 5,
-        -15, 16, -23, 12, -4, -3, -16, -25, 32, 13, -14, 16, 3, 26, -39, 14,
-        -6, -10, 6, 22, 10, 4, -21, -19, -18, 14, 13, 6, -29, 17, -47, -12,
-        -19, 6, 11, 57, 21, -33, 2, -16, -35, 9, -47, 5, 0, 7, -41, 22,
-        14, -2, -35, -19, 13, 0, 19, 17, -5, 1, 21, -26, -22, -3, -30, -19,
-        0, -1, 18, 22, 44, -35, -18, -60, -9, 20, 9, 16, 8, -12, 32, 3,
-        2, 3, -13, 1, -4, -15, 13, 36, 10, 3, -2, -30, -23, -33, -15, -29,
-        -11, -2, -18, -9, 19, -27, -21, -57, -11, 27, -1, 16, 16, -26, 11, 14,
-        2, -4, -7, -7, -11, 7, 28, 22, 19, 8, -2, -24, -56, 12, -33, -17,
-        -12, -10, 8, -19, 23, 18, 11, -60, 1, 24, -5, -1, 35, 0, -22, 25,
-        -13, -20, -24, 3, 35, -24, 7, -16, -6, -6, 13, 0, -64, -4, -15, -29,
-        19, 7, 52, 32, -6, -4, -52, -3, -40, -5, -21, 26, 20, 29, 0, -42,
-        5, -20, -10, -14, -25, 4, -2, -26, -2, 6, 2, -31, -55, -16, -15, -4,
-        36, 10, -10, -7, -31, -31, -46, -14, -28, -11, -9, 6, 24, 17, -26, -5,
-        0, -23, -1, -5, -56, 1, -29, -10, -26, 13, 6, -35, -27, 30, -17, 19,
-        29, -22, 6, -14, -5, -19, -50, 32, -12, 3, -11, -26, -4, 6, 10, -10,
-        -18, -13, -17, 20, 8, -23, -3, -28, -4, -15, 7, 10, -49, -9, 33, -59,
-        9, -29, 25, 30, -37, 19, 19, 29, -15, -14, -9, 9, 41, 35, 0, -26,
-        -14, -27, 6, -8, 6, 9, -22, -21, 7, -14, -8, -6, 15, -25, 33, -22,
-        24, 8, 18, 6, -38, -11, 2, -29, -3, -8, -37, 5, -16, 0, -14, -9,
-        -8, -10, 17, -16, -22, 43, -51, 32, -13, -19, -14, -30, 52, 24, -5, -1,
-        64, 25, 48, 10, 9, -29, -37, -37, 2, -3, -40, -4, -62, 17, 55, -41,
-        -6, 7, -22, -31, 21, -40, 38, 4, -12, 11, 13, 4, -13, -33, 13, 19,
-        -19, -4, -1, 22, -5, 7, -25, -34, -20, -5, -30, 19, 10, 24, 12, 3,
-        -8, 9, 0, -15, 32, -54, 32, 15, 2, -14, -17, -22, -19, -16, 0, 30,
-        -21, 5, -2, -10, -13, -20, -15, -16, -4, 4, -17, -8, 20, -1, 3, -15,
-        -19, 15, 13, 1, -11, -39, 21, 2, -16, -8, -9, -3, 2, -23, 1, 23,
-        -17, 12, 7, 6, -21, -24, -20, 30, 17, -14, -5, -19, -11, -9, -16, -34,
-        -22, 17, -3, -9, 41, 5, 2, 4, 36, -6, -16, 18, -3, -24, 4, -7,
-        8, -21, 2, 2, -18, 14, 20, -4, -16, 0, -3, -6, -2, 0, -3, -13,
-        -1, 13, 1, 2, 13, -8, -17, 2, -1, 23, -13, -6, 12, -11, -17, -10,
-        -9, -15, 4, -17, -18, -17, -11, -12, -1, 3, -12, -17, 18, 5, 18, -8,
-        -18, 25, 4, -10, -10, -4, -13, 6, 0, 23, 4, 8, 37, 2, -14, 2,
-        0, 13, 12, -10, 5, -8, -17, -6, 5, -30, 1, -4, 8, 2, 29, -15,
-        -17, -4, 13, 17, 6, 17, -24, 34, 20, -20, -6, 16, 29, -12, -34, 64,
-        20, 11, -14, -32, 7, 28, 7, -14, 13, 5, 27, -34, -36, -2, 12, -4,
-        11, 3, -25, -17, -1, -26, 4, 12, -8, 11, 5, 0, 24, -19, -24, 39,
-        -7, -7, -2, 0, -19, 4, -31, -26, 2, 14, 3, -26, 8, -4, 15, -7,
-        -11, -13, -64, -35, -26, -37, 22, -38, -15, 22, -21, -7, 18, -12, 3, 32,
-        10, 7, -13, 20, 8, 21, 34, -17, -16, -8, 18, 1, 31, 6, 7, -30,
-        0, 2, 4, 7, -17, 11, 17, 23, 2, -6, 4, 7, 28, 0, 12, 1,
-        -8, 2, -45, 15, 9, -11, -27, 14, 4, 64, -8, -21, 2, -57, 7, -13,
-        -13, -13, 15, 7, -8, 10, 1, -19, 9, 0, 8, 10, 10, -3, 14, -19,
-        -11, 8, -23, -12, 14, -15, -18, 16, -4, 38, -11, -31, -15, -43, 3, 5,
-        0, -16, 13, 17, 7, 64, 5, -42, 22, -1, 4, 27, 17, 27, -2, -42,
-        -22, 27, 1, -22, 3, -24, -10, 18, -7, 3, 8, -28, -30, -28, -5, 22,
-        -26, -4, 8, 0, 2, 13, 5, 12, 14, 3, 11, 33, 18, 15, 0, 3,
-        -5, -8, -31, 2, 5, -36, 21, 8, 9, 11, 10, -13, -11, -31, 8, 12,
-        -14, -3, 7, 0, -3, -2, -4, -24, 6, -8, 1, 25, -11, 3, -17, -19,
-        1, 9, -5, -1, -9, -26, 3, 14, -9, -14, 8, -27, -11, -12, -10, -5,
-        -11, 13, 13, 15, 3, -1, -16, -30, -3, -20, -18, 12, -27, 3, -41, -18,
-        -15, 18, -2, 5, 0, -16, -13, 8, -11, -4, 14, -4, 4, 3, -20, -1,
-        27, -12, 27, 13, 6, 24, -31, -22, -5, 22, 22, -16, 20, 8, -15, 1,
-        -12, 2, -20, -18, 24, -26, 32, 19, -34, 11, -12, 25, 26, -23, -12, 5,
-        41, 0, -3, 19, 4, 16, -17, -20, -3, 5, 1, -4, -1, 16, -26, -3,
-        -5, 8, -7, 0, 29, -20, -3, 22, -13, 33, -11, 11, 9, -44, -25, -3,
-        38, 35, -13, 26, 5, 5, 4, 4, -14, -4, -30, 1, -20, 38, -32, 11,
-        -5, 29, -13, 17, 8, -22, -18, -22, 2, 24, -6, 20, 13, -9, -42, 12,
-        -29, -2, 22, 7, 1, -24, 8, -43, -5, 15, 3, -25, -13, -9, -1, 4,
-        -5, -37, -28, -29, -20, -23, -9, -22, 32, 3, -3, 51, -28, -20, -27, -27,
-        -15, 0, 29, -21, 43, -5, -27, -40, 6, -3, -1, 20, 4, 2, 21, -44,
-        32, -6, -18, -17, -2, -9, 2, -3, 21, -11, -12, -2, 30, -11, 3, -11,
-        26, -35, 12, -21, 18, 26, -37, -22, 8, -17, 18, -12, 16, 40, -1, -64,
-        12, -8, -11, 0, -2, -5, -44, -37, 20, -37, -22, -30, 24, -3, 3, -14,
-        -2, -20, -11, -7, 13, 4, 6, -46, -17, 0, -8, -23, -1, -6, -12, -10,
-        -29, -23, -46, 3, -25, 2, 6, -14, 8, -13, -17, 45, -38, 14, -3, -11,
-        13, 1, 6, 16, -5, -12, -5, -3, 11, 8, 14, -2, 2, 1, 16, -1,
-        -17, -2, -25, 0, 13, -16, -3, -2, -10, -41, -23, -4, 2, -11, -8, 8,
-        -21, -10, 33, -25, 7, -11, -19, 36, 3, -39, -13, -15, -1, -10, -5, -5,
-        36, 31, -19, 11, 0, -24, -44, -33, 40, -51, -2, -31, -21, -2, -7, 3,
-        16, 10, -32, -12, 21, 2, 9, -11, -15, -4, -1, -15, 21, 24, -39, 8,
-        3, -3, -5, -34, -14, 14, 1, -8, -21, -15, -42, 57, -8, -9, 24, -47,
-        7, -4, -38, 9, 10, -14, -26, 20, -2, 28, -4, -4, -13, 8, -13, 29,
-        -29, -13, 3, -30, 3, -13, 10, 12, -21, 1, -46, 13, -10, 5, 0, -16,
-        -13, 11, 26, -4, 23, -30, 1, 14, 40, 24, -64, -10, -32, -5, -25, 22,
-        14, -3, -28, -4, -16, -40, 13, -33, -15, -44, 17, 21, -20, 13, -22, 13
+        21, -10, 13, 10, -8, -4, -13, 5, -50, 0, -11, 50, 2, -9, -5, -22,
+        11, 5, -4, -32, -1, -9, -8, 41, 16, -56, 8, 19, -25, -6, -19, 16,
+        14, -2, -35, -19, 13, 0, 19, 17, -6, 7, -22, -31, 21, -40, 38, 4,
+        0, 2, 4, 7, -17, 11, 17, 23, -29, -2, 22, 7, 1, -24, 8, -43,
+        -23, -21, 12, -25, -41, 4, -35, -7, -16, 18, -36, 32, -10, -8, 2, 0,
+        -15, 5, 9, -64, 41, -11, 4, 32, 9, -61, -43, 44, -21, -11, 4, -40,
+        -5, 1, 21, -26, -22, -3, -30, -19, -12, 11, 13, 4, -13, -33, 13, 19,
+        2, -6, 4, 7, 28, 0, 12, 1, -5, 15, 3, -25, -13, -9, -1, 4,
+        23, -13, 9, -63, 8, -8, 3, 31, 35, 1, -15, 26, 8, 0, -11, 12,
+        4, 16, -22, -15, 26, -11, -4, -27, -6, 23, -23, -59, 4, 9, -1, -9,
+        0, -1, 18, 22, 44, -35, -18, -60, -19, -4, -1, 22, -5, 7, -25, -34,
+        -8, 2, -45, 15, 9, -11, -27, 14, -5, -37, -28, -29, -20, -23, -9, -22,
+        -31, -5, 15, -13, -12, 13, -25, 28, 13, 12, 27, 8, -7, -1, 37, -25,
+        -13, -31, -25, 4, -15, -40, 10, 6, 11, -35, 27, -39, 21, -28, 7, 24,
+        -9, 20, 9, 16, 8, -12, 32, 3, -20, -5, -30, 19, 10, 24, 12, 3,
+        4, 64, -8, -21, 2, -57, 7, -13, 32, 3, -3, 51, -28, -20, -27, -27,
+        -3, -22, 16, 18, 2, -13, -5, 0, -27, 7, 16, 1, -17, -8, 7, -21,
+        17, -2, -13, -14, -4, -16, -1, 9, 40, 6, 3, -35, -39, -11, -10, 25,
+        2, 3, -13, 1, -4, -15, 13, 36, -8, 9, 0, -15, 32, -54, 32, 15,
+        -13, -13, 15, 7, -8, 10, 1, -19, -15, 0, 29, -21, 43, -5, -27, -40,
+        -13, -30, 5, -46, -25, -9, -18, -3, 9, 6, -6, -4, -6, 4, 22, 18,
+        -5, 26, -3, -18, 6, -14, -25, -9, 4, -47, -8, 5, -17, -12, 2, 10,
+        10, 3, -2, -30, -23, -33, -15, -29, 2, -14, -17, -22, -19, -16, 0, 30,
+        9, 0, 8, 10, 10, -3, 14, -19, 6, -3, -1, 20, 4, 2, 21, -44,
+        -8, 8, 4, -35, -13, -5, -1, -29, 6, 0, 22, 17, -13, -4, 6, -5,
+        -5, 6, -11, 5, 4, -25, 7, -23, 7, -11, 14, -31, 3, 3, -15, -6,
+        -11, -2, -18, -9, 19, -27, -21, -57, -21, 5, -2, -10, -13, -20, -15, -16,
+        -11, 8, -23, -12, 14, -15, -18, 16, 32, -6, -18, -17, -2, -9, 2, -3,
+        -17, -31, 2, -23, 1, 31, -7, 8, -8, 14, 3, -4, 12, -7, -24, -23,
+        -2, 0, -22, 4, 23, -56, -28, -7, -10, -21, 2, -32, 12, -18, -4, 2,
+        -11, 27, -1, 16, 16, -26, 11, 14, -4, 4, -17, -8, 20, -1, 3, -15,
+        -4, 38, -11, -31, -15, -43, 3, 5, 21, -11, -12, -2, 30, -11, 3, -11,
+        -22, -31, 27, -10, 8, -23, -7, 22, 1, 1, 11, -35, 8, 25, -11, -45,
+        20, -8, -24, 3, 1, 54, -12, -17, 14, -27, -25, -44, -21, -10, -12, 21,
+        2, -4, -7, -7, -11, 7, 28, 22, -19, 15, 13, 1, -11, -39, 21, 2,
+        0, -16, 13, 17, 7, 64, 5, -42, 26, -35, 12, -21, 18, 26, -37, -22,
+        32, -21, 0, -16, -40, -2, -12, -8, 1, -42, 28, 23, 10, 2, 1, -9,
+        -10, 25, 2, -19, 5, 27, -33, -6, -8, -14, 23, 5, 6, 5, 0, 44,
+        19, 8, -2, -24, -56, 12, -33, -17, -16, -8, -9, -3, 2, -23, 1, 23,
+        22, -1, 4, 27, 17, 27, -2, -42, 8, -17, 18, -12, 16, 40, -1, -64,
+        -6, 22, 23, -28, -18, 0, 14, -64, 44, -4, 24, 53, -1, -1, -1, -4,
+        -23, 15, -7, -30, -25, -31, 16, 11, -13, -39, -27, 1, 4, 12, -25, 8,
+        -12, -10, 8, -19, 23, 18, 11, -60, -17, 12, 7, 6, -21, -24, -20, 30,
+        -22, 27, 1, -22, 3, -24, -10, 18, 12, -8, -11, 0, -2, -5, -44, -37,
+        -34, -39, 20, -22, 6, 31, -8, -7, 3, -8, -1, -4, -9, 15, -6, -24,
+        24, 0, -1, 11, -6, -27, -18, -13, 10, 5, -51, -57, 30, -64, -13, -19,
+        1, 24, -5, -1, 35, 0, -22, 25, 17, -14, -5, -19, -11, -9, -16, -34,
+        -7, 3, 8, -28, -30, -28, -5, 22, 20, -37, -22, -30, 24, -3, 3, -14,
+        -10, -5, -5, -19, 10, 32, 17, -18, -17, -11, 0, 27, -2, -13, 2, -28,
+        3, 7, -15, 6, -20, -34, 8, 25, 9, -16, 29, -11, 0, -24, 6, -16,
+        -13, -20, -24, 3, 35, -24, 7, -16, -22, 17, -3, -9, 41, 5, 2, 4,
+        -26, -4, 8, 0, 2, 13, 5, 12, -2, -20, -11, -7, 13, 4, 6, -46,
+        -48, -2, 13, 31, 0, 12, -27, 15, -11, 26, -13, 57, -27, 13, 23, -16,
+        2, 10, 17, 6, -2, -3, -3, -4, -15, -20, 14, -40, -8, 17, -18, -41,
+        -6, -6, 13, 0, -64, -4, -15, -29, 36, -6, -16, 18, -3, -24, 4, -7,
+        14, 3, 11, 33, 18, 15, 0, 3, -17, 0, -8, -23, -1, -6, -12, -10,
+        12, 4, 16, -2, -7, -16, -33, 12, -9, 3, -41, 15, -15, 8, 3, -19,
+        -8, 7, 2, 11, 7, 5, -26, -20, 0, -2, -31, -48, 23, -2, 3, -12,
+        19, 7, 52, 32, -6, -4, -52, -3, 8, -21, 2, 2, -18, 14, 20, -4,
+        -5, -8, -31, 2, 5, -36, 21, 8, -29, -23, -46, 3, -25, 2, 6, -14,
+        0, 3, 20, -39, -17, -1, 15, 1, -1, 26, 16, -1, 31, -8, -56, -18,
+        8, -4, -15, 3, -15, 11, 30, -14, 32, -17, 8, -47, -28, -9, 23, -6,
+        -40, -5, -21, 26, 20, 29, 0, -42, -16, 0, -3, -6, -2, 0, -3, -13,
+        9, 11, 10, -13, -11, -31, 8, 12, 8, -13, -17, 45, -38, 14, -3, -11,
+        -22, 17, 12, 9, 7, -5, 17, -27, 1, 1, 18, -31, -15, 18, -7, -3,
+        -6, 0, -25, -3, 0, -13, -2, 7, 13, -16, -9, 2, -1, 8, 6, -5,
+        5, -20, -10, -14, -25, 4, -2, -26, -1, 13, 1, 2, 13, -8, -17, 2,
+        -14, -3, 7, 0, -3, -2, -4, -24, 13, 1, 6, 16, -5, -12, -5, -3,
+        -15, -1, 8, 15, -28, -6, 8, -14, -2, 7, -14, 13, -7, 31, 30, -15,
+        15, -5, -7, 1, -14, 10, 2, 12, -2, -1, 31, -23, -3, 8, 7, -23,
+        -2, 6, 2, -31, -55, -16, -15, -4, -1, 23, -13, -6, 12, -11, -17, -10,
+        6, -8, 1, 25, -11, 3, -17, -19, 11, 8, 14, -2, 2, 1, 16, -1,
+        -26, 13, 12, 9, -4, -4, -3, -25, -35, -1, -17, 10, 8, 17, -2, -6,
+        3, 8, -18, 0, -6, -11, -13, -12, 11, -20, -15, 0, -20, 4, -25, -13,
+        36, 10, -10, -7, -31, -31, -46, -14, -9, -15, 4, -17, -18, -17, -11, -12,
+        1, 9, -5, -1, -9, -26, 3, 14, -17, -2, -25, 0, 13, -16, -3, -2,
+        -12, -23, 6, -31, 11, -7, 7, 3, 0, -11, -4, -4, -15, 2, -37, -34,
+        17, -13, 7, -1, 15, -22, -24, -17, 23, -6, -16, -27, -13, -3, 18, -8,
+        -28, -11, -9, 6, 24, 17, -26, -5, -1, 3, -12, -17, 18, 5, 18, -8,
+        -9, -14, 8, -27, -11, -12, -10, -5, -10, -41, -23, -4, 2, -11, -8, 8,
+        -23, 22, 24, -23, 12, -14, 8, 22, 1, 2, -12, -34, -11, 29, -26, 19,
+        -12, -19, 6, 6, -13, 14, -40, -15, 8, -56, -13, 18, -14, 22, 2, 3,
+        0, -23, -1, -5, -56, 1, -29, -10, -18, 25, 4, -10, -10, -4, -13, 6,
+        -11, 13, 13, 15, 3, -1, -16, -30, -21, -10, 33, -25, 7, -11, -19, 36,
+        13, -5, 5, 29, -5, -20, -9, -12, 5, -45, 5, 10, 4, 17, 7, -28,
+        2, -18, -3, -3, -27, 39, -17, 19, -6, 6, 34, 14, 1, 22, -8, -1,
+        -26, 13, 6, -35, -27, 30, -17, 19, 0, 23, 4, 8, 37, 2, -14, 2,
+        -3, -20, -18, 12, -27, 3, -41, -18, 3, -39, -13, -15, -1, -10, -5, -5,
+        -16, 32, 12, 51, -9, 9, 7, -30, 2, -7, -8, 15, -16, -24, -47, 3,
+        -11, 16, -4, -45, 33, -64, 6, -9, -15, 7, -12, 1, 20, -5, -8, 0,
+        29, -22, 6, -14, -5, -19, -50, 32, 0, 13, 12, -10, 5, -8, -17, -6,
+        -15, 18, -2, 5, 0, -16, -13, 8, 36, 31, -19, 11, 0, -24, -44, -33,
+        -26, 0, -3, -4, 2, -11, -6, -8, 28, -24, 8, -10, -16, -5, 24, 19,
+        20, -21, 13, -2, 5, 2, -16, 2, -2, -5, -32, -34, -2, -10, 10, -17,
+        -12, 3, -11, -26, -4, 6, 10, -10, 5, -30, 1, -4, 8, 2, 29, -15,
+        -11, -4, 14, -4, 4, 3, -20, -1, 40, -51, -2, -31, -21, -2, -7, 3,
+        12, 12, -17, 7, 25, 14, 28, -26, -8, -15, 2, 19, -26, -1, -15, 8,
+        -15, 28, -11, -10, 10, -24, 10, -12, 14, 11, 22, -46, 6, -11, -27, -53,
+        -18, -13, -17, 20, 8, -23, -3, -28, -17, -4, 13, 17, 6, 17, -24, 34,
+        27, -12, 27, 13, 6, 24, -31, -22, 16, 10, -32, -12, 21, 2, 9, -11,
+        18, 43, -3, 6, -16, 10, -11, 22, 0, -2, 0, 17, -32, -11, 32, -9,
+        9, -6, 21, 24, 1, -11, 28, -38, 22, -5, 50, -42, -29, 53, -12, 6,
+        -4, -15, 7, 10, -49, -9, 33, -59, 20, -20, -6, 16, 29, -12, -34, 64,
+        -5, 22, 22, -16, 20, 8, -15, 1, -15, -4, -1, -15, 21, 24, -39, 8,
+        27, 5, 3, 5, -7, 9, 2, -13, -17, 19, -20, 29, -14, -23, 28, -23,
+        31, -14, 4, -18, -17, 43, -28, -5, -13, 50, -25, -39, -1, 0, 21, 15,
+        9, -29, 25, 30, -37, 19, 19, 29, 20, 11, -14, -32, 7, 28, 7, -14,
+        -12, 2, -20, -18, 24, -26, 32, 19, 3, -3, -5, -34, -14, 14, 1, -8,
+        -4, -4, 1, -32, 22, 8, 24, -39, 12, -22, 32, -15, -47, 5, -64, 39,
+        -11, -11, -17, 13, -12, 9, 5, -6, 64, -19, 18, -20, -24, 10, -34, 1,
+        -15, -14, -9, 9, 41, 35, 0, -26, 13, 5, 27, -34, -36, -2, 12, -4,
+        -34, 11, -12, 25, 26, -23, -12, 5, -21, -15, -42, 57, -8, -9, 24, -47,
+        10, 21, -23, 13, 11, -3, -1, -58, 24, 8, -8, -8, -19, 0, -16, 25,
+        -8, 9, -9, 3, 13, 2, 2, -17, 8, 29, -9, 6, 8, -10, -9, -37,
+        -14, -27, 6, -8, 6, 9, -22, -21, 11, 3, -25, -17, -1, -26, 4, 12,
+        41, 0, -3, 19, 4, 16, -17, -20, 7, -4, -38, 9, 10, -14, -26, 20,
+        24, 28, -3, 11, -7, -19, -8, 14, 11, -31, -1, 10, 6, 9, -17, -6,
+        3, -3, -9, 2, 0, -6, 20, -18, -6, 9, 17, -12, -15, 13, -4, 5,
+        7, -14, -8, -6, 15, -25, 33, -22, -8, 11, 5, 0, 24, -19, -24, 39,
+        -3, 5, 1, -4, -1, 16, -26, -3, -2, 28, -4, -4, -13, 8, -13, 29,
+        3, -12, -6, 9, 8, 10, -2, -5, -40, 15, -10, 6, -12, -7, -27, -15,
+        -1, 0, -19, -32, -16, 12, -41, 31, -15, 16, -23, 12, -4, -3, -16, -25,
+        24, 8, 18, 6, -38, -11, 2, -29, -7, -7, -2, 0, -19, 4, -31, -26,
+        -5, 8, -7, 0, 29, -20, -3, 22, -29, -13, 3, -30, 3, -13, 10, 12,
+        9, -12, 7, -11, -5, 0, 8, -14, 11, -34, 4, -24, -31, -17, -15, 12,
+        -14, -28, 12, 14, 0, -20, 10, -15, 32, 13, -14, 16, 3, 26, -39, 14,
+        -3, -8, -37, 5, -16, 0, -14, -9, 2, 14, 3, -26, 8, -4, 15, -7,
+        -13, 33, -11, 11, 9, -44, -25, -3, -21, 1, -46, 13, -10, 5, 0, -16,
+        -5, 64, -15, 0, 16, -8, -36, -31, 23, 24, -44, -27, -21, -46, -28, 21,
+        -23, -9, 25, 21, 1, 5, -19, 3, -6, -10, 6, 22, 10, 4, -21, -19,
+        -8, -10, 17, -16, -22, 43, -51, 32, -11, -13, -64, -35, -26, -37, 22, -38,
+        38, 35, -13, 26, 5, 5, 4, 4, -13, 11, 26, -4, 23, -30, 1, 14,
+        14, 26, -7, 35, 19, -30, -9, 23, 39, -64, 22, 11, 8, -23, -63, -19,
+        14, 9, -9, 0, -44, 22, 1, -5, -18, 14, 13, 6, -29, 17, -47, -12,
+        -13, -19, -14, -30, 52, 24, -5, -1, -15, 22, -21, -7, 18, -12, 3, 32,
+        -14, -4, -30, 1, -20, 38, -32, 11, 40, 24, -64, -10, -32, -5, -25, 22,
+        29, -11, -23, -6, -2, 41, -25, 5, -10, 21, -26, -3, -24, -31, -54, 3,
+        -4, 2, -44, -29, -15, -45, -8, -7, -19, 6, 11, 57, 21, -33, 2, -16,
+        64, 25, 48, 10, 9, -29, -37, -37, 10, 7, -13, 20, 8, 21, 34, -17,
+        -5, 29, -13, 17, 8, -22, -18, -22, 14, -3, -28, -4, -16, -40, 13, -33,
+        12, 23, -4, 13, 0, -8, -18, -2, 14, -21, 22, -36, 3, -6, 22, 20,
+        -10, -14, 13, 0, 34, -13, -3, -10, -35, 9, -47, 5, 0, 7, -41, 22,
+        2, -3, -40, -4, -62, 17, 55, -41, -16, -8, 18, 1, 31, 6, 7, -30,
+        2, 24, -6, 20, 13, -9, -42, 12, -15, -44, 17, 21, -20, 13, -22, 13
 }};
 static const int32_t b4[16] = {
     -1671, 3918, -4265, 8827, 2039, 2358, 9608, 5461, 1379, 9401, 2605, 507, -1524, 1606, 1716, 8387
@@ -909,150 +1297,150 @@ static const union {
     int8_t v[2304];
     uint32_t words[576];
 } w5 = {{
-        -18, -8, 5, -17, -8, 10, -22, 0, 30, -14, -56, 34, 41, 10, -55, 9,
-        -4, -44, -17, -22, 2, -16, 5, -42, -41, 15, -38, 29, 23, 12, -15, -8,
-        -37, 2, 0, -17, 8, 2, -10, -19, -11, 33, -16, 6, 19, 1, -19, 3,
-        18, -8, 13, -41, 17, 11, 16, -39, 34, -20, -47, 34, 31, -3, -6, 6,
-        6, 8, -29, 5, 7, 6, -28, 10, -10, 4, -54, -8, 33, -5, -29, 32,
-        15, -22, 14, -48, 11, 29, 9, -30, 26, 12, -64, 1, 18, 21, 29, 20,
-        24, -15, 25, -17, 0, 8, -9, 14, 16, -30, -61, 9, -21, -18, -31, 3,
-        42, -37, -2, -6, 23, -18, -32, -8, -35, 3, -29, -29, 15, -8, 11, 17,
-        2, -22, -28, -27, -8, -13, -5, -2, -8, -13, -6, -32, -11, -19, 11, 9,
-        8, -21, 10, 25, -20, 0, -11, 15, -5, -2, -32, -20, -11, -3, 6, 18,
-        30, -33, -3, -16, 7, -6, -8, 6, 15, -39, 10, -8, -5, 4, -3, 5,
-        -28, -19, 0, -12, 18, 18, 7, -20, -19, -4, -4, -33, -4, 12, -10, 20,
-        11, -16, -7, 37, 21, -4, -27, -19, 20, 0, -40, -42, -21, 6, 6, 20,
-        33, 0, 5, -20, -1, 8, -10, -27, -35, 28, -46, -17, -19, -7, 7, 16,
-        -16, 14, -36, -5, -11, -9, -6, 1, -16, -8, 1, -45, 0, -20, 14, 63,
-        -13, -2, 15, 17, 8, -23, 27, -40, -19, 16, -34, 9, -7, -11, 10, 7,
-        -12, 61, 2, 8, 16, -2, 7, 18, -3, -46, 23, -32, -5, 22, -7, 62,
-        -17, -14, 18, -10, 5, -11, 7, -47, -37, -42, -21, -16, 38, 64, 19, -6,
-        -7, -29, -22, -10, -11, -28, -7, 18, -19, 6, -6, 15, 13, 11, -59, -18,
-        3, 17, 1, -11, -16, -53, 31, -35, -24, -20, 28, -32, -47, 51, -25, -34,
-        -6, -2, -20, 13, -6, -11, -20, -15, -13, 4, -5, -3, -6, 3, 5, -12,
-        -7, 17, 8, -11, -2, -34, 15, -23, 19, -32, -10, -17, -13, -4, -14, 5,
-        6, -4, -22, -10, -61, -18, 2, 19, -33, 1, 5, -19, -8, 17, -27, 11,
-        8, 7, 15, 8, -1, -5, 28, -24, -13, -26, 39, -27, 13, 21, 11, 59,
-        8, -14, -2, -20, -29, 9, -18, 4, -30, 1, -10, 2, -26, 18, -9, -5,
-        8, 10, -2, -1, -10, 19, 4, -34, -21, 3, 3, -25, 10, -22, 9, -35,
-        -1, -26, -44, -5, -8, 3, -5, 9, -10, -10, -10, -25, 2, -9, 37, 18,
-        -10, 3, -5, 11, 10, 18, -18, -16, -8, -1, -18, -5, 1, -37, 31, -8,
-        14, -12, -23, -11, -39, -7, 19, 18, -14, -27, 11, -18, -15, 8, -4, 8,
-        13, -10, 2, 21, -2, 9, -9, -23, -5, 5, 3, -18, -10, 5, -6, 32,
-        -22, 1, 0, 2, -29, 17, 16, 18, -7, -22, 16, 37, -29, 2, 33, 17,
-        44, -8, 3, -18, -20, 22, -49, -27, 1, 8, -14, -40, 23, 16, -15, 4,
-        -31, 11, -64, -12, 8, 26, 41, -8, 1, -25, 6, 12, -31, -6, 24, 14,
-        -10, -13, 6, -23, 2, -1, -31, -52, 14, 11, -7, -15, 16, -9, 1, 43,
-        -41, 17, -7, -18, -31, 0, 26, -25, -27, -36, 39, -13, -34, 3, -4, -7,
-        -5, -7, 10, -42, -1, 2, -35, -64, -18, 6, 11, -2, -26, 12, -3, 43,
-        27, -31, -22, -19, -7, 18, -32, 5, -4, 37, 23, 1, 13, 5, -11, -8,
-        -26, 31, 26, -6, 23, -5, -2, 2, -38, 17, -47, 6, 32, 30, -28, 4,
-        -12, -20, 5, 4, 11, 19, -45, -5, -3, 53, 20, 6, 8, -8, 7, -1,
-        4, 20, 8, 0, 17, 21, -7, 16, -16, -16, -14, 24, 10, 2, -30, -15,
-        -12, -41, -8, -6, 44, 22, -16, -26, -16, 64, 1, 0, 21, 36, 4, 0,
-        24, 14, 21, -38, 17, -4, 5, 20, 19, 11, -27, 23, -16, 13, -10, -64,
-        -1, -13, 16, -7, 11, -4, 5, -30, 25, 9, 10, 18, 8, 14, -12, -18,
-        6, 4, -4, 1, -36, 3, 18, 14, -35, 3, -10, 0, -23, 15, -5, -4,
-        -23, -9, 5, 6, -6, -17, -26, 6, -12, -5, -10, 19, -17, 0, 5, 8,
-        2, -3, -25, 10, -15, 7, 11, -16, -4, -13, -6, 15, -1, 13, -4, 6,
-        25, -9, 6, -1, 20, -17, 6, -15, 21, -12, -21, 1, 12, 26, 31, 4,
-        -22, 15, 11, -27, 4, 1, 4, -2, -18, -16, 1, -3, -31, -17, 6, -15,
-        -14, 1, 17, 16, -8, -1, -15, -45, 33, 16, 6, 4, 5, 16, -21, -36,
-        -35, 0, 20, -16, -52, -7, 25, -3, -15, 32, 8, -18, -16, -8, 0, 2,
-        -25, 15, 7, 31, 4, 6, -10, -17, 7, 13, 4, -20, 1, 5, 15, 2,
-        -13, 10, 15, 4, -13, -4, 8, 17, -1, 29, -13, -4, -10, -1, 0, 3,
-        24, 59, 30, 53, 26, -10, 21, -27, 6, -7, 13, -15, -2, 2, 26, 41,
-        -43, -5, 56, -19, 4, 0, 15, 19, 23, -26, -21, -11, -8, -6, -14, -24,
-        -13, 8, 4, -26, -27, 16, -7, -4, -36, 9, 43, 2, -51, 16, 0, -20,
-        -9, 45, -5, -38, -23, -12, 2, 27, -39, -21, 44, -2, 29, -32, -9, -15,
-        2, -6, 18, -17, 3, 0, -40, 7, -41, 3, 4, 8, -38, 2, 0, -15,
-        -9, 4, 8, -26, -29, -8, 2, 15, -29, -17, 33, 6, -12, -2, -23, -5,
-        9, 4, 20, -24, 1, -2, -7, 2, -30, 9, 53, 3, -39, 15, -12, -1,
-        -14, 3, -26, -4, -5, -14, 9, 26, -42, -53, 64, -9, -8, -1, -28, -1,
-        4, 11, -8, 9, -30, -15, 0, -16, 6, -4, 13, 20, -20, 4, -6, -46,
-        18, 7, -8, 30, -64, -6, 10, -20, -8, -6, 32, 13, -18, 1, 1, 1,
-        -26, -11, -19, -4, 15, -7, -4, 6, -17, -14, -5, 8, 2, -12, -2, -2,
-        -19, 17, 6, -7, -12, 1, 15, -23, -6, 5, -51, 12, -15, 1, -4, 2,
-        3, -4, -24, -6, -14, -19, 22, 17, 1, -24, 37, 7, -3, 25, 14, 12,
-        -25, 15, 9, 10, 11, 5, 11, -8, -18, -36, 3, -1, 3, -6, -29, 2,
-        16, 5, -30, 16, -38, -9, -11, -42, 0, 20, -9, 23, -5, 9, 17, -62,
-        -16, 2, 36, -7, -35, 6, -7, -10, -15, -15, 58, -1, 17, -3, -24, 7,
-        -27, -9, -7, 11, 22, 24, 8, -33, -27, 2, 9, 0, -3, 0, 15, -7,
-        1, -2, 15, -42, -3, 0, 1, -6, -9, -9, 45, 7, -20, -7, -11, 28,
-        23, -17, 7, 12, -2, -2, 16, -58, -19, 28, 12, 10, -3, 16, 23, 19,
-        -6, -19, 37, -26, 11, -7, 2, -4, 2, 14, 25, 21, -33, 8, -30, 1,
-        -15, 60, -16, -21, -4, 0, 15, 5, -38, -16, 3, -3, 19, 3, -40, 20,
-        16, 27, 1, 3, -5, -61, 13, -11, 26, -50, -50, -3, -43, 18, -2, 28,
-        17, 4, 0, 2, -3, 18, 8, -5, -20, -7, 38, 9, -15, 7, -1, 14,
-        -3, 10, 22, -8, 26, -26, 16, -28, -12, -18, -7, -23, -15, -1, -17, 29,
-        -7, 36, 1, -7, -40, -9, 22, -1, 12, -19, 39, 14, -13, 8, -7, -18,
-        -2, 8, 8, 15, 9, -10, 0, -46, -3, -64, -18, -49, 14, -7, -25, 57,
-        -7, 0, -16, 7, -2, 16, -1, 31, 9, -3, 2, -10, 3, 1, 5, -12,
-        -20, -8, 35, 19, -24, -31, 16, 2, -11, -38, 6, 29, 6, 22, -6, 3,
-        6, 14, 40, 2, -5, 10, 7, -5, -1, 40, 6, -1, -5, -11, 17, -24,
-        2, 8, 43, -19, -5, -5, 0, -5, -12, -4, 23, 41, -11, 2, 1, -11,
-        -26, 14, 13, -13, -41, -8, 31, -5, 9, -17, 2, -2, 27, -12, 9, -14,
-        -30, -5, 9, -7, -31, -6, -1, -20, -11, -53, -5, -13, -19, -9, 3, -13,
-        -4, 16, -5, 7, -7, -17, -25, -3, 32, -18, 3, 5, -29, 2, 16, -46,
-        -33, -5, 2, 12, -14, -2, 13, 18, -8, -24, 13, 36, 11, -20, -28, 22,
-        7, 22, 45, -3, 10, 17, 26, -13, -3, 2, 3, 14, -30, 3, 0, -34,
-        -9, -2, -10, 15, -19, 0, 22, 8, -33, -12, -27, 9, -19, -15, -2, 35,
-        2, 23, 3, 36, -10, 9, 16, -36, 36, -37, -35, -18, -12, -9, 13, -26,
-        -8, 3, -9, 24, 21, -13, -2, -6, -38, -39, -32, -6, -64, -39, 7, 31,
-        -10, -25, 8, 31, -16, 7, 0, 15, 27, -13, -16, 1, -7, -54, -17, 4,
-        8, -32, -12, 0, -1, -26, -12, 0, 0, 26, 16, 21, -2, -64, 12, -8,
-        -7, -5, 11, 20, -8, 1, 11, 12, 10, 0, -10, -5, 1, -37, -6, 0,
-        1, -36, 1, -13, -19, -37, 3, -38, -3, 5, 9, 13, -3, -46, -6, 2,
-        6, -19, 0, 18, -53, -7, -10, 10, 19, -3, 0, 9, 1, -46, -6, 4,
-        -3, -18, 5, -41, -17, -17, 2, -15, -5, -5, 1, 17, -8, -45, -16, 2,
-        -18, -7, -4, -3, -7, -5, -3, 12, 14, -13, -14, 14, 2, -15, -21, 3,
-        12, -18, -20, 3, -6, -19, 3, 24, 10, 18, 3, 5, 6, -27, 16, 0,
-        13, 0, 12, -14, 0, -5, -3, -4, -10, -11, 8, 12, 6, -7, -6, -16,
-        7, -19, -3, 3, 1, -16, -2, -2, 11, 3, -15, 5, 1, -33, 1, 6,
-        -10, -20, -11, 1, -48, -10, -35, -1, -16, -9, 1, 0, 7, -35, -2, -25,
-        2, -21, 10, -1, -4, -26, 4, 4, 1, 10, -8, 16, 2, -16, 0, 13,
-        -8, -30, -17, 24, -33, -4, -13, 18, -3, -7, -50, -21, 23, -27, -15, -23,
-        -5, -22, -36, 1, 7, -19, -39, 4, -40, -5, 45, 5, 11, -16, 21, -4,
-        -19, -33, -18, 27, -21, -6, -38, 6, 13, -5, -6, -29, 6, -17, -4, -21,
-        -12, -3, -26, 1, -18, -5, -35, -17, -21, 0, 16, -4, -19, -10, -1, 1,
-        -14, -64, -47, 16, -53, -26, -41, 15, 32, -8, -12, -14, 22, -31, 3, -35,
-        -15, -17, -21, 5, -9, -12, -19, -17, -6, 14, 36, -2, -38, -9, 13, 27,
-        -4, -25, -24, -8, -32, -27, -10, -39, -4, 18, 23, 8, 21, 24, 20, 5,
-        -27, 50, 34, -5, -36, 0, 7, 0, -11, -30, -21, -14, -13, -32, 21, -27,
-        -10, -15, -11, 18, -2, -6, 0, -27, 9, 26, 1, 9, 33, 1, -1, 4,
-        -12, 2, 11, 9, -11, -14, 18, -22, -8, -31, -10, -4, -11, -28, 20, 14,
-        -12, -18, -4, -9, -25, -15, 12, -9, -11, 0, -1, 12, 4, 26, -28, 22,
-        -9, 2, 22, 1, -22, 1, 8, 2, 2, -3, 2, -7, 0, 12, 14, 24,
-        -6, -7, 9, 18, -21, 0, -6, 1, 6, 7, 26, 7, 21, 14, 9, 6,
-        -11, -4, -16, -14, -61, -10, 24, 12, -9, -21, -7, 2, -4, -9, -11, -13,
-        2, 14, -6, -9, -23, -6, -10, -19, 15, 13, -7, 7, -3, -15, 19, -2,
-        -2, -3, -12, 4, -25, -2, 12, -30, -6, -31, 6, 13, 1, -23, -29, 4,
-        2, -3, -4, -12, -28, -6, -16, 2, 0, -7, -14, -12, 15, 3, 12, 27,
-        -15, 9, 15, -9, -11, 21, 2, -12, -18, -29, 14, 7, 15, 10, -5, 12,
-        -20, -14, 8, 32, -10, -15, -31, -51, 11, -18, 1, 14, 15, 23, 15, -4,
-        3, -6, -40, 11, -43, -24, 44, 11, -5, 4, 11, -16, 2, -7, 26, -8,
-        -17, -13, 9, 15, -16, -7, -23, -59, 5, -19, -8, 11, 2, 8, -5, -13,
-        2, 6, -37, 0, -5, -16, 20, 6, 5, 16, -2, -9, -29, -32, 25, 16,
-        -24, -20, -19, 64, 25, -23, 13, -64, 16, -54, -16, -16, 1, 58, 3, 28,
-        -16, 23, -37, -13, 1, -19, 48, -2, -23, -32, -12, -6, -7, 21, 24, 22,
-        4, -64, 8, -1, -8, 14, -2, -3, -17, 40, 13, -3, -62, -1, 21, -13,
-        -26, 7, 36, 5, 12, 22, -10, -3, -24, 11, -10, 14, -17, -18, 14, -2,
-        -6, -24, 5, 21, -1, 0, 7, 19, -21, 35, -2, -3, -64, -7, -1, -11,
-        -11, 4, 5, 3, -10, 15, -2, 9, -24, -8, -4, 18, -12, 14, 0, 2,
-        9, -46, 18, 7, 18, 2, 24, -9, -19, 31, -12, 9, -59, -10, 32, 2,
-        6, 4, 17, -31, 1, -12, -7, 11, -23, 8, -13, 11, -32, -27, 21, -3,
-        -28, -24, 9, -7, -14, 4, 5, -7, -1, 8, 11, -1, -24, 0, 4, -6,
-        -22, -5, -5, -6, 19, 6, -14, -6, 13, 1, -23, 10, -6, 3, 11, 3,
-        -3, -9, -4, -2, -1, 12, -2, 6, -4, -5, -4, 11, -16, -6, -5, 7,
-        -12, -5, -5, -5, -8, 5, -5, -9, 9, -25, 1, 7, 1, 13, -8, 12,
-        -6, -30, 17, -2, 20, 0, 10, -5, -19, 6, -14, 2, -32, 4, 14, 14,
-        -3, 5, 14, -8, 12, 0, 1, -5, -5, -13, 2, 7, -5, -10, -15, 18,
-        -25, -34, -11, 21, 3, 8, -14, -11, -18, 15, -8, -17, -18, 2, 1, 8,
-        -27, -4, -32, 7, -8, 16, -18, -18, -6, 2, -18, -6, 0, -4, -4, 13,
-        -15, -29, -8, 18, 1, 18, 3, -3, -8, 1, -20, -13, -18, -9, 19, 14,
-        -13, 12, -19, -21, 3, -7, -7, -24, 3, 7, -12, 3, 10, 2, -9, 12,
-        -23, -53, -27, 32, 2, -5, 3, -18, -9, -22, -25, -17, -37, 13, 15, 15,
-        -32, 18, -18, -17, 18, -9, 0, -23, 3, -17, -7, 0, 17, 25, -6, 12
+        -18, -8, 5, -17, -8, 10, -22, 0, -7, -29, -22, -10, -11, -28, -7, 18,
+        27, -31, -22, -19, -7, 18, -32, 5, -13, 8, 4, -26, -27, 16, -7, -4,
+        -15, 60, -16, -21, -4, 0, 15, 5, -10, -25, 8, 31, -16, 7, 0, 15,
+        -4, -25, -24, -8, -32, -27, -10, -39, 4, -64, 8, -1, -8, 14, -2, -3,
+        30, -14, -56, 34, 41, 10, -55, 9, -19, 6, -6, 15, 13, 11, -59, -18,
+        -4, 37, 23, 1, 13, 5, -11, -8, -36, 9, 43, 2, -51, 16, 0, -20,
+        -38, -16, 3, -3, 19, 3, -40, 20, 27, -13, -16, 1, -7, -54, -17, 4,
+        -4, 18, 23, 8, 21, 24, 20, 5, -17, 40, 13, -3, -62, -1, 21, -13,
+        -4, -44, -17, -22, 2, -16, 5, -42, 3, 17, 1, -11, -16, -53, 31, -35,
+        -26, 31, 26, -6, 23, -5, -2, 2, -9, 45, -5, -38, -23, -12, 2, 27,
+        16, 27, 1, 3, -5, -61, 13, -11, 8, -32, -12, 0, -1, -26, -12, 0,
+        -27, 50, 34, -5, -36, 0, 7, 0, -26, 7, 36, 5, 12, 22, -10, -3,
+        -41, 15, -38, 29, 23, 12, -15, -8, -24, -20, 28, -32, -47, 51, -25, -34,
+        -38, 17, -47, 6, 32, 30, -28, 4, -39, -21, 44, -2, 29, -32, -9, -15,
+        26, -50, -50, -3, -43, 18, -2, 28, 0, 26, 16, 21, -2, -64, 12, -8,
+        -11, -30, -21, -14, -13, -32, 21, -27, -24, 11, -10, 14, -17, -18, 14, -2,
+        -37, 2, 0, -17, 8, 2, -10, -19, -6, -2, -20, 13, -6, -11, -20, -15,
+        -12, -20, 5, 4, 11, 19, -45, -5, 2, -6, 18, -17, 3, 0, -40, 7,
+        17, 4, 0, 2, -3, 18, 8, -5, -7, -5, 11, 20, -8, 1, 11, 12,
+        -10, -15, -11, 18, -2, -6, 0, -27, -6, -24, 5, 21, -1, 0, 7, 19,
+        -11, 33, -16, 6, 19, 1, -19, 3, -13, 4, -5, -3, -6, 3, 5, -12,
+        -3, 53, 20, 6, 8, -8, 7, -1, -41, 3, 4, 8, -38, 2, 0, -15,
+        -20, -7, 38, 9, -15, 7, -1, 14, 10, 0, -10, -5, 1, -37, -6, 0,
+        9, 26, 1, 9, 33, 1, -1, 4, -21, 35, -2, -3, -64, -7, -1, -11,
+        18, -8, 13, -41, 17, 11, 16, -39, -7, 17, 8, -11, -2, -34, 15, -23,
+        4, 20, 8, 0, 17, 21, -7, 16, -9, 4, 8, -26, -29, -8, 2, 15,
+        -3, 10, 22, -8, 26, -26, 16, -28, 1, -36, 1, -13, -19, -37, 3, -38,
+        -12, 2, 11, 9, -11, -14, 18, -22, -11, 4, 5, 3, -10, 15, -2, 9,
+        34, -20, -47, 34, 31, -3, -6, 6, 19, -32, -10, -17, -13, -4, -14, 5,
+        -16, -16, -14, 24, 10, 2, -30, -15, -29, -17, 33, 6, -12, -2, -23, -5,
+        -12, -18, -7, -23, -15, -1, -17, 29, -3, 5, 9, 13, -3, -46, -6, 2,
+        -8, -31, -10, -4, -11, -28, 20, 14, -24, -8, -4, 18, -12, 14, 0, 2,
+        6, 8, -29, 5, 7, 6, -28, 10, 6, -4, -22, -10, -61, -18, 2, 19,
+        -12, -41, -8, -6, 44, 22, -16, -26, 9, 4, 20, -24, 1, -2, -7, 2,
+        -7, 36, 1, -7, -40, -9, 22, -1, 6, -19, 0, 18, -53, -7, -10, 10,
+        -12, -18, -4, -9, -25, -15, 12, -9, 9, -46, 18, 7, 18, 2, 24, -9,
+        -10, 4, -54, -8, 33, -5, -29, 32, -33, 1, 5, -19, -8, 17, -27, 11,
+        -16, 64, 1, 0, 21, 36, 4, 0, -30, 9, 53, 3, -39, 15, -12, -1,
+        12, -19, 39, 14, -13, 8, -7, -18, 19, -3, 0, 9, 1, -46, -6, 4,
+        -11, 0, -1, 12, 4, 26, -28, 22, -19, 31, -12, 9, -59, -10, 32, 2,
+        15, -22, 14, -48, 11, 29, 9, -30, 8, 7, 15, 8, -1, -5, 28, -24,
+        24, 14, 21, -38, 17, -4, 5, 20, -14, 3, -26, -4, -5, -14, 9, 26,
+        -2, 8, 8, 15, 9, -10, 0, -46, -3, -18, 5, -41, -17, -17, 2, -15,
+        -9, 2, 22, 1, -22, 1, 8, 2, 6, 4, 17, -31, 1, -12, -7, 11,
+        26, 12, -64, 1, 18, 21, 29, 20, -13, -26, 39, -27, 13, 21, 11, 59,
+        19, 11, -27, 23, -16, 13, -10, -64, -42, -53, 64, -9, -8, -1, -28, -1,
+        -3, -64, -18, -49, 14, -7, -25, 57, -5, -5, 1, 17, -8, -45, -16, 2,
+        2, -3, 2, -7, 0, 12, 14, 24, -23, 8, -13, 11, -32, -27, 21, -3,
+        24, -15, 25, -17, 0, 8, -9, 14, 8, -14, -2, -20, -29, 9, -18, 4,
+        -1, -13, 16, -7, 11, -4, 5, -30, 4, 11, -8, 9, -30, -15, 0, -16,
+        -7, 0, -16, 7, -2, 16, -1, 31, -18, -7, -4, -3, -7, -5, -3, 12,
+        -6, -7, 9, 18, -21, 0, -6, 1, -28, -24, 9, -7, -14, 4, 5, -7,
+        16, -30, -61, 9, -21, -18, -31, 3, -30, 1, -10, 2, -26, 18, -9, -5,
+        25, 9, 10, 18, 8, 14, -12, -18, 6, -4, 13, 20, -20, 4, -6, -46,
+        9, -3, 2, -10, 3, 1, 5, -12, 14, -13, -14, 14, 2, -15, -21, 3,
+        6, 7, 26, 7, 21, 14, 9, 6, -1, 8, 11, -1, -24, 0, 4, -6,
+        42, -37, -2, -6, 23, -18, -32, -8, 8, 10, -2, -1, -10, 19, 4, -34,
+        6, 4, -4, 1, -36, 3, 18, 14, 18, 7, -8, 30, -64, -6, 10, -20,
+        -20, -8, 35, 19, -24, -31, 16, 2, 12, -18, -20, 3, -6, -19, 3, 24,
+        -11, -4, -16, -14, -61, -10, 24, 12, -22, -5, -5, -6, 19, 6, -14, -6,
+        -35, 3, -29, -29, 15, -8, 11, 17, -21, 3, 3, -25, 10, -22, 9, -35,
+        -35, 3, -10, 0, -23, 15, -5, -4, -8, -6, 32, 13, -18, 1, 1, 1,
+        -11, -38, 6, 29, 6, 22, -6, 3, 10, 18, 3, 5, 6, -27, 16, 0,
+        -9, -21, -7, 2, -4, -9, -11, -13, 13, 1, -23, 10, -6, 3, 11, 3,
+        2, -22, -28, -27, -8, -13, -5, -2, -1, -26, -44, -5, -8, 3, -5, 9,
+        -23, -9, 5, 6, -6, -17, -26, 6, -26, -11, -19, -4, 15, -7, -4, 6,
+        6, 14, 40, 2, -5, 10, 7, -5, 13, 0, 12, -14, 0, -5, -3, -4,
+        2, 14, -6, -9, -23, -6, -10, -19, -3, -9, -4, -2, -1, 12, -2, 6,
+        -8, -13, -6, -32, -11, -19, 11, 9, -10, -10, -10, -25, 2, -9, 37, 18,
+        -12, -5, -10, 19, -17, 0, 5, 8, -17, -14, -5, 8, 2, -12, -2, -2,
+        -1, 40, 6, -1, -5, -11, 17, -24, -10, -11, 8, 12, 6, -7, -6, -16,
+        15, 13, -7, 7, -3, -15, 19, -2, -4, -5, -4, 11, -16, -6, -5, 7,
+        8, -21, 10, 25, -20, 0, -11, 15, -10, 3, -5, 11, 10, 18, -18, -16,
+        2, -3, -25, 10, -15, 7, 11, -16, -19, 17, 6, -7, -12, 1, 15, -23,
+        2, 8, 43, -19, -5, -5, 0, -5, 7, -19, -3, 3, 1, -16, -2, -2,
+        -2, -3, -12, 4, -25, -2, 12, -30, -12, -5, -5, -5, -8, 5, -5, -9,
+        -5, -2, -32, -20, -11, -3, 6, 18, -8, -1, -18, -5, 1, -37, 31, -8,
+        -4, -13, -6, 15, -1, 13, -4, 6, -6, 5, -51, 12, -15, 1, -4, 2,
+        -12, -4, 23, 41, -11, 2, 1, -11, 11, 3, -15, 5, 1, -33, 1, 6,
+        -6, -31, 6, 13, 1, -23, -29, 4, 9, -25, 1, 7, 1, 13, -8, 12,
+        30, -33, -3, -16, 7, -6, -8, 6, 14, -12, -23, -11, -39, -7, 19, 18,
+        25, -9, 6, -1, 20, -17, 6, -15, 3, -4, -24, -6, -14, -19, 22, 17,
+        -26, 14, 13, -13, -41, -8, 31, -5, -10, -20, -11, 1, -48, -10, -35, -1,
+        2, -3, -4, -12, -28, -6, -16, 2, -6, -30, 17, -2, 20, 0, 10, -5,
+        15, -39, 10, -8, -5, 4, -3, 5, -14, -27, 11, -18, -15, 8, -4, 8,
+        21, -12, -21, 1, 12, 26, 31, 4, 1, -24, 37, 7, -3, 25, 14, 12,
+        9, -17, 2, -2, 27, -12, 9, -14, -16, -9, 1, 0, 7, -35, -2, -25,
+        0, -7, -14, -12, 15, 3, 12, 27, -19, 6, -14, 2, -32, 4, 14, 14,
+        -28, -19, 0, -12, 18, 18, 7, -20, 13, -10, 2, 21, -2, 9, -9, -23,
+        -22, 15, 11, -27, 4, 1, 4, -2, -25, 15, 9, 10, 11, 5, 11, -8,
+        -30, -5, 9, -7, -31, -6, -1, -20, 2, -21, 10, -1, -4, -26, 4, 4,
+        -15, 9, 15, -9, -11, 21, 2, -12, -3, 5, 14, -8, 12, 0, 1, -5,
+        -19, -4, -4, -33, -4, 12, -10, 20, -5, 5, 3, -18, -10, 5, -6, 32,
+        -18, -16, 1, -3, -31, -17, 6, -15, -18, -36, 3, -1, 3, -6, -29, 2,
+        -11, -53, -5, -13, -19, -9, 3, -13, 1, 10, -8, 16, 2, -16, 0, 13,
+        -18, -29, 14, 7, 15, 10, -5, 12, -5, -13, 2, 7, -5, -10, -15, 18,
+        11, -16, -7, 37, 21, -4, -27, -19, -22, 1, 0, 2, -29, 17, 16, 18,
+        -14, 1, 17, 16, -8, -1, -15, -45, 16, 5, -30, 16, -38, -9, -11, -42,
+        -4, 16, -5, 7, -7, -17, -25, -3, -8, -30, -17, 24, -33, -4, -13, 18,
+        -20, -14, 8, 32, -10, -15, -31, -51, -25, -34, -11, 21, 3, 8, -14, -11,
+        20, 0, -40, -42, -21, 6, 6, 20, -7, -22, 16, 37, -29, 2, 33, 17,
+        33, 16, 6, 4, 5, 16, -21, -36, 0, 20, -9, 23, -5, 9, 17, -62,
+        32, -18, 3, 5, -29, 2, 16, -46, -3, -7, -50, -21, 23, -27, -15, -23,
+        11, -18, 1, 14, 15, 23, 15, -4, -18, 15, -8, -17, -18, 2, 1, 8,
+        33, 0, 5, -20, -1, 8, -10, -27, 44, -8, 3, -18, -20, 22, -49, -27,
+        -35, 0, 20, -16, -52, -7, 25, -3, -16, 2, 36, -7, -35, 6, -7, -10,
+        -33, -5, 2, 12, -14, -2, 13, 18, -5, -22, -36, 1, 7, -19, -39, 4,
+        3, -6, -40, 11, -43, -24, 44, 11, -27, -4, -32, 7, -8, 16, -18, -18,
+        -35, 28, -46, -17, -19, -7, 7, 16, 1, 8, -14, -40, 23, 16, -15, 4,
+        -15, 32, 8, -18, -16, -8, 0, 2, -15, -15, 58, -1, 17, -3, -24, 7,
+        -8, -24, 13, 36, 11, -20, -28, 22, -40, -5, 45, 5, 11, -16, 21, -4,
+        -5, 4, 11, -16, 2, -7, 26, -8, -6, 2, -18, -6, 0, -4, -4, 13,
+        -16, 14, -36, -5, -11, -9, -6, 1, -31, 11, -64, -12, 8, 26, 41, -8,
+        -25, 15, 7, 31, 4, 6, -10, -17, -27, -9, -7, 11, 22, 24, 8, -33,
+        7, 22, 45, -3, 10, 17, 26, -13, -19, -33, -18, 27, -21, -6, -38, 6,
+        -17, -13, 9, 15, -16, -7, -23, -59, -15, -29, -8, 18, 1, 18, 3, -3,
+        -16, -8, 1, -45, 0, -20, 14, 63, 1, -25, 6, 12, -31, -6, 24, 14,
+        7, 13, 4, -20, 1, 5, 15, 2, -27, 2, 9, 0, -3, 0, 15, -7,
+        -3, 2, 3, 14, -30, 3, 0, -34, 13, -5, -6, -29, 6, -17, -4, -21,
+        5, -19, -8, 11, 2, 8, -5, -13, -8, 1, -20, -13, -18, -9, 19, 14,
+        -13, -2, 15, 17, 8, -23, 27, -40, -10, -13, 6, -23, 2, -1, -31, -52,
+        -13, 10, 15, 4, -13, -4, 8, 17, 1, -2, 15, -42, -3, 0, 1, -6,
+        -9, -2, -10, 15, -19, 0, 22, 8, -12, -3, -26, 1, -18, -5, -35, -17,
+        2, 6, -37, 0, -5, -16, 20, 6, -13, 12, -19, -21, 3, -7, -7, -24,
+        -19, 16, -34, 9, -7, -11, 10, 7, 14, 11, -7, -15, 16, -9, 1, 43,
+        -1, 29, -13, -4, -10, -1, 0, 3, -9, -9, 45, 7, -20, -7, -11, 28,
+        -33, -12, -27, 9, -19, -15, -2, 35, -21, 0, 16, -4, -19, -10, -1, 1,
+        5, 16, -2, -9, -29, -32, 25, 16, 3, 7, -12, 3, 10, 2, -9, 12,
+        -12, 61, 2, 8, 16, -2, 7, 18, -41, 17, -7, -18, -31, 0, 26, -25,
+        24, 59, 30, 53, 26, -10, 21, -27, 23, -17, 7, 12, -2, -2, 16, -58,
+        2, 23, 3, 36, -10, 9, 16, -36, -14, -64, -47, 16, -53, -26, -41, 15,
+        -24, -20, -19, 64, 25, -23, 13, -64, -23, -53, -27, 32, 2, -5, 3, -18,
+        -3, -46, 23, -32, -5, 22, -7, 62, -27, -36, 39, -13, -34, 3, -4, -7,
+        6, -7, 13, -15, -2, 2, 26, 41, -19, 28, 12, 10, -3, 16, 23, 19,
+        36, -37, -35, -18, -12, -9, 13, -26, 32, -8, -12, -14, 22, -31, 3, -35,
+        16, -54, -16, -16, 1, 58, 3, 28, -9, -22, -25, -17, -37, 13, 15, 15,
+        -17, -14, 18, -10, 5, -11, 7, -47, -5, -7, 10, -42, -1, 2, -35, -64,
+        -43, -5, 56, -19, 4, 0, 15, 19, -6, -19, 37, -26, 11, -7, 2, -4,
+        -8, 3, -9, 24, 21, -13, -2, -6, -15, -17, -21, 5, -9, -12, -19, -17,
+        -16, 23, -37, -13, 1, -19, 48, -2, -32, 18, -18, -17, 18, -9, 0, -23,
+        -37, -42, -21, -16, 38, 64, 19, -6, -18, 6, 11, -2, -26, 12, -3, 43,
+        23, -26, -21, -11, -8, -6, -14, -24, 2, 14, 25, 21, -33, 8, -30, 1,
+        -38, -39, -32, -6, -64, -39, 7, 31, -6, 14, 36, -2, -38, -9, 13, 27,
+        -23, -32, -12, -6, -7, 21, 24, 22, 3, -17, -7, 0, 17, 25, -6, 12
 }};
 static const int32_t b5[16] = {
     28227, -174, 21224, 16307, 898, 7561, 11682, 18359, 6900, 14355, 8020, 31456, 10999, 14858, 19291, 5590
@@ -1062,26 +1450,32 @@ static const scale_t s5[16] = {
     0x1.79f61a0000000p-8f, 0x1.b55faa0000000p-8f, 0x1.2031160000000p-7f, 0x1.714c820000000p-8f, 0x1.0d37f80000000p-7f, 0x1.bac47a0000000p-8f, 0x1.69bc800000000p-8f, 0x1.0e8fd20000000p-7f
 };
 static const union {
-    int8_t v[160];
-    uint32_t words[40];
+    int8_t v[256];
+    uint32_t words[64];
 } w7 = {{
-        -35, -3, -17, 51, 34, -9, 64, -18, -29, -64, -20, 56, -9, 3, -20, 11,
-        -13, 51, -20, 14, -35, -29, -40, 47, -21, 29, 13, 4, 3, 16, 12, -24,
-        64, -32, -1, 10, 1, 64, 8, 33, 46, 17, -13, -27, -8, 3, -11, -1,
-        6, 59, -40, -25, -5, -19, 4, -13, -14, -33, -39, 1, -2, -11, -15, -21,
-        -19, 6, -27, -6, -16, -5, 26, -9, -17, -30, 13, -9, -13, -14, 40, -30,
-        64, 1, -15, 51, -15, 6, -9, -6, 41, -11, -40, -6, -4, -20, 8, 64,
-        0, -4, -16, -34, 12, -14, -30, -14, -5, 43, -19, 64, -17, 7, -2, -13,
-        23, -32, 17, -37, -15, 1, 64, 26, -2, -5, -5, 21, -22, -6, 17, 13,
-        -22, -2, 4, -19, -25, -15, -8, 20, 16, 9, 34, -25, 38, 7, -14, -8,
-        -2, 1, 5, -13, -6, -22, 6, -38, -28, 64, -8, -35, 64, -25, 64, -20
+        -35, -3, -17, 51, 34, -9, 64, -18, 64, -32, -1, 10, 1, 64, 8, 33,
+        -19, 6, -27, -6, -16, -5, 26, -9, 0, -4, -16, -34, 12, -14, -30, -14,
+        -22, -2, 4, -19, -25, -15, -8, 20, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        -29, -64, -20, 56, -9, 3, -20, 11, 46, 17, -13, -27, -8, 3, -11, -1,
+        -17, -30, 13, -9, -13, -14, 40, -30, -5, 43, -19, 64, -17, 7, -2, -13,
+        16, 9, 34, -25, 38, 7, -14, -8, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        -13, 51, -20, 14, -35, -29, -40, 47, 6, 59, -40, -25, -5, -19, 4, -13,
+        64, 1, -15, 51, -15, 6, -9, -6, 23, -32, 17, -37, -15, 1, 64, 26,
+        -2, 1, 5, -13, -6, -22, 6, -38, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        -21, 29, 13, 4, 3, 16, 12, -24, -14, -33, -39, 1, -2, -11, -15, -21,
+        41, -11, -40, -6, -4, -20, 8, 64, -2, -5, -5, 21, -22, -6, 17, 13,
+        -28, 64, -8, -35, 64, -25, 64, -20, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 }};
-static const int32_t b7[10] = {
-    -1058, -977, 607, 460, 291, 149, -128, -558, 688, 212
+static const int32_t b7[16] = {
+    -1058, -977, 607, 460, 291, 149, -128, -558, 688, 212, 212, 212, 212, 212, 212, 212
 };
-static const scale_t s7[10] = {
+static const scale_t s7[16] = {
     0x1.746df60000000p-8f, 0x1.b61a580000000p-8f, 0x1.cbb94e0000000p-8f, 0x1.2d31c20000000p-7f, 0x1.c582b20000000p-8f, 0x1.0691440000000p-7f, 0x1.f2238a0000000p-8f, 0x1.32852a0000000p-7f,
-    0x1.1a52440000000p-7f, 0x1.b600f00000000p-8f
+    0x1.1a52440000000p-7f, 0x1.b600f00000000p-8f, 0x1.b600f00000000p-8f, 0x1.b600f00000000p-8f, 0x1.b600f00000000p-8f, 0x1.b600f00000000p-8f, 0x1.b600f00000000p-8f, 0x1.b600f00000000p-8f
 };
 
 /* Every map, as rings of rows (plan.py); word-aligned for the kernels' loads. */
