@@ -44,7 +44,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 # A "3" drawn in two strokes, in canvas pixels (280 x 280).
 THREE = [[(80, 60), (150, 40), (200, 80), (150, 135)], [(150, 135), (205, 180), (160, 235), (80, 220)]]
-MARKS = ("start", "model-json", "engine-imported", "session-created", "module-instantiated", "engine-ready",
+MARKS = ("start", "model-json", "engine-imported", "ort-module-reused", "session-created", "module-instantiated",
+         "engine-ready",
          "first-prediction")
 
 

@@ -170,6 +170,19 @@ def test_drawn_strokes_are_classified_like_run(browser, ort_site: Path, tmp_path
     assert agreement == 1.0 and within_one >= 0.99, (agreement, within_one)
 
 
+def test_the_ort_page_compiles_onnxruntime_web_while_it_loads(browser, ort_site: Path) -> None:
+    """The page's first script compiles onnxruntime-web's WebAssembly at once, and onnxruntime-web
+    instantiates that module instead of compiling its own; the engine is imported while model.json
+    is fetched, and every step of the first prediction is marked."""
+    with opened(browser, ort_site) as (_, loaded):
+        marks = loaded["marks"]
+    assert {"start", "model-json", "engine-imported", "ort-module-reused", "session-created", "first-prediction"} <= set(
+        marks)
+    assert marks["start"] <= marks["engine-imported"] <= marks["session-created"] <= marks["first-prediction"]
+    html = (ort_site / "index.html").read_text()
+    assert 'data-engine="ort"' in html and 'rel="modulepreload" href="ort/ort.wasm.min.mjs"' in html
+
+
 def test_the_ort_site_is_within_budget_and_offline(browser, ort_site: Path) -> None:
     site_bytes = sum(len(__import__("gzip").compress(p.read_bytes(), 9)) for p in ort_site.rglob("*") if p.is_file())
     assert site_bytes <= ORT_BUDGET_GZIP, site_bytes

@@ -89,23 +89,34 @@ def _asset(name: str) -> bytes:
 # instead of one after the other as the scripts discover them (app.js, then the engine module,
 # then its runtime, then the WebAssembly and the model).
 PRELOADS = {
+    # (its WebAssembly is fetched by the early compile below)
     "ort": (("modulepreload", "engine_ort.js"), ("modulepreload", "ort/ort.wasm.min.mjs"),
-            ("modulepreload", "ort/ort-wasm-simd-threaded.mjs"), ("fetch", "ort/ort-wasm-simd-threaded.wasm"),
-            ("fetch", "model.onnx")),
+            ("modulepreload", "ort/ort-wasm-simd-threaded.mjs"), ("fetch", "model.onnx")),
     # The SIMD module: every current browser validates it (engine_c.js falls back to model.wasm).
     "c": (("modulepreload", "engine_c.js"), ("fetch", "model-simd.wasm")),
 }
 
 
+# onnxruntime-web's WebAssembly (14.8 MB) compiles while the page loads: started by the page's
+# first script, handed to onnxruntime-web by engine_ort.js (a server that does not send
+# application/wasm makes compileStreaming fail: onnxruntime-web then compiles it as usual).
+EARLY_ORT_COMPILE = """<script>
+  // mnist-edge: compile onnxruntime-web's WebAssembly now, while the page loads (engine_ort.js).
+  window.mnistEdgeOrtModule = WebAssembly.compileStreaming(fetch("ort/ort-wasm-simd-threaded.wasm")).catch(() => null);
+</script>"""
+
+
 def page(engine: str) -> bytes:
     """index.html for ENGINE: the engine's name (app.js imports its module at once) and the
-    preload hints of what the first prediction needs."""
+    preload hints of what the first prediction needs; for `ort`, the early compile above."""
     html = _asset("index.html").decode("utf-8")
     links = [f'<link rel="modulepreload" href="{name}">' for name in ("app.js", "preprocess.js")]
     links.append('<link rel="preload" href="model.json" as="fetch" crossorigin="anonymous">')
     for kind, name in PRELOADS[engine]:
         links.append(f'<link rel="modulepreload" href="{name}">' if kind == "modulepreload" else
                      f'<link rel="preload" href="{name}" as="fetch" crossorigin="anonymous">')
+    if engine == "ort":
+        links.append(EARLY_ORT_COMPILE)
     html = html.replace('<html lang="en">', f'<html lang="en" data-engine="{engine}">', 1)
     return html.replace("</head>", "\n".join(links) + "\n</head>", 1).encode("utf-8")
 

@@ -18,7 +18,26 @@ function normalisationTable(norm) {
   return table;
 }
 
+// The page started compiling onnxruntime-web's WebAssembly at once (site.py's early compile):
+// when onnxruntime-web instantiates that file, it gets the module already compiled.
+function reuseEarlyCompile() {
+  const early = globalThis.mnistEdgeOrtModule;
+  const streaming = WebAssembly.instantiateStreaming;
+  if (!early || !streaming || streaming.mnistEdge) return;
+  const reuse = async (source, imports) => {
+    const response = await source;
+    const module = response && String(response.url).endsWith("/ort-wasm-simd-threaded.wasm") ? await early : null;
+    if (!module) return streaming.call(WebAssembly, response, imports);
+    response.body?.cancel(); // its second download: the page's own already compiled
+    performance.mark("mnist-edge:ort-module-reused");
+    return { module, instance: await WebAssembly.instantiate(module, imports) };
+  };
+  reuse.mnistEdge = true;
+  WebAssembly.instantiateStreaming = reuse;
+}
+
 export async function loadOrtEngine(info) {
+  reuseEarlyCompile();
   ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
   ort.env.wasm.numThreads = 1; // a static site has no cross-origin isolation: no threads anyway
   ort.env.logLevel = "error";
