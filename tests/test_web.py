@@ -176,8 +176,8 @@ def test_the_ort_page_compiles_onnxruntime_web_while_it_loads(browser, ort_site:
     is fetched, and every step of the first prediction is marked."""
     with opened(browser, ort_site) as (_, loaded):
         marks = loaded["marks"]
-    assert {"start", "model-json", "engine-imported", "ort-module-reused", "session-created", "first-prediction"} <= set(
-        marks)
+    steps = {"start", "model-json", "engine-imported", "ort-module-reused", "session-created", "first-prediction"}
+    assert steps <= set(marks)
     assert marks["start"] <= marks["engine-imported"] <= marks["session-created"] <= marks["first-prediction"]
     html = (ort_site / "index.html").read_text()
     assert 'data-engine="ort"' in html and 'rel="modulepreload" href="ort/ort.wasm.min.mjs"' in html
