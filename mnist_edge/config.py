@@ -40,6 +40,10 @@ BENCH_THREADS = "1,N"
 BENCH_SECONDS = 2.0
 # The pipeline benchmarks its two models for less time: a check of the run, not a measurement campaign.
 PIPELINE_BENCH_SECONDS = 1.0
+# `run --show`: a picture per input for up to SHOW_EACH_UP_TO inputs, else a contact sheet of
+# at most SHOW_LIMIT (a sheet of 1,000 digits is about 1,600 x 2,900 pixels).
+SHOW_EACH_UP_TO = 16
+SHOW_LIMIT = 1000
 
 
 @dataclass(frozen=True)

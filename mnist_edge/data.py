@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_edge.errors import DataError
+from mnist_edge.errors import ConfigError, DataError
 from mnist_edge.fileio import sha256_file
 
 ENV_VAR = "MNIST_EDGE_DATA"
@@ -168,6 +168,60 @@ def train_val_split(train: Split, val_size: int, seed: int) -> tuple[Split, Spli
         Split(train.images[train_idx], train.labels[train_idx]),
         Split(train.images[val_idx], train.labels[val_idx]),
     )
+
+
+def training_splits(val_size: int, split_seed: int, train_limit: int = 0, data_dir: str | Path | None = None,
+                    download: bool = True) -> tuple[Split, Split]:
+    """(the images a recipe trains on, the validation images it holds out): what training reads."""
+    train, val = train_val_split(load_split("train", data_dir, download), val_size, split_seed)
+    return train.subset(train_limit), val
+
+
+# The sets a model can be evaluated on: the images it trained on, the test set, the validation
+# images its recipe held out.
+SPLITS = ("train", "test", "val")
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Which images a split names for a model: the training and validation images depend on the
+    recipe's hold-out (val_size, split_seed) and train_limit; `recipe_from` says where those came
+    from ("checkpoint", "manifest", or "default" when the model does not say)."""
+
+    name: str
+    val_size: int = 5000
+    split_seed: int = 0
+    train_limit: int = 0
+    recipe_from: str = "default"
+
+    @staticmethod
+    def check_name(name: str) -> str:
+        if name not in SPLITS:
+            raise ConfigError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        return name
+
+    def describe(self, count: int) -> str:
+        """What the images are, in words, for reports."""
+        if self.name == "test":
+            return f"the {count:,} test images"
+        held_out = f"the {self.val_size:,} validation images held out with split seed {self.split_seed}"
+        source = ("the model names no recipe: the default hold-out" if self.recipe_from == "default"
+                  else f"recipe from the {self.recipe_from}")
+        if self.name == "val":
+            return f"{held_out} ({source})"
+        first = f"the first {self.train_limit:,} of " if self.train_limit else ""
+        return f"the {count:,} images the model trained on: {first}the training file less {held_out} ({source})"
+
+
+def load_plan(plan: SplitPlan, data_dir: str | Path | None = None, download: bool = True) -> Split:
+    """The images and labels of a split, in file order."""
+    if plan.name == "test":
+        return load_split("test", data_dir, download)
+    if plan.name == "val" and plan.val_size == 0:
+        raise ConfigError("no validation images: the model's recipe trained on all 60,000 training images "
+                          "(val_size 0); evaluate --split train or test")
+    train, val = training_splits(plan.val_size, plan.split_seed, plan.train_limit, data_dir, download)
+    return train if plan.name == "train" else val
 
 
 def files_in(folder: Path) -> dict[str, Path]:

@@ -45,6 +45,10 @@ class InputImageError(MnistEdgeError):
     """An image or array given to `run` that cannot be turned into digits."""
 
 
+class LabelsError(MnistEdgeError):
+    """A labels file (`run --labels`) that cannot be read, or does not fit the inputs or the model."""
+
+
 class OutputError(MnistEdgeError):
     """An output location that cannot be written, or already holds something else."""
 

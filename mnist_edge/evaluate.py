@@ -1,7 +1,8 @@
-"""Evaluate whatever the user points at on the test set: a training run (PyTorch) or an ONNX
-model (onnxruntime). Accuracy, per-class precision and recall, the confusion matrix and the most
-confident mistakes, computed from predicted probabilities whatever their source, so the training
-side and the torch-free runtime share one evaluation.
+"""Evaluate whatever the user points at on the test set (or the images it trained on, or its
+validation images): a training run (PyTorch) or an ONNX model (onnxruntime). Accuracy,
+per-class precision and recall, the confusion matrix and the most confident mistakes, computed
+from predicted probabilities whatever their source, so the training side and the torch-free
+runtime share one evaluation.
 
 torch is imported only to run a checkpoint (`torch_logits`, `checkpoint_probabilities`);
 matplotlib only to draw the PNGs, with Pillow's plainer figures when it is missing.
@@ -9,14 +10,16 @@ matplotlib only to draw the PNGs, with Pillow's plainer figures when it is missi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mnist_edge import data, pillow_plots
-from mnist_edge.config import LABELS
+from mnist_edge.config import LABELS, Recipe
+from mnist_edge.data import SplitPlan
 from mnist_edge.errors import ConfigError, ModelFileError
 from mnist_edge.fileio import atomic_write_json, ensure_dir
 from mnist_edge.runtime import Predictor, softmax
@@ -40,6 +43,16 @@ class Mistake:
 
 
 @dataclass(frozen=True)
+class SplitScore:
+    """Accuracy on another split, measured beside a report (the training set beside the test set)."""
+
+    count: int
+    correct: int
+    accuracy: float
+    images: str  # what the images are, in words
+
+
+@dataclass(frozen=True)
 class EvalReport:
     model: str
     count: int
@@ -49,6 +62,9 @@ class EvalReport:
     confusion: list[list[int]]
     mistakes: list[Mistake]
     params: int | None = None  # None when the source does not say (a foreign ONNX model)
+    split: str = "test"  # train, test or val (data.SPLITS)
+    images: str = ""  # what the images are, in words
+    beside: dict[str, SplitScore] = field(default_factory=dict)  # other splits' accuracy, same model
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +88,8 @@ def per_class_figures(confusion: np.ndarray) -> list[ClassFigures]:
 
 
 def evaluate_probabilities(model: str, labels: np.ndarray, probabilities: np.ndarray,
-                           max_mistakes: int = 40, params: int | None = None) -> EvalReport:
+                           max_mistakes: int = 40, params: int | None = None, split: str = "test",
+                           images: str = "") -> EvalReport:
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
     matrix = confusion_matrix(labels, predicted, probabilities.shape[1])
@@ -83,8 +100,18 @@ def evaluate_probabilities(model: str, labels: np.ndarray, probabilities: np.nda
         model=model, count=int(len(labels)), correct=correct, accuracy=correct / len(labels),
         per_class=per_class_figures(matrix), confusion=matrix.tolist(),
         mistakes=[Mistake(int(i), int(labels[i]), int(predicted[i]), float(confidence[i])) for i in worst],
-        params=params,
+        params=params, split=split, images=images,
     )
+
+
+def score(labels: np.ndarray, probabilities: np.ndarray, images: str = "") -> SplitScore:
+    correct = int(np.count_nonzero(probabilities.argmax(axis=1) == labels))
+    return SplitScore(int(len(labels)), correct, correct / max(len(labels), 1), images)
+
+
+def artifact_prefix(split: str) -> str:
+    """eval.json and its PNGs for the test set (as always); eval_train.json, eval_val.json... beside them."""
+    return "eval" if split == "test" else f"eval_{split}"
 
 
 def confusion_lines(report: EvalReport) -> list[str]:
@@ -98,9 +125,11 @@ def confusion_lines(report: EvalReport) -> list[str]:
 
 
 def write_artifacts(report: EvalReport, images: np.ndarray, out_dir: str | Path,
-                    prefix: str = "eval") -> dict[str, Path]:
+                    prefix: str | None = None) -> dict[str, Path]:
     """JSON report, confusion-matrix PNG and a gallery of the most confident mistakes."""
     out = ensure_dir(out_dir)
+    prefix = prefix or artifact_prefix(report.split)
+    title = report.model if report.split == "test" else f"{report.model}, {report.split} set"
     idx = np.array([m.index for m in report.mistakes], dtype=np.int64)
     true = np.array([m.true for m in report.mistakes], dtype=np.int64)
     predicted = np.array([m.predicted for m in report.mistakes], dtype=np.int64)
@@ -109,9 +138,9 @@ def write_artifacts(report: EvalReport, images: np.ndarray, out_dir: str | Path,
     return {
         "json": atomic_write_json(out / f"{prefix}.json", report.to_dict()),
         "confusion": confusion_png(np.array(report.confusion), out / f"{prefix}_confusion.png",
-                                   title=report.model),  # the figure adds the accuracy
+                                   title=title),  # the figure adds the accuracy
         "mistakes": mistakes_png(images[idx], true, predicted, confidence, out / f"{prefix}_mistakes.png",
-                                 title=f"{report.model}: most confident mistakes"),
+                                 title=f"{title}: most confident mistakes"),
     }
 
 
@@ -174,19 +203,54 @@ def require_torch(run_dir: Path) -> None:
         raise ConfigError(f"eval of a PyTorch checkpoint needs torch: {TRAIN_EXTRA}", run_dir) from None
 
 
-def checkpoint_probabilities(run_dir: Path, images: np.ndarray) -> tuple[str, np.ndarray, int]:
-    from mnist_edge.checkpoint import checkpoint_logits
+@dataclass(frozen=True)
+class Scorer:
+    """A loaded model: its name, parameter count, the recipe it trained with (when known: it
+    names the training and validation images) and a function from uint8 images to probabilities."""
+
+    name: str
+    params: int | None
+    recipe: dict[str, Any] | None
+    recipe_from: str  # checkpoint, manifest or default
+    probabilities: Callable[[np.ndarray], np.ndarray]
+
+    def plan(self, split: str) -> SplitPlan:
+        recipe = Recipe()
+        keys = {"val_size": recipe.val_size, "split_seed": recipe.split_seed, "train_limit": recipe.train_limit}
+        given = {k: (self.recipe or {}).get(k) for k in keys}
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in given.values()):
+            return SplitPlan(split, **keys, recipe_from="default")
+        return SplitPlan(split, **given, recipe_from=self.recipe_from)
+
+
+def checkpoint_scorer(run_dir: Path) -> Scorer:
+    from mnist_edge.checkpoint import load_checkpoint
     from mnist_edge.models import count_parameters
 
-    loaded, logits = checkpoint_logits(run_dir, images)
-    return loaded.name, softmax(logits), count_parameters(loaded.module)
+    loaded = load_checkpoint(run_dir)
+    norm = loaded.normalization
+    return Scorer(loaded.name, count_parameters(loaded.module), loaded.config["recipe"], "checkpoint",
+                  lambda images: softmax(torch_logits(loaded.module, images, norm.scale, norm.mean, norm.std)))
+
+
+def onnx_scorer(path: Path, **convention: Any) -> Scorer:
+    predictor = Predictor.load(path, **convention)
+    name = predictor.manifest["name"] if predictor.manifest else path.name
+    source = (predictor.manifest or {}).get("source")
+    recipe = source.get("recipe") if isinstance(source, dict) else None
+    return Scorer(f"{name} (onnxruntime)", _manifest_params(predictor.manifest),
+                  recipe if isinstance(recipe, dict) else None, "manifest", predictor.probabilities)
+
+
+def checkpoint_probabilities(run_dir: Path, images: np.ndarray) -> tuple[str, np.ndarray, int]:
+    scorer = checkpoint_scorer(run_dir)
+    return scorer.name, scorer.probabilities(images), scorer.params
 
 
 def onnx_probabilities(path: Path, images: np.ndarray,
                        **convention: Any) -> tuple[str, np.ndarray, int | None]:
-    predictor = Predictor.load(path, **convention)
-    name = predictor.manifest["name"] if predictor.manifest else path.name
-    return f"{name} (onnxruntime)", predictor.probabilities(images), _manifest_params(predictor.manifest)
+    scorer = onnx_scorer(path, **convention)
+    return scorer.name, scorer.probabilities(images), scorer.params
 
 
 def _manifest_params(manifest: dict[str, Any] | None) -> int | None:
@@ -205,20 +269,38 @@ def _check_checkpoint_options(run_dir: Path, convention: dict[str, Any]) -> None
                           "normalisation it was trained with", run_dir)
 
 
-def evaluate_any(target: str | Path, *, out: str | Path | None = None, data_dir: Any = None,
-                 download: bool = True, **convention: Any) -> tuple[EvalReport, dict[str, Path]]:
-    """Evaluate on the test set; write eval.json and PNGs to `out` (a run folder's own by default)."""
+def evaluate_any(target: str | Path, *, split: str = "test", beside: Sequence[str] = (),
+                 out: str | Path | None = None, data_dir: Any = None, download: bool = True,
+                 **convention: Any) -> tuple[EvalReport, dict[str, Path]]:
+    """Evaluate on a split (the test set by default); write eval.json and PNGs to `out` (a run
+    folder's own by default; eval_train.json... for the other splits).
+
+    `beside` names more splits whose accuracy the report carries too (`EvalReport.beside`): the
+    pipeline puts the training set's beside the test set's, the generalisation gap in one file.
+    Training and validation images are those the model's recipe used (checkpoint config or
+    manifest), else the default hold-out; training images are read as they are, unaugmented.
+    """
+    for name in (split, *beside):
+        SplitPlan.check_name(name)
     target = Path(target)
     kind = target_kind(target)
     if kind == "checkpoint":
         _check_checkpoint_options(target, convention)
         require_torch(target)
-    test = data.load_split("test", data_dir, download)
-    if kind == "onnx":
-        name, probs, params = onnx_probabilities(target, test.images, **convention)
-    else:
-        name, probs, params = checkpoint_probabilities(target, test.images)
         out = out if out is not None else target
-    report = evaluate_probabilities(name, test.labels, probs, params=params)
-    artifacts = write_artifacts(report, test.images, out) if out is not None else {}
+    scorer = onnx_scorer(target, **convention) if kind == "onnx" else checkpoint_scorer(target)
+    plan = scorer.plan(split)
+    chosen = data.load_plan(plan, data_dir, download)
+    others = {name: _score_split(scorer, name, data_dir, download) for name in beside if name != split}
+    report = evaluate_probabilities(scorer.name, chosen.labels, scorer.probabilities(chosen.images),
+                                    params=scorer.params, split=split, images=plan.describe(len(chosen)))
+    report = replace(report, beside=others)
+    artifacts = write_artifacts(report, chosen.images, out) if out is not None else {}
     return report, artifacts
+
+
+def _score_split(scorer: Scorer, split: str, data_dir: Any, download: bool) -> SplitScore:
+    plan = scorer.plan(split)
+    chosen = data.load_plan(plan, data_dir, download)
+    return score(chosen.labels, scorer.probabilities(chosen.images), plan.describe(len(chosen)))
+

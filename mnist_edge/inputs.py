@@ -20,7 +20,7 @@ from PIL import Image
 
 from mnist_edge.config import IMAGE_SIZE as SIZE
 from mnist_edge.data import IdxTooLarge, read_idx
-from mnist_edge.errors import DataError, InputImageError, first_line
+from mnist_edge.errors import DataError, InputImageError, LabelsError, first_line
 from mnist_edge.fileio import atomic_write, ensure_dir
 from mnist_edge.preprocess import MAX_PIXELS, to_mnist
 
@@ -45,11 +45,16 @@ _NPY_HEADER_ERRORS = (OSError, ValueError, TypeError, SyntaxError, RecursionErro
 
 @dataclass
 class InputSet:
-    """Digits ready for a model: names[i] labels images[i]; errors lists the inputs skipped."""
+    """Digits ready for a model: names[i] labels images[i]; errors lists the inputs skipped.
+
+    origins[i] is the image file images[i] was made from (what `run --show` draws as given), or
+    None when it is a row of an array or IDX file (given as the 28 x 28 pixels the model sees).
+    """
 
     names: list[str] = field(default_factory=list)
     images: np.ndarray = field(default_factory=lambda: np.zeros((0, SIZE, SIZE), np.uint8))
     errors: list[InputImageError] = field(default_factory=list)
+    origins: list[Path | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -63,17 +68,20 @@ def load_inputs(paths: Sequence[str | Path], *, max_pixels: int = MAX_PIXELS) ->
     """
     files, errors = expand(paths)
     names: list[str] = []
+    origins: list[Path | None] = []
     batches: list[np.ndarray] = []
     for path in files:
         try:
-            file_names, images = load_file(path, max_pixels=max_pixels)
+            kind = file_kind(path)
+            file_names, images = _load_kind(path, kind, max_pixels)
         except InputImageError as exc:
             errors.append(exc)
             continue
         names.extend(file_names)
+        origins.extend([path] if kind == "image" else [None] * len(file_names))
         batches.append(images)
     images = np.concatenate(batches) if batches else InputSet().images
-    return InputSet(names, images, errors)
+    return InputSet(names, images, errors, origins)
 
 
 def expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[InputImageError]]:
@@ -117,8 +125,15 @@ def _idx_name(lower_name: str) -> bool:
 def load_file(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> tuple[list[str], np.ndarray]:
     """One file -> (names, uint8 [N, 28, 28]); the kind is taken from the contents, not the name."""
     path = Path(path)
-    # Known image suffixes skip the sniffing read: it would double the file opens.
-    kind = None if path.suffix.lower() in IMAGE_SUFFIXES else _sniff(path)
+    return _load_kind(path, file_kind(path), max_pixels)
+
+
+def file_kind(path: Path) -> str:
+    """'npy', 'idx' or 'image'. Known image suffixes skip the sniffing read: it would double the file opens."""
+    return "image" if path.suffix.lower() in IMAGE_SUFFIXES else _sniff(path) or "image"
+
+
+def _load_kind(path: Path, kind: str, max_pixels: int) -> tuple[list[str], np.ndarray]:
     if kind == "npy":
         return _named(path, load_npy(path))
     if kind == "idx":
@@ -263,17 +278,75 @@ def _checked_range(array: np.ndarray, path: str | Path | None) -> tuple[float, f
     return low, high
 
 
+def load_labels(path: str | Path) -> np.ndarray:
+    """The true classes of the inputs, in input order: an IDX label file (MNIST's own, gzipped or
+    not) or a .npy array of integers (N or N x 1). int64 [N]."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelsError("no such file" if not path.exists() else "not a file", path)
+    try:
+        kind = _sniff(path)
+    except InputImageError as exc:
+        raise LabelsError(exc.reason, path) from exc
+    if kind == "npy":
+        return _npy_labels(path)
+    if kind == "idx" or path.suffix == ".gz":
+        return _idx_labels(path)
+    raise LabelsError("neither an IDX label file nor a .npy array of integers", path)
+
+
+def _idx_labels(path: Path) -> np.ndarray:
+    try:
+        labels = read_idx(path, max_bytes=8 + MAX_ARRAY_IMAGES)
+    except DataError as exc:
+        raise LabelsError(exc.reason, path) from exc
+    if labels.ndim != 1:
+        raise LabelsError("IDX file holds images, not labels (expected one dimension)", path)
+    return labels.astype(np.int64)
+
+
+def _npy_labels(path: Path) -> np.ndarray:
+    try:
+        shape, dtype, _ = _npy_header(path)
+    except InputImageError as exc:
+        raise LabelsError(exc.reason, path) from exc
+    if dtype.hasobject or dtype.kind not in "iu":
+        raise LabelsError(f"array of dtype {dtype}; labels are integers", path)
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise LabelsError(f"array of shape {shape}; labels are one integer per input (N or N x 1)", path)
+    if shape[0] > MAX_ARRAY_IMAGES:
+        raise LabelsError(f"array holds {shape[0]:,} labels; the limit is {MAX_ARRAY_IMAGES:,}", path)
+    try:
+        return np.load(path, allow_pickle=False).reshape(-1).astype(np.int64)
+    except (*_NPY_HEADER_ERRORS, OverflowError) as exc:
+        raise LabelsError(f"cannot read array ({first_line(exc)})", path) from exc
+
+
+def check_labels(labels: np.ndarray, path: str | Path, images: int, classes: int, skipped: int = 0) -> np.ndarray:
+    """Labels that fit: one per image read, each a class of the model (0 to classes - 1)."""
+    if len(labels) != images:
+        because = f" ({skipped} input(s) could not be read)" if skipped else ""
+        raise LabelsError(f"holds {len(labels):,} labels for {images:,} images{because}; give one label "
+                          "per image, in input order", path)
+    outside = np.flatnonzero((labels < 0) | (labels >= classes))
+    if len(outside):
+        first = int(outside[0])
+        raise LabelsError(f"label {int(labels[first])} at position {first} is not a class of the model "
+                          f"(0 to {classes - 1}); {len(outside):,} such label(s)", path)
+    return labels
+
+
 def save_images(folder: str | Path, names: Sequence[str], images: np.ndarray) -> list[Path]:
     """Write each image as NNNNN_name.png (what the model saw), for `--save-preprocessed`."""
     folder = ensure_dir(folder)
     written = []
     for index, (name, image) in enumerate(zip(names, images, strict=True)):
-        target = folder / f"{index:05d}_{_safe_stem(name)}.png"
+        target = folder / f"{index:05d}_{safe_stem(name)}.png"
         written.append(atomic_write(target, lambda tmp, im=image: Image.fromarray(im).save(tmp, format="PNG")))
     return written
 
 
-def _safe_stem(name: str) -> str:
+def safe_stem(name: str) -> str:
     # "digits.npy[3]" keeps its suffix and index ("digits_npy_3_"); "a.png" drops the suffix.
     stem = name if name.endswith("]") else Path(name).stem
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80]

@@ -276,9 +276,7 @@ def _autocast(device: torch.device) -> Any:
 
 
 def _load_splits(recipe: Recipe, data_dir: Any, download: bool) -> tuple[data.Split, data.Split]:
-    full = data.load_split("train", data_dir, download)
-    train, val = data.train_val_split(full, recipe.val_size, recipe.split_seed)
-    return train.subset(recipe.train_limit), val
+    return data.training_splits(recipe.val_size, recipe.split_seed, recipe.train_limit, data_dir, download)
 
 
 def prepare_run_dir(out: str | Path, resume: bool, force: bool) -> Path:

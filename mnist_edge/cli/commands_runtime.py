@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnist_edge.cli.common import JsonOption, command, console, print_json
-from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_SECONDS, BENCH_THREADS
+from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_SECONDS, BENCH_THREADS, SHOW_EACH_UP_TO, SHOW_LIMIT
 from mnist_edge.fileio import atomic_write_json
 
 if TYPE_CHECKING:
@@ -55,6 +55,16 @@ def run(
     save_preprocessed: Path | None = typer.Option(
         None, "--save-preprocessed", help="Write the 28 x 28 images the model saw into this folder."),
     out: Path | None = typer.Option(None, "--out", help="Also write predictions.json into this folder."),
+    show: Path | None = typer.Option(
+        None, "--show", help="Draw the predictions into this folder: one PNG per input (the input as given, "
+        f"what the model saw, the top probabilities) for up to {SHOW_EACH_UP_TO} inputs, else a contact sheet "
+        "(sheet.png)."),
+    show_each: bool = typer.Option(False, "--show-each", help="With --show: one PNG per input however many."),
+    show_limit: int = typer.Option(SHOW_LIMIT, "--show-limit", min=1, help="With --show: draw the first N "
+                                   "inputs only."),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="The true digits, one per image in input order: an IDX label file or a .npy "
+        "array of integers. Adds right/wrong and the accuracy to the output and the pictures."),
     scale: float | None = _scale_option(),
     mean: float | None = _mean_option(),
     std: float | None = _std_option(),
@@ -70,10 +80,15 @@ def run(
     the exit code is then 1, or 2 when no input could be read.
 
     Example: mnist-edge run exported/cnn-int8 photo.jpg scans/ digits.npy --top 3
+    Example: mnist-edge run exported/cnn-int8 t10k-images-idx3-ubyte --labels t10k-labels-idx1-ubyte --show pics/
     """
-    from mnist_edge.inputs import load_inputs, save_images
+    from mnist_edge import prediction_pictures
+    from mnist_edge.inputs import check_labels, load_inputs, load_labels, save_images
     from mnist_edge.runtime import Predictor
 
+    if show is not None:
+        prediction_pictures.check_folder(show)  # before any work: a file or a read-only place is refused
+    true = load_labels(labels) if labels is not None else None
     predictor = Predictor.load(model, scale=scale, mean=mean, std=std, threads=threads,
                                provider=provider)
     loaded = load_inputs(inputs)
@@ -81,21 +96,34 @@ def run(
         typer.echo(f"error: {error}", err=True)
     if not len(loaded):
         raise typer.Exit(2)
+    if true is not None:  # before anything is written
+        true = check_labels(true, labels, len(loaded), len(predictor.labels), skipped=len(loaded.errors))
     if save_preprocessed is not None:
         save_images(save_preprocessed, loaded.names, loaded.images)
     prediction = predictor.predict(loaded.images, chunk=batch_size)
-    payload = _predictions_payload(predictor, loaded, prediction, top)
+    payload = _predictions_payload(predictor, loaded, prediction, top, true)
     if out is not None:
-
         atomic_write_json(Path(out) / "predictions.json", payload)
+    pictures = [] if show is None else prediction_pictures.write_pictures(
+        show, loaded.names, loaded.images, prediction.probabilities, origins=loaded.origins, true=true,
+        labels=predictor.labels, title=predictor.name, each=show_each, limit=show_limit, top=max(top, 5))
     if json_output:
         print_json(payload)
     else:
         _print_predictions(payload, top)
+        _print_pictures(show, pictures)
     raise typer.Exit(1 if loaded.errors else 0)
 
 
-def _predictions_payload(predictor: Any, loaded: Any, prediction: Any, top: int) -> dict[str, Any]:
+def _print_pictures(folder: Path | None, pictures: list[Path]) -> None:
+    if len(pictures) == 1:
+        typer.echo(f"picture: {pictures[0]}")
+    elif pictures:
+        typer.echo(f"pictures: {len(pictures):,} PNG files in {folder}")
+
+
+def _predictions_payload(predictor: Any, loaded: Any, prediction: Any, top: int,
+                         true: Any = None) -> dict[str, Any]:
     indices, probabilities = prediction.top(top)
     labels = predictor.labels
     rows = []
@@ -104,7 +132,7 @@ def _predictions_payload(predictor: Any, loaded: Any, prediction: Any, top: int)
                    for i, q in zip(best, chances, strict=True)]
         rows.append({"input": name, "digit": guesses[0]["digit"],
                      "confidence": guesses[0]["probability"], "top": guesses})
-    return {
+    payload = {
         "model": str(predictor.model_path), "model_name": predictor.name,
         "input": {"layout": predictor.layout, "dtype": str(predictor.input_dtype),
                   "batch": predictor.batch},
@@ -112,18 +140,34 @@ def _predictions_payload(predictor: Any, loaded: Any, prediction: Any, top: int)
         "predictions": rows,
         "errors": [{"input": str(e.path) if e.path else None, "error": e.reason} for e in loaded.errors],
     }
+    if true is not None:
+        for row, label, digit in zip(rows, true.tolist(), prediction.digits.tolist(), strict=True):
+            row.update({"label": labels[label], "correct": label == digit})
+        right = int((prediction.digits == true).sum())
+        payload["accuracy"] = {"correct": right, "count": len(rows), "accuracy": right / len(rows)}
+    return payload
+
+
+def _label_mark(row: dict[str, Any]) -> str:
+    return f"{row['label']} right" if row["correct"] else f"{row['label']} WRONG"
 
 
 def _print_predictions(payload: dict[str, Any], top: int) -> None:
     """Aligned plain columns: a rich Table measures every cell and takes 0.7 s for 1,000 rows,
     longer than decoding and classifying them; plain lines also stay greppable."""
+    labelled = "accuracy" in payload
     rows = [(row["input"], row["digit"], f"{row['confidence']:.1%}",
-             "  ".join(f"{g['digit']} {g['probability']:.0%}" for g in row["top"]))
+             "  ".join(f"{g['digit']} {g['probability']:.0%}" for g in row["top"]),
+             _label_mark(row) if labelled else "")
             for row in payload["predictions"]]
-    header = ("input", "digit", "confidence", f"top-{top}")
+    header = ("input", "digit", "confidence", f"top-{top}", "label" if labelled else "")
     width = max(len(header[0]), *(len(r[0]) for r in rows))
+    top_width = max(len(r[3]) for r in [header, *rows])
     lines = [f"{payload['model_name']}: {len(rows)} image(s)"]
-    lines += [f"{a:<{width}}  {b:>5}  {c:>10}  {d}" for a, b, c, d in [header, *rows]]
+    lines += [f"{a:<{width}}  {b:>5}  {c:>10}  {d:<{top_width}}  {e}".rstrip() for a, b, c, d, e in [header, *rows]]
+    if labelled:
+        score = payload["accuracy"]
+        lines.append(f"accuracy {score['accuracy']:.2%} ({score['correct']:,} of {score['count']:,} right)")
     if payload["errors"]:
         lines.append(f"{len(payload['errors'])} input(s) skipped (see the errors above)")
     typer.echo("\n".join(lines))

@@ -112,6 +112,10 @@ def evaluate(
     model: Path = typer.Argument(..., help="A training run folder, an exported model folder or an .onnx file."),
     out: Path | None = typer.Option(None, "--out", help="Folder for eval.json and PNGs (default: next "
                                        "to a run folder's checkpoint; none for ONNX models)."),
+    split: str = typer.Option("test", "--split", help="Images to evaluate on: test (the 10,000 test images), "
+                              "train (those the model learnt from, unaugmented) or val (the validation "
+                              "images its recipe held out). Other splits than test write eval_SPLIT.json "
+                              "and its PNGs."),
     json_output: JsonOption = False,
     scale: float | None = typer.Option(None, help="ONNX input scale (default: manifest, else 255)."),
     mean: float | None = typer.Option(None, help="ONNX input mean (default: manifest, else 0.1307)."),
@@ -119,16 +123,20 @@ def evaluate(
     data_dir: DataDirOption = None,
     download: DownloadOption = True,
 ) -> None:
-    """Evaluate a model on the 10,000 MNIST test images: accuracy, per-class figures, confusion.
+    """Evaluate a model on the 10,000 MNIST test images (or its training or validation images):
+    accuracy, per-class figures, confusion.
 
     A training run folder is evaluated with PyTorch; an .onnx file or exported folder with
-    onnxruntime alone (no torch needed).
+    onnxruntime alone (no torch needed). The training and validation images are those the
+    model's recipe used (from the checkpoint, or the manifest's source.recipe; else the
+    default hold-out of 5,000 validation images, split seed 0).
 
     Example: mnist-edge eval runs/fast
+    Example: mnist-edge eval exported/cnn-int8 --split train
     """
     from mnist_edge.evaluate import evaluate_any
 
-    report, artifacts = evaluate_any(model, out=out, data_dir=data_dir, download=download,
+    report, artifacts = evaluate_any(model, split=split, out=out, data_dir=data_dir, download=download,
                                      scale=scale, mean=mean, std=std)
     if json_output:
         print_json(report.to_dict())
@@ -141,13 +149,16 @@ def evaluate(
 def _render_eval(report: Any) -> None:
     from mnist_edge.evaluate import confusion_lines
 
-    table = Table(title=f"{report.model}: test accuracy {report.accuracy:.2%} "
+    table = Table(title=f"{report.model}: {report.split} accuracy {report.accuracy:.2%} "
                         f"({report.correct:,}/{report.count:,})")
     for column in ("digit", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="right")
     for row in report.per_class:
         table.add_row(row.label, f"{row.precision:.2%}", f"{row.recall:.2%}", f"{row.f1:.4f}", str(row.support))
     console.print(table)
+    typer.echo(f"images: {report.images}")
+    for name, other in report.beside.items():
+        typer.echo(f"{name} accuracy {other.accuracy:.2%} ({other.correct:,}/{other.count:,}): {other.images}")
     if report.params is not None:
         console.print(f"parameters: {report.params:,}")
     # typer.echo, not rich: plain aligned lines, never re-wrapped.

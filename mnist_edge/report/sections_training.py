@@ -51,6 +51,9 @@ def _card_model(run: RunFolder) -> str:
 def _card_accuracy(run: RunFolder) -> str:
     accuracy = _accuracies(run)
     rows = [(ROLES.get(role, role), fmt(value, "pct")) for role, value in accuracy.items()]
+    train = lookup(run.obj("checkpoint/eval.json"), "beside", "train", "accuracy")
+    if train is not None:
+        rows.append((f"{ROLES.get('pytorch', 'pytorch')}, training set", fmt(train, "pct")))
     return _card("Test accuracy", kv_table(rows))
 
 
@@ -251,8 +254,21 @@ def _eval_facts(report: dict[str, Any]) -> str:
         ("correct", f"{fmt(correct, 'int')} of {fmt(count, 'int')}" if count else NA),
         ("mistakes", fmt(wrong, "int")),
         ("most confused (true → predicted)", ", ".join(confused) if confused else NA),
+        *_training_rows(report),
     ])
     return facts
+
+
+def _training_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The training images' accuracy (unaugmented, eval mode) and its gap to the test set's."""
+    train = lookup(report, "beside", "train")
+    accuracy, test = as_number(lookup(train, "accuracy")), as_number(report.get("accuracy"))
+    if accuracy is None:
+        return []
+    gap = (accuracy - test) * 100 if test is not None else None
+    return [("training-set accuracy", f"{fmt(accuracy, 'pct')} on {fmt(lookup(train, 'count'), 'int')} images "
+             "(no augmentation, eval mode)"),
+            ("generalisation gap (training − test)", fmt(gap, "pts"))]
 
 
 def _most_confused(confusion: Any, top: int = 5) -> list[str]:
