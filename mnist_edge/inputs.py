@@ -8,9 +8,11 @@ InputImageError in `InputSet.errors` and the caller decides what to report.
 
 from __future__ import annotations
 
+import gzip
 import os
 import tokenize
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,11 +300,24 @@ def load_labels(path: str | Path) -> np.ndarray:
 def _idx_labels(path: Path) -> np.ndarray:
     try:
         labels = read_idx(path, max_bytes=8 + MAX_ARRAY_IMAGES)
+    except IdxTooLarge as exc:
+        what = "images, not labels" if _idx_dimensions(path) == 3 else f"more than {MAX_ARRAY_IMAGES:,} labels"
+        raise LabelsError(f"IDX file holds {what}", path) from exc
     except DataError as exc:
         raise LabelsError(exc.reason, path) from exc
     if labels.ndim != 1:
-        raise LabelsError("IDX file holds images, not labels (expected one dimension)", path)
+        raise LabelsError("IDX file holds images, not labels", path)
     return labels.astype(np.int64)
+
+
+def _idx_dimensions(path: Path) -> int | None:
+    """The number of dimensions an IDX header declares (its fourth byte), without reading the data."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as stream:
+            head = stream.read(4)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return head[3] if len(head) == 4 else None
 
 
 def _npy_labels(path: Path) -> np.ndarray:
@@ -326,8 +341,9 @@ def check_labels(labels: np.ndarray, path: str | Path, images: int, classes: int
     """Labels that fit: one per image read, each a class of the model (0 to classes - 1)."""
     if len(labels) != images:
         because = f" ({skipped} input(s) could not be read)" if skipped else ""
-        raise LabelsError(f"holds {len(labels):,} labels for {images:,} images{because}; give one label "
-                          "per image, in input order", path)
+        count = f"{images:,} image" + "s" * (images != 1)
+        raise LabelsError(f"holds {len(labels):,} labels for {count}{because}; give one label per image, in "
+                          "input order", path)
     outside = np.flatnonzero((labels < 0) | (labels >= classes))
     if len(outside):
         first = int(outside[0])

@@ -144,20 +144,21 @@ def _bars(draw: ImageDraw.ImageDraw, at: tuple[int, int], sample: Sample, order:
 
 
 def predict_picture(predictor: Any, source: str | Path | np.ndarray, *, true: int | None = None,
-                    top: int = 5) -> Image.Image:
+                    top: int = 5, name: str | None = None) -> Image.Image:
     """Predict one input with a `runtime.Predictor` and draw its picture: an image file (made
-    MNIST-like as `run` does), a one-image .npy or IDX file, or a 28 x 28 array of pixels."""
+    MNIST-like as `run` does), a one-image .npy or IDX file, or a 28 x 28 array of pixels.
+    `name` titles the picture (default: the file's name)."""
     if isinstance(source, np.ndarray):
-        seen, given, name = to_uint8_images(np.asarray(source).reshape(1, SIZE, SIZE))[0], None, "28 x 28 array"
+        seen, given, default = to_uint8_images(np.asarray(source).reshape(1, SIZE, SIZE))[0], None, "28 x 28 array"
     else:
         path = Path(source)
         names, images = load_file(path)
         if len(images) != 1:
             raise InputImageError(f"holds {len(images):,} images; a picture shows one", path)
-        seen, name = images[0], names[0]
+        seen, default = images[0], names[0]
         given = given_image(path) if file_kind(path) == "image" else None
     probabilities = predictor.probabilities(seen[None])[0]
-    return sample_picture(Sample(seen, probabilities, name, given, true), predictor.labels, top)
+    return sample_picture(Sample(seen, probabilities, name or default, given, true), predictor.labels, top)
 
 
 # --- contact sheet ----------------------------------------------------------------------------
@@ -201,9 +202,14 @@ def contact_sheet(seen: np.ndarray, probabilities: np.ndarray, *, labels: Sequen
         # The predicted digit large, its confidence small and grey beside it: "7 96%" in one font
         # reads as "796%" at this size.
         draw.text((x + 4, y + _TILE + 5), labels[predicted[i]], fill=colour or _INK, font=digit_font)
-        note = f"{confidence[i]:.0%}" + (f" ({labels[true[i]]})" if wrong else "")
+        note = _percent(float(confidence[i])) + (f" ({labels[true[i]]})" if wrong else "")
         draw.text((x + 16, y + _TILE + 8), note, fill=colour or _MUTED, font=small)
     return image
+
+
+def _percent(p: float) -> str:
+    """Whole percents, where only a probability of exactly 1 reads 100 % (99.6 % shows as 99 %)."""
+    return "100%" if p >= 1.0 else f"{min(round(p * 100), 99)}%"
 
 
 def _cell_origin(index: int, columns: int) -> tuple[int, int]:

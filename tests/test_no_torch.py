@@ -140,3 +140,23 @@ def test_eval_finds_a_bare_model_folder_and_names_what_a_checkpoint_needs(files,
     assert f"error: {run}: eval of a PyTorch checkpoint needs torch: pip install 'mnist-edge[train]'" in output
     report, output = light_run("eval", tmp_path / "misspelled")
     assert report["code"] == 2 and "not found" in output and "Traceback" not in output
+
+
+def test_run_draws_its_pictures_and_reads_labels_without_torch_or_matplotlib(files, tmp_path):
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.array([1, 1, 1]))
+    report, output = light_run("run", files["model"], files["png"], files["npy"], "--labels", labels,
+                               "--show", tmp_path / "pictures", "--json")
+    assert report["code"] == 0, output
+    assert report["attempted"] == [] and report["loaded"] == []
+    pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+    assert pictures == ["00000_one.png", "00001_two_npy_0_.png", "00002_two_npy_1_.png"]
+    assert all(Image.open(tmp_path / "pictures" / name).format == "PNG" for name in pictures)
+
+
+def test_eval_of_the_training_images_needs_no_torch(files):
+    report, output = light_run("eval", files["model"], "--split", "train", "--json")
+    assert report["code"] == 0, output
+    assert report["attempted"] == [] and report["loaded"] == []
+    evaluated = json.loads(output.split("\n@@")[0])  # the JSON, before the subprocess's own report
+    assert evaluated["split"] == "train" and evaluated["count"] == 55000

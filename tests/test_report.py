@@ -85,7 +85,9 @@ def _checkpoint(root: Path) -> None:
         "per_class": [{"label": str(d), "precision": 0.99, "recall": 0.98 if d != 4 else 0.96,
                        "f1": 0.985, "support": 100} for d in range(10)],
         "confusion": confusion,
-        "mistakes": [{"index": 7, "true": 4, "predicted": 9, "confidence": 0.97}]})
+        "mistakes": [{"index": 7, "true": 4, "predicted": 9, "confidence": 0.97}],
+        "split": "test", "images": "the 1,000 test images",
+        "beside": {"train": {"count": 55000, "correct": 54857, "accuracy": 0.9974, "images": "training"}}})
     _png(root / "checkpoint/curves.png", (44, 160, 44))
     _png(root / "checkpoint/eval_confusion.png", (8, 81, 156))
     _png(root / "checkpoint/eval_mistakes.png", (214, 39, 40))
@@ -228,7 +230,8 @@ def test_html_in_names_is_escaped(full_run):
 def test_headline_figures(full_run):
     _, html = full_run
     summary = html.split('<section id="data">')[0]
-    for text in ("cnn", "21,840", "99.12%", "99.07%", "85.9 KiB", "25.4 KiB", "85.0 µs", "240 µs", "fail"):
+    for text in ("cnn", "21,840", "99.12%", "99.07%", "99.74%", "85.9 KiB", "25.4 KiB", "85.0 µs", "240 µs",
+                 "fail"):
         assert text in summary, text
     assert "Not in this run" not in summary  # nothing is missing
 
@@ -246,6 +249,9 @@ def test_tables_carry_the_numbers(full_run):
     _, html = full_run
     assert "5,923" in html and "0.1307" in html  # data
     assert "4 → 9 (2×)" in html  # the most confused pair from the confusion matrix
+    evaluation = html.split('<section id="evaluation">')[1].split("</section>")[0]
+    assert "99.74% on 55,000 images (no augmentation, eval mode)" in evaluation  # the training set's
+    assert "+0.62 pts" in evaluation  # beside the test set's 99.12 %: the generalisation gap
     assert "3e-06" in html and "0.21" in html  # parity logit differences
     assert "fp32 ONNX and PyTorch disagree on 9 images" in html  # a breach
     assert "static-qdq" in html and "abababababab" in html  # manifests

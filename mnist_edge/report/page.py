@@ -24,7 +24,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[RunFolder], str]], ...] = (
     ("summary", "Summary", summary_section),
     ("data", "Data", data_section),
     ("training", "Training", training_section),
-    ("evaluation", "Evaluation (PyTorch, test set)", evaluation_section),
+    ("evaluation", "Evaluation (PyTorch: test set, training set beside it)", evaluation_section),
     ("parity", "Parity: PyTorch, ONNX fp32, ONNX int8", parity_section),
     ("bench", "Benchmark", bench_section),
     ("manifests", "Manifests", manifests_section),
