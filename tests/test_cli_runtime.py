@@ -346,3 +346,31 @@ def test_one_model_file_shows_one_size_in_terminal_markdown_png_and_report(zoo, 
     assert legend == [f"qdq ({size})"]
     assert invoke("report", run).exit_code == 0
     assert f"<td>{size}</td>" in (run / REPORT_FILE).read_text()
+
+
+def test_eval_split_of_an_onnx_model_follows_its_manifest_recipe(zoo, mnist_dir, tmp_path):
+    from mnist_edge.data import training_splits
+    from mnist_edge.runtime import Predictor
+    from tests.onnx_models import linear_model, write_exported
+
+    recipe = {"val_size": 1000, "split_seed": 3, "train_limit": 2000}
+    model = write_exported(tmp_path / "recipe", linear_model(), source={"arch": "linear", "params": 7850,
+                                                                        "recipe": recipe})
+    train, val = training_splits(1000, 3, 2000, mnist_dir, download=False)
+    predictor = Predictor.load(model)
+    for split, images in (("train", train), ("val", val)):
+        result = invoke("eval", model, "--split", split, "--data-dir", mnist_dir, "--json", "--out", tmp_path / "o")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        expected = int((predictor.predict(images.images).digits == images.labels).sum())
+        assert (report["count"], report["correct"]) == (len(images), expected)
+        assert "recipe from the manifest" in report["images"]
+    # A manifest without a recipe: the default hold-out (5,000 validation images, split seed 0), said so.
+    result = invoke("eval", zoo["exported"], "--split", "train", "--data-dir", mnist_dir, "--out", tmp_path / "d")
+    assert result.exit_code == 0, result.output
+    assert "train accuracy" in result.stdout and "the model names no recipe: the default hold-out" in result.stdout
+    report = json.loads((tmp_path / "d" / "eval_train.json").read_text())
+    assert report["count"] == 55000 and not (tmp_path / "d" / "eval.json").exists()
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "eval_train.json", "eval_train_confusion.png", "eval_train_mistakes.png",
+        "eval_val.json", "eval_val_confusion.png", "eval_val_mistakes.png"]

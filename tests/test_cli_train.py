@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,59 @@ def test_python_dash_m_runs_the_cli() -> None:
     result = subprocess.run([sys.executable, "-m", "mnist_edge", "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "Example: mnist-edge" in result.stdout
+
+
+# --- eval --split: the images the checkpoint trained on, its validation images, the test set ---------
+
+
+def test_eval_splits_are_the_images_the_recipe_used(tiny_run: Path, mnist_dir: Path, tmp_path: Path) -> None:
+    """tiny_run trained on the first 4,000 images left after holding out 1,000 for validation:
+    --split train and val evaluate exactly those, unaugmented, in eval mode."""
+    import numpy as np
+
+    from mnist_edge.checkpoint import checkpoint_logits
+    from mnist_edge.data import training_splits
+
+    train, val = training_splits(1000, 0, 4000, mnist_dir, download=False)
+    shutil.copytree(tiny_run, tmp_path / "run")
+    for split, images in (("train", train), ("val", val)):
+        result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--split", split, "--data-dir", str(mnist_dir),
+                                     "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        _, logits = checkpoint_logits(tiny_run, images.images)
+        expected = int((logits.argmax(axis=1) == images.labels).sum())
+        assert (report["split"], report["count"], report["correct"]) == (split, len(images), expected)
+        assert "recipe from the checkpoint" in report["images"]
+        assert np.array(report["confusion"]).sum(axis=1).tolist() == np.bincount(images.labels, minlength=10).tolist()
+        assert (tmp_path / "run" / f"eval_{split}.json").is_file()
+        assert (tmp_path / "run" / f"eval_{split}_confusion.png").is_file()
+    assert not (tmp_path / "run" / "eval.json").exists()  # the test set's report is left as it was
+
+
+def test_beside_puts_the_training_accuracy_into_the_test_report(tiny_run: Path, mnist_dir: Path) -> None:
+    from mnist_edge.evaluate import evaluate_any
+
+    report, _ = evaluate_any(tiny_run, beside=("train", "test"), out=None, data_dir=mnist_dir, download=False)
+    alone, _ = evaluate_any(tiny_run, split="train", data_dir=mnist_dir, download=False)
+    assert report.split == "test" and list(report.beside) == ["train"]  # the split itself is not repeated
+    assert (report.beside["train"].count, report.beside["train"].correct) == (alone.count, alone.correct) == (
+        4000, alone.correct)
+
+
+def test_eval_split_errors_exit_2_before_any_work(tiny_run: Path, mnist_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", str(tiny_run), "--split", "validation", "--out", str(tmp_path / "o"),
+                                 "--data-dir", str(mnist_dir)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: unknown split 'validation'; choose one of train, test, val"
+    assert not (tmp_path / "o").exists()
+    run = tmp_path / "all"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["recipe"]["val_size"] = 0
+    (run / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["eval", str(run), "--split", "val", "--data-dir", str(mnist_dir)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: no validation images: the model's recipe trained on all 60,000 "
+                                     "training images (val_size 0); evaluate --split train or test")
+    assert not (run / "eval_val.json").exists()

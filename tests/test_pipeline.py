@@ -64,6 +64,13 @@ def test_every_step_leaves_its_artifacts(finished_run: Path) -> None:
     assert manifest["metrics"]["measured_with"].startswith("mnist-edge parity")
     html = (finished_run / "report.html").read_text()
     assert "data:image/png;base64," in html and "tiny" in html
+    # The training images' accuracy (the 2,000 of train_limit, unaugmented) beside the test set's.
+    evaluated = json.loads((finished_run / "checkpoint/eval.json").read_text())
+    assert evaluated["count"] == 10000 and evaluated["beside"]["train"]["count"] == 2000
+    train_accuracy = evaluated["beside"]["train"]["accuracy"]
+    assert f"{train_accuracy:.2%} on 2,000 images (no augmentation, eval mode)" in html
+    summary = json.loads((finished_run / "pipeline.json").read_text())["summary"]["eval"]
+    assert summary == {"test_accuracy": evaluated["accuracy"], "train_accuracy": train_accuracy}
 
 
 def test_resume_skips_unchanged_steps(finished_run: Path, mnist_dir: Path, tmp_path: Path,
