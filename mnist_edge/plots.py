@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
 from mnist_edge.data import load_split  # noqa: E402
 from mnist_edge.fileio import atomic_write, ensure_dir  # noqa: E402
@@ -254,6 +254,7 @@ def training_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> P
                 ax.plot(xs, ys, marker="o", markersize=3, color=color, label=split)
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.25
         ax.grid(alpha=0.3)
         ax.legend()
     loss_ax.set_ylabel("cross-entropy")
