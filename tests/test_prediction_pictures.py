@@ -236,8 +236,21 @@ def test_show_draws_one_picture_for_one_input_and_a_sheet_for_many(zoo, inputs, 
     result = invoke("run", zoo["exported"], inputs["npy"], "--show", tmp_path / "each", "--show-each",
                     "--show-limit", "12", "--json")
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "each").iterdir())) == 12
-    json.loads(result.stdout)  # --json output stays pure JSON
+    pictures_written = sorted(str(p) for p in (tmp_path / "each").iterdir())
+    assert len(pictures_written) == 12
+    assert sorted(json.loads(result.stdout)["pictures"]) == pictures_written  # --json names them
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--show-each"], "--show-each needs --show DIR"),
+    (["--show-limit", "5"], "--show-limit needs --show DIR"),
+    (["--show-each", "--show-limit", "5"], "--show-each and --show-limit need --show DIR"),
+])
+def test_show_options_without_show_are_refused(zoo, inputs, tmp_path, options, message):
+    result = invoke("run", zoo["exported"], inputs["npy"], *options, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert one_error_line(result) == f"error: {message}"
+    assert not any(tmp_path.iterdir())
 
 
 def nothing_written(tmp_path: Path) -> bool:

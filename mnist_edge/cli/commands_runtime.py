@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mnist_edge.cli.common import JsonOption, command, console, print_json
 from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_SECONDS, BENCH_THREADS, SHOW_EACH_UP_TO, SHOW_LIMIT
+from mnist_edge.errors import ConfigError
 from mnist_edge.fileio import atomic_write_json
 
 if TYPE_CHECKING:
@@ -60,8 +61,8 @@ def run(
         f"what the model saw, the top probabilities) for up to {SHOW_EACH_UP_TO} inputs, else a contact sheet "
         "(sheet.png)."),
     show_each: bool = typer.Option(False, "--show-each", help="With --show: one PNG per input however many."),
-    show_limit: int = typer.Option(SHOW_LIMIT, "--show-limit", min=1, help="With --show: draw the first N "
-                                   "inputs only."),
+    show_limit: int | None = typer.Option(None, "--show-limit", min=1, help=f"With --show: draw the first N "
+                                          f"inputs only (default {SHOW_LIMIT:,})."),
     labels: Path | None = typer.Option(
         None, "--labels", help="The true digits, one per image in input order: an IDX label file or a .npy "
         "array of integers. Adds right/wrong and the accuracy to the output and the pictures."),
@@ -86,8 +87,7 @@ def run(
     from mnist_edge.inputs import check_labels, load_inputs, load_labels, save_images
     from mnist_edge.runtime import Predictor
 
-    if show is not None:
-        prediction_pictures.check_folder(show)  # before any work: a file or a read-only place is refused
+    _check_show_options(show, show_each, show_limit)
     true = load_labels(labels) if labels is not None else None
     predictor = Predictor.load(model, scale=scale, mean=mean, std=std, threads=threads,
                                provider=provider)
@@ -102,20 +102,34 @@ def run(
         save_images(save_preprocessed, loaded.names, loaded.images)
     prediction = predictor.predict(loaded.images, chunk=batch_size)
     payload = _predictions_payload(predictor, loaded, prediction, top, true)
+    if show is not None:
+        payload["pictures"] = [str(path) for path in prediction_pictures.write_pictures(
+            show, loaded.names, loaded.images, prediction.probabilities, origins=loaded.origins, true=true,
+            labels=predictor.labels, title=predictor.name, each=show_each, limit=show_limit or SHOW_LIMIT,
+            top=max(top, 5))]
     if out is not None:
         atomic_write_json(Path(out) / "predictions.json", payload)
-    pictures = [] if show is None else prediction_pictures.write_pictures(
-        show, loaded.names, loaded.images, prediction.probabilities, origins=loaded.origins, true=true,
-        labels=predictor.labels, title=predictor.name, each=show_each, limit=show_limit, top=max(top, 5))
     if json_output:
         print_json(payload)
     else:
         _print_predictions(payload, top)
-        _print_pictures(show, pictures)
+        _print_pictures(show, payload.get("pictures", []))
     raise typer.Exit(1 if loaded.errors else 0)
 
 
-def _print_pictures(folder: Path | None, pictures: list[Path]) -> None:
+def _check_show_options(show: Path | None, each: bool, limit: int | None) -> None:
+    """Before any work: --show names a folder that can be written; its companions need it."""
+    from mnist_edge import prediction_pictures
+
+    if show is not None:
+        prediction_pictures.check_folder(show)
+        return
+    given = [name for name, value in (("--show-each", each), ("--show-limit", limit)) if value]
+    if given:
+        raise ConfigError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --show DIR")
+
+
+def _print_pictures(folder: Path | None, pictures: list[str]) -> None:
     if len(pictures) == 1:
         typer.echo(f"picture: {pictures[0]}")
     elif pictures:
