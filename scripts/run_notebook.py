@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -21,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 KERNEL_NAME = "mnist-edge-venv"
-# The walkthrough's goal is 3 minutes on a 2-core CPU; the limit leaves room for a loaded machine.
-TIME_LIMIT_S = 300.0
+# A guard against a hung or runaway run, not the speed goal (3 minutes on an idle 2-core CPU,
+# which this script's printout checks): a machine shared with other jobs takes several times longer.
+TIME_LIMIT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Executed:
     seconds: float
     folder: Path  # where it ran (the notebook's working directory)
     cell_seconds: list[tuple[int, float]]  # (code cell number from 1, seconds), in notebook order
+    cpu_seconds: float  # user + system time of the kernel and what it ran (compilers), all cores
 
 
 def kernel_manager(kernels: Path) -> Any:
@@ -59,6 +63,7 @@ def execute(notebook: Path, folder: Path, time_limit: float = TIME_LIMIT_S) -> E
     copy = folder / notebook.name
     shutil.copyfile(notebook, copy)
     nb = nbformat.read(copy, as_version=4)
+    before = _children_cpu_seconds()
     start = time.monotonic()
     deadline = start + time_limit
     km = kernel_manager(folder / ".kernels")
@@ -72,7 +77,14 @@ def execute(notebook: Path, folder: Path, time_limit: float = TIME_LIMIT_S) -> E
     finally:
         if km.has_kernel:  # nbclient shuts down only the kernels it made itself
             km.shutdown_kernel(now=True)
-    return Executed(nb, time.monotonic() - start, folder, _cell_seconds(nb))
+    seconds = time.monotonic() - start
+    return Executed(nb, seconds, folder, _cell_seconds(nb), _children_cpu_seconds() - before)
+
+
+def _children_cpu_seconds() -> float:
+    """CPU time of the child processes that have ended: the kernel, once shut down and waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cell_seconds(nb: Any) -> list[tuple[int, float]]:
@@ -107,7 +119,8 @@ def main() -> None:
         except (CellExecutionError, CellTimeoutError) as exc:
             print(f"error: {args.notebook}: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
             raise SystemExit(1) from None
-    print(f"{args.notebook}: ran top to bottom in {executed.seconds:.1f} s (kernel start-up included)")
+    print(f"{args.notebook}: ran top to bottom in {executed.seconds:.1f} s (kernel start-up included), "
+          f"{executed.cpu_seconds:.1f} s of CPU time, load average {os.getloadavg()[0]:.1f} at the end")
     print("code cells, seconds: " + ", ".join(f"{n}: {s:.1f}" for n, s in executed.cell_seconds))
     if args.store:
         nbformat.write(executed.notebook, args.notebook)
