@@ -215,12 +215,17 @@ class Scorer:
     probabilities: Callable[[np.ndarray], np.ndarray]
 
     def plan(self, split: str) -> SplitPlan:
+        """The split's images for this model: its recipe's hold-out, a key it lacks taken from the
+        default recipe (older manifests have no train_limit); the default hold-out when it names
+        none of them, or a value that is not a count."""
         recipe = Recipe()
-        keys = {"val_size": recipe.val_size, "split_seed": recipe.split_seed, "train_limit": recipe.train_limit}
-        given = {k: (self.recipe or {}).get(k) for k in keys}
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in given.values()):
-            return SplitPlan(split, **keys, recipe_from="default")
-        return SplitPlan(split, **given, recipe_from=self.recipe_from)
+        defaults = {"val_size": recipe.val_size, "split_seed": recipe.split_seed, "train_limit": recipe.train_limit}
+        known = self.recipe or {}
+        chosen = {key: known.get(key, value) for key, value in defaults.items()}
+        counts = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in chosen.values())
+        if not counts or not any(key in known for key in defaults):
+            return SplitPlan(split, **defaults, recipe_from="default")
+        return SplitPlan(split, **chosen, recipe_from=self.recipe_from)
 
 
 def checkpoint_scorer(run_dir: Path) -> Scorer:

@@ -374,3 +374,18 @@ def test_eval_split_of_an_onnx_model_follows_its_manifest_recipe(zoo, mnist_dir,
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "eval_train.json", "eval_train_confusion.png", "eval_train_mistakes.png",
         "eval_val.json", "eval_val_confusion.png", "eval_val_mistakes.png"]
+
+
+def test_a_split_plan_takes_the_recipes_hold_out_and_the_default_for_what_it_lacks():
+    from mnist_edge.data import SplitPlan
+    from mnist_edge.evaluate import Scorer
+
+    def plan(recipe):
+        return Scorer("m", None, recipe, "manifest", lambda images: images).plan("train")
+
+    default = SplitPlan("train", 5000, 0, 0, "default")
+    assert plan({"val_size": 1000, "split_seed": 3}) == SplitPlan("train", 1000, 3, 0, "manifest")
+    assert plan({"val_size": 0, "split_seed": 0, "train_limit": 300}) == SplitPlan("train", 0, 0, 300, "manifest")
+    for unknown in (None, {}, {"arch": "cnn"}, {"val_size": -1}, {"val_size": True}, {"split_seed": "0"}):
+        assert plan(unknown) == default, unknown
+    assert "the model names no recipe: the default hold-out" in default.describe(55000)
