@@ -14,8 +14,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnist_edge import manifest as manifest_io
-from mnist_edge.cli.common import DataDirOption, DownloadOption, JsonOption, command, console, print_json
-from mnist_edge.cli.commands_runtime import _mean_option, _scale_option, _std_option
+from mnist_edge.cli.common import (
+    DataDirOption,
+    DownloadOption,
+    JsonOption,
+    command,
+    console,
+    mean_option,
+    print_json,
+    scale_option,
+    std_option,
+)
 from mnist_edge.config import OPSET
 from mnist_edge.fileio import check_creatable
 
@@ -134,9 +143,9 @@ def quantize(
     op_types: list[str] | None = typer.Option(None, "--op-type", help="Only quantize this operator type "
                                                  "(repeatable; default: all)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed choosing the calibration images (default 0)."),
-    scale: float | None = _scale_option(),
-    mean: float | None = _mean_option(),
-    std: float | None = _std_option(),
+    scale: float | None = scale_option(),
+    mean: float | None = mean_option(),
+    std: float | None = std_option(),
     json_output: JsonOption = False,
     data_dir: DataDirOption = None,
     download: DownloadOption = True,

@@ -72,25 +72,13 @@ def _byte_pairs(constant: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _onnxruntime_add(node: Any, values: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
-    from mnist_edge.logs import quiet_onnxruntime
+    from mnist_edge.codegen.ortnodes import run_nodes
 
-    inputs = ["a", node.input[1], node.input[2], "b", node.input[4], node.input[5], node.input[6], node.input[7]]
-    inits = [numpy_helper.from_array(np.asarray(values[name]), name) for name in dict.fromkeys(inputs[1:3] + inputs[4:])
-             if name]
+    inputs = ["a", *node.input[1:3], "b", *node.input[4:8]]
     add = helper.make_node("QLinearAdd", inputs, ["c"], domain="com.microsoft")
-    graph = helper.make_graph([add], "add", [helper.make_tensor_value_info(n, TensorProto.UINT8, [len(a)])
-                                             for n in ("a", "b")],
-                              [helper.make_tensor_value_info("c", TensorProto.UINT8, [len(a)])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    quiet_onnxruntime(options)
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {"a": a, "b": b})
-    return np.asarray(out, np.uint8)
+    return run_nodes([add], {"a": a, "b": b}, "c", values)
 
 
 __all__ = ["add_parameters", "add_values", "fma32"]

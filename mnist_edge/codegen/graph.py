@@ -497,22 +497,10 @@ def _float_island(reader: _Reader, node: Any, chain: list[Any]) -> None:
 def _table_of(reader: _Reader, nodes: list[Any]) -> np.ndarray:
     """The 256 outputs onnxruntime computes for the input bytes 0-255 through NODES (one uint8
     input, one uint8 output, elementwise), with their constants."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from mnist_edge.codegen.ortnodes import run_nodes
 
-    first, last = nodes[0].input[0], nodes[-1].output[0]
-    used = {name for n in nodes for name in n.input} - {first}
-    inits = [numpy_helper.from_array(np.asarray(reader.values[name]), name) for name in sorted(used)
-             if name in reader.values]
-    graph = helper.make_graph(list(nodes), "table", [helper.make_tensor_value_info(first, TensorProto.UINT8, [256])],
-                              [helper.make_tensor_value_info(last, TensorProto.UINT8, [256])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # run the nodes as they are
-    quiet_onnxruntime(options)
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    (table,) = session.run(None, {first: np.arange(256, dtype=np.uint8)})
-    return np.asarray(table, np.uint8).reshape(256)
+    feeds = {nodes[0].input[0]: np.arange(256, dtype=np.uint8)}
+    return run_nodes(nodes, feeds, nodes[-1].output[0], reader.values)
 
 
 def _table_operator(reader: _Reader, node: Any, index: int) -> None:
@@ -709,8 +697,10 @@ def _output_dims(reader: _Reader, node: Any, found: View) -> list[int]:
             raise CodegenError(f"node {_name(node)}: Flatten with axis other than 1 is not supported", reader.path)
         return [1, total]
     if node.op_type in ("Squeeze", "Unsqueeze"):
-        return [1, total] if found.flat else [1, *(found.shape if found.canonical else
-                                                   [dict(zip("chw", found.shape, strict=True))[a] for a in found.order])]
+        if found.flat:
+            return [1, total]
+        by_axis = dict(zip("chw", found.shape, strict=True))
+        return [1, *(found.shape if found.canonical else [by_axis[a] for a in found.order])]
     target = reader.values.get(node.input[1]) if len(node.input) > 1 else None
     if target is None:
         raise CodegenError(f"node {_name(node)}: a Reshape whose shape is computed at run time (fix the batch "

@@ -16,8 +16,18 @@ from __future__ import annotations
 import numpy as np
 
 from mnist_edge.codegen.add import add_values
-from mnist_edge.codegen.graph import (INPUT, Add, AveragePool, Conv, GlobalAveragePool, Gemm, IntegerModel, Layer,
-                                      MaxPool, Table)
+from mnist_edge.codegen.graph import (
+    INPUT,
+    Add,
+    AveragePool,
+    Conv,
+    Gemm,
+    GlobalAveragePool,
+    IntegerModel,
+    Layer,
+    MaxPool,
+    Table,
+)
 from mnist_edge.errors import CodegenError
 
 MODES = ("float", "fixed")
