@@ -41,6 +41,7 @@ from mnist_edge.checkpoint import WEIGHTS, load_config, load_for_inference
 from mnist_edge.config import LABELS, OPSET
 from mnist_edge.errors import ConfigError, ModelFileError
 from mnist_edge.fileio import atomic_write_bytes, check_creatable, sha256_file
+from mnist_edge.ortsession import open_session
 from mnist_edge.parity import ParityReport, Thresholds, parity_command, record_parity
 from mnist_edge.quantize import QuantizeOptions, QuantizeResult, quantize_model
 
@@ -211,9 +212,8 @@ def check_model(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
 
 def smoke_test(proto: onnx.ModelProto, model: nn.Module) -> float:
     """Run batches of 1 and 7 through onnxruntime and PyTorch; the largest logit difference."""
-    import onnxruntime as ort
 
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = open_session(proto.SerializeToString())
     x = torch.randn(7, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     worst = 0.0
     with torch.inference_mode():

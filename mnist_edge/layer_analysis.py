@@ -101,12 +101,11 @@ def rank_suspects(layers: list[LayerError]) -> list[str]:
 def kernel_check(int8: Any, images: np.ndarray) -> KernelCheck:
     import onnxruntime as ort
 
-    from mnist_edge.logs import quiet_onnxruntime
+    from mnist_edge.ortsession import open_session
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    quiet_onnxruntime(options)
-    simulated = ort.InferenceSession(str(int8.model_path), options, providers=["CPUExecutionProvider"])
+    simulated = open_session(str(int8.model_path), options)
     x = int8.prepare(images)
     (reference,) = simulated.run([int8.output_name], {int8.input_name: x})
     kernels = int8.logits(images)

@@ -20,6 +20,34 @@ GIVEN, MANIFEST, METADATA, ASSUMED = "given", "manifest", "model metadata", "ass
 NORMALIZATION_KEYS = ("scale", "mean", "std")
 
 
+# Operators whose iteration count the model itself decides (a Loop of 10^12 trips runs for
+# days); a digit classifier needs none, so a model that has them is refused before any run
+# (`run`, `eval` and `bench` through runtime.create_session; `quantize`, whose calibration runs it).
+UNBOUNDED_OPERATORS = frozenset({"Loop", "Scan"})
+
+
+def refuse_unbounded_control_flow(operators: set[str], path: Any = None) -> None:
+    used = UNBOUNDED_OPERATORS & operators
+    if used:
+        raise ModelFileError(
+            f"uses {', '.join(sorted(used))}: control flow whose number of iterations the model decides is "
+            "refused (a digit classifier needs none, and a hostile one could run for days)", path)
+
+
+def require_text_names(graph: Any, path: Any = None) -> None:
+    """A ModelFileError when a name in GRAPH is not UTF-8 text: onnx hands such a name to Python
+    as bytes, and every tool downstream (the quantizer, onnxruntime's wrapper) fails on it
+    somewhere less clear."""
+    values = [*graph.input, *graph.output, *graph.initializer]
+    names = [(value.name, f"tensor {value.name!r}") for value in values]
+    for node in graph.node:
+        where = f"node {node.name or node.op_type!r}"
+        names += [(name, where) for name in (node.name, *node.input, *node.output)]
+    bad = next((where for name, where in names if isinstance(name, bytes)), None)
+    if bad is not None:
+        raise ModelFileError(f"a name in the graph is not UTF-8 text ({bad}): rename it in the exporter", path)
+
+
 def sort_nodes(graph: Any, path: Any = None) -> bool:
     """Put GRAPH's nodes in topological order, in place (stable: sorted graphs are unchanged).
     Returns whether the order changed; a graph with a cycle is a ModelFileError."""

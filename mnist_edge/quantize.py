@@ -28,7 +28,14 @@ from mnist_edge.config import LABELS, Normalization
 from mnist_edge.errors import ConfigError, ModelFileError, first_line
 from mnist_edge.fileio import atomic_write_bytes, check_creatable, sha256_file
 from mnist_edge.modelfile import check_model_file, locate_model, model_bytes
-from mnist_edge.modelprep import GIVEN, InputConvention, input_convention, sort_nodes
+from mnist_edge.modelprep import (
+    GIVEN,
+    InputConvention,
+    input_convention,
+    refuse_unbounded_control_flow,
+    require_text_names,
+    sort_nodes,
+)
 
 MODES = ("static", "dynamic")
 FORMATS = ("auto", "qdq", "qoperator")
@@ -281,6 +288,8 @@ def load_model(path: str | Path) -> Any:
         raise ModelFileError(f"cannot load external data: {first_line(exc)}", path) from None
     if not model.graph.node or not model.opset_import:
         raise ModelFileError("not an ONNX model (the file holds no graph)", path)
+    require_text_names(model.graph, path)
+    refuse_unbounded_control_flow({node.op_type for node in model.graph.node}, path)
     # Before any check: the checker refuses an unsorted graph, which onnxruntime (and so `run`) accepts.
     sort_nodes(model.graph, path)
     try:

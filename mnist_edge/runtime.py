@@ -35,7 +35,9 @@ from mnist_edge.config import LABELS, Normalization
 from mnist_edge.errors import ConfigError, InputImageError, ManifestError, ModelFileError, first_line
 from mnist_edge.logs import quiet_onnxruntime
 from mnist_edge.modelfile import locate_model
+from mnist_edge.modelprep import refuse_unbounded_control_flow
 from mnist_edge.onnx_ops import operator_types
+from mnist_edge.ortsession import open_session
 from mnist_edge.units import format_bytes
 
 PIXELS = SIZE * SIZE
@@ -255,19 +257,16 @@ def create_session(model_path: str | Path, *, threads: int | None = None, provid
     _cap_cpu_memory(options)
     try:
         # Loading by path (not bytes) lets onnxruntime resolve external data beside the model.
-        session = ort.InferenceSession(str(model_path), options, providers=providers)
+        session = open_session(str(model_path), options, providers)
     except _ORT_ERRORS as exc:
         raise ModelFileError(describe_load_error(exc), model_path) from None
     except UnicodeDecodeError:  # onnxruntime hands a damaged name or error text to Python as UTF-8
         raise ModelFileError("not a valid ONNX model (a name or string in it is not UTF-8: damaged file?)",
                              model_path) from None
-    _refuse_unbounded_loops(Path(model_path))
+    refuse_unbounded_control_flow(operator_types(Path(model_path)) or set(), model_path)
     return session
 
 
-# Operators whose iteration count the model itself decides (a Loop of 10^12 trips runs for
-# days); a digit classifier needs none, so a model that has them is refused before any run.
-UNBOUNDED_OPERATORS = frozenset({"Loop", "Scan"})
 # The arena's cap, in bytes, for all sessions of the process together. Digit models need a few
 # MB (the largest chunk, 512 images through the cnn, about 60 MB); MNIST_EDGE_MEMORY_LIMIT_MB raises it.
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3
@@ -290,14 +289,6 @@ def _cap_cpu_memory(options: ort.SessionOptions) -> None:
         ort.create_and_register_allocator(info, ort.OrtArenaCfg(memory_limit(), -1, -1, -1))
         _arena_registered = True
     options.add_session_config_entry("session.use_env_allocators", "1")
-
-
-def _refuse_unbounded_loops(model_path: Path) -> None:
-    used = UNBOUNDED_OPERATORS & (operator_types(model_path) or set())
-    if used:
-        raise ModelFileError(
-            f"uses {', '.join(sorted(used))}: control flow whose number of iterations the model decides is "
-            "refused (a digit classifier needs none, and a hostile one could run for days)", model_path)
 
 
 def describe_load_error(exc: BaseException) -> str:

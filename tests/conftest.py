@@ -89,3 +89,11 @@ def zoo(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> dict[str, 
     from tests.onnx_models import write_zoo
 
     return write_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (tests/webpage.py drives the page in it)."""
+    from tests.webpage import launched_chromium
+
+    yield from launched_chromium()

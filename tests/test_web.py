@@ -8,68 +8,23 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_edge import data
 from mnist_edge.errors import OutputError, WebError
 from mnist_edge.web import serve
-from mnist_edge.web.site import build_site
+from mnist_edge.web.site import C_SITE_BUDGET, build_site
+from tests.webpage import CANVAS, canvases, classify_in_page, opened, served
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CNN_INT8 = REPO / "exported" / "cnn-int8"
 TINY_C = REPO / "exported" / "tiny-mcu"
-CANVAS = 280
 MNIST_IMAGES = 200
 ORT_BUDGET_GZIP = 5 * 1024 * 1024  # the issue's budget for a whole `ort` site
-C_BUDGET = 100 * 1024  # ... and for a `c` site of tiny
-
-
-def _playwright():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="drives Chromium (pip install playwright)")
-    if not Path(CHROMIUM).is_file():
-        pytest.skip("Chromium is missing (apt-get install chromium)")
-    return sync_api
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = _playwright()
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
-@contextmanager
-def served(folder: Path):
-    server = serve.bind(folder, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield serve.url_of(server)
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextmanager
-def opened(browser, folder: Path):
-    with served(folder) as url:
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(url)
-        loaded = page.evaluate("window.mnistEdge.ready")
-        assert not errors, errors
-        yield page, loaded
-        page.close()
+C_BUDGET = C_SITE_BUDGET  # ... and for a `c` site of tiny
 
 
 @pytest.fixture(scope="module")
@@ -85,28 +40,6 @@ def c_site(tmp_path_factory) -> Path:
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is missing: --engine c compiles with clang and lld (apt-get install clang lld)")
     return build_site(TINY_C, tmp_path_factory.mktemp("web") / "site-c", engine="c").folder
-
-
-def canvases(count: int) -> np.ndarray:
-    """MNIST test digits as a person's canvas shows them: black ink on white, 280 x 280."""
-    images = data.load_split("test", download=False).images[:count]
-    return np.stack([255 - np.asarray(Image.fromarray(image).resize((CANVAS, CANVAS), Image.Resampling.BILINEAR))
-                     for image in images])
-
-
-def classify_in_page(page, gray: np.ndarray) -> list[dict]:
-    """Put each canvas into the page, classify it, and read back the result and the canvas PNG."""
-    payload = [base64.b64encode(g.tobytes()).decode() for g in gray]
-    return page.evaluate("""async ([images, size]) => {
-        const out = [];
-        for (const b64 of images) {
-            const gray = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-            window.mnistEdge.putGray(gray, size, size);
-            const result = await window.mnistEdge.classify();
-            out.push({ ...result, png: window.mnistEdge.canvasPNG() });
-        }
-        return out;
-    }""", [payload, CANVAS])
 
 
 def run_on_pngs(results: list[dict], model: Path, folder: Path) -> dict:

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from mnist_edge.cli.common import DataDirOption, DownloadOption, JsonOption, command, console, print_json
+from mnist_edge.cli.common import (
+    DataDirOption,
+    DownloadOption,
+    JsonOption,
+    command,
+    console,
+    mean_option,
+    print_json,
+    scale_option,
+    std_option,
+)
 from mnist_edge.errors import ConfigError
 
 
@@ -49,6 +59,9 @@ def codegen_command(
                         "(nRF51, Cortex-M0), netduinoplus2 (STM32F405); repeatable.")] = None,
     board_images: Annotated[int, typer.Option("--board-images", help="Test images each board classifies "
                                                                      "(read over semihosting; default 1,000).")] = 1000,
+    scale: float | None = scale_option(),
+    mean: float | None = mean_option(),
+    std: float | None = std_option(),
     json_output: JsonOption = False,
     data_dir: DataDirOption = None,
     download: DownloadOption = True,
@@ -67,13 +80,15 @@ def codegen_command(
 
     result = generate(model, out, verify_images=images if verify else 0, max_ram=max_ram, cc=cc,
                       boards=tuple(board or ()), board_images=board_images, requant=requant, data_dir=data_dir,
-                      download=download, cflags=parse_cflags(cflags) if cflags is not None else HOST_CFLAGS)
+                      download=download, cflags=parse_cflags(cflags) if cflags is not None else HOST_CFLAGS,
+                      normalization={"scale": scale, "mean": mean, "std": std})
     checked = result.verification
     if json_output:
         print_json(result.manifest)
     else:
         console.print(f"C library: {escape(str(out))} (arena {result.arena_bytes:,} bytes, constants "
                       f"{result.weight_bytes:,} bytes)")
+        _print_conventions(result.manifest)
         if checked is not None:
             against = ("onnxruntime" if checked.requant == "float"
                        else "the numpy model of the fixed-point arithmetic")
@@ -93,6 +108,20 @@ def codegen_command(
             _print_board(run)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _print_conventions(manifest: dict) -> None:
+    """How the C reads pixels (normalization and where it came from) and what its scores are."""
+    from mnist_edge.codegen import SCORES_BEFORE_SOFTMAX
+    from mnist_edge.config import Normalization
+    from mnist_edge.modelprep import InputConvention
+
+    given = manifest["input"]
+    norm = Normalization(given["scale"], given["mean"], given["std"])
+    convention = InputConvention("", given["layout"], norm, given["normalization_source"])
+    console.print(f"input normalization (in the C's input table): {escape(convention.describe())}")
+    if manifest["api"]["scores"] == SCORES_BEFORE_SOFTMAX:
+        console.print(f"scores: {SCORES_BEFORE_SOFTMAX}")
 
 
 def _print_board(run) -> None:

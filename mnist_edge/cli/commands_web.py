@@ -55,6 +55,11 @@ def web_command(
         else:
             console.print(f"site: {escape(str(folder))} ({engine} engine, {len(site.files)} files, "
                           f"{format_bytes(summary['bytes'])}, {format_bytes(summary['gzip_bytes'])} gzip-compressed)")
+            if summary["over_budget"]:
+                console.print(f"note: over the c engine's budget of {format_bytes(summary['budget_bytes'])} "
+                              "(the page is sized for microcontroller models; the C's constants "
+                              "are in both of its WebAssembly modules): it works, but its first prediction waits "
+                              "for the download")
         if server is not None:
             _serve_until_interrupted(server, folder)
 

@@ -322,6 +322,13 @@ void mnist_edge_profile_end(int step);
 """
 
 
+def _softmax_note(model: IntegerModel) -> str:
+    if not model.output_softmax:
+        return ""
+    return ("\n/* The model ends in a Softmax, left out here: the scores are the quantized logits before it\n"
+            " * (same order, same digit); apply it to the logits in float for probabilities. */")
+
+
 def header(model: IntegerModel, plan: Plan) -> str:
     c, h, w = model.input.shape
     upper = PREFIX.upper()
@@ -335,7 +342,7 @@ def header(model: IntegerModel, plan: Plan) -> str:
 #define {upper}_CLASSES {model.classes}
 #define {upper}_ARENA_BYTES {plan.arena_bytes}  /* all intermediate data (one static array) */
 #define {upper}_STEPS {len(plan.steps)}  /* loops, for a profiling build (-D{upper}_PROFILE=1) */
-/* logit[i] = (scores[i] - {upper}_SCORE_ZERO) * {upper}_SCORE_SCALE */
+/* logit[i] = (scores[i] - {upper}_SCORE_ZERO) * {upper}_SCORE_SCALE */{_softmax_note(model)}
 #define {upper}_SCORE_ZERO {model.output_zero}
 #define {upper}_SCORE_SCALE {float_literal(model.output_scale)}
 

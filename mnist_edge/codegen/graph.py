@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from mnist_edge.errors import CodegenError
-from mnist_edge.logs import quiet_onnxruntime
+from mnist_edge.ortsession import open_session
 
 # The optimization level whose fused graph the C code reproduces (recorded in the manifest).
 OPT_LEVEL = "ORT_ENABLE_EXTENDED"
@@ -167,6 +167,7 @@ class IntegerModel:
     # quantization): the C returns the scores before it.
     output_softmax: bool = False
     input_layout: str = "NCHW"  # the model's own input: NCHW, NHWC or flat (the C takes raw pixels)
+    normalization_source: str = "manifest"  # modelprep's GIVEN, MANIFEST, METADATA or ASSUMED
 
     @property
     def classes(self) -> int:
@@ -216,9 +217,8 @@ def optimized_graph(model_path: Path, level: str = OPT_LEVEL, batch: int | None 
         options = ort.SessionOptions()
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        quiet_onnxruntime(options)
         try:
-            ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+            open_session(str(source), options)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise CodegenError(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}", model_path) from None
         return onnx.load(options.optimized_model_filepath)
@@ -228,7 +228,10 @@ def fixed_batch(model_path: Path, batch: int = 1) -> Any:
     """The model with every graph input's and output's first dimension set to BATCH."""
     import onnx
 
+    from mnist_edge.modelprep import require_text_names
+
     model = onnx.load(str(model_path))
+    require_text_names(model.graph, model_path)
     for value in [*model.graph.input, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
         if len(dims):
@@ -379,7 +382,6 @@ def input_table(normalization: Any, scale: np.ndarray, zero: np.ndarray) -> np.n
     """Pixel -> quantized input: normalised with the runtime's float32 arithmetic
     (`data.normalize`, as `run` does), then quantized by onnxruntime's own QuantizeLinear, so the
     table holds exactly what onnxruntime would compute from those pixels."""
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     from mnist_edge.data import normalize
@@ -393,7 +395,7 @@ def input_table(normalization: Any, scale: np.ndarray, zero: np.ndarray) -> np.n
         [numpy_helper.from_array(np.asarray(scale, np.float32).reshape(()), "s"),
          numpy_helper.from_array(np.asarray(zero, np.uint8).reshape(()), "z")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = open_session(model.SerializeToString())
     (table,) = session.run(None, {"x": pixels})
     return table.astype(np.uint8)
 
@@ -447,6 +449,8 @@ def _dequantize(reader: _Reader, node: Any, index: int) -> None:
         _float_island(reader, node, chain)
         return
     outputs = {o.name for o in reader.graph.output}
+    if node.output[0] not in outputs and not reader.consumers.get(node.output[0]):
+        return  # read by nothing: left over from onnxruntime's fusions (a bias two layers shared)
     tail = [n.op_type for n in chain]
     if not chain and node.output[0] in outputs or tail and tail[-1] in ("Softmax", *LAYOUT) and \
             chain[-1].output[0] in outputs and set(tail) <= {"Softmax", *LAYOUT}:
@@ -456,6 +460,12 @@ def _dequantize(reader: _Reader, node: Any, index: int) -> None:
         for step in chain:
             reader.done.add(list(reader.graph.node).index(step))
         return
+    after = chain or reader.consumers.get(node.output[0], [])
+    unknown = next((n for n in after if n.op_type not in (*FLOAT_COMPUTE, *FLOAT_ELEMENTWISE, *LAYOUT, "Softmax")),
+                   None)
+    if unknown is not None:  # the quantizer left it in float because nothing can compute it in int8
+        raise CodegenError(f"node {_name(unknown)}: operator {unknown.op_type} is not supported by the C generator "
+                           f"(supported: {SUPPORTED_TEXT})", reader.path)
     raise CodegenError(f"node {_name(node)}: a dequantized tensor feeds {', '.join(tail) or 'nothing'} (float "
                        "computation in the middle of the model); quantize with `mnist-edge quantize MODEL --for mcu`",
                        reader.path)
@@ -561,6 +571,11 @@ def _average_pool(reader: _Reader, node: Any, index: int) -> None:
     kernel = tuple(attrs["kernel_shape"])
     stride = tuple(attrs.get("strides", [1, 1]))
     pads = tuple(attrs.get("pads", [0, 0, 0, 0]))
+    if kernel == tuple(in_shape[1:]) and not any(pads):
+        # onnxruntime computes a pooling over the whole map as a global average pooling
+        # (QLinearAveragePool's "fallback_to_global"), whose arithmetic differs.
+        _gap(reader, node, index)
+        return
     if attrs.get("ceil_mode", 0) or attrs.get("channels_last", 0) or any(pads):
         raise CodegenError(f"node {node.name}: AveragePool with pads, ceil_mode or channels_last is not supported",
                            path)

@@ -206,6 +206,9 @@ def _layout(name: str, label: str, shape: tuple[int, int, int], readers: list[tu
         raise CodegenError(f"map {name!r} is read by convolutions with different padding ({sorted(pads)}): "
                            "not supported by the C generator")
     left, right = pads.pop() if pads else (0, 0)
+    if (left or right) and any(isinstance(layer, Gemm) for layer, _ in readers):
+        raise CodegenError(f"map {name!r} is read by a padded convolution and by a dense layer (which reads it as "
+                           "one flat vector, padding included): not supported by the C generator")
     zeros = {int(getattr(layer, "x_zero", 0)) for layer in convs}
     row_bytes = (left + width + right) * channels
     # A dense layer reads its input as one flat vector: its rows stay contiguous.

@@ -21,7 +21,7 @@ import numpy as np
 from mnist_edge.codegen import reference
 from mnist_edge.codegen.graph import OPT_LEVEL, IntegerModel
 from mnist_edge.errors import CodegenError
-from mnist_edge.logs import quiet_onnxruntime
+from mnist_edge.ortsession import open_session
 
 # Strict C99 with every warning an error; no contraction of a*b+c into an FMA (onnxruntime
 # rounds the product and the sum separately) and never fast-math.
@@ -144,8 +144,7 @@ def onnxruntime_session(model_bytes: bytes) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVEL)
     options.intra_op_num_threads = 1
-    quiet_onnxruntime(options)
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    return open_session(model_bytes, options)
 
 
 def onnxruntime_scores(model_path: Path, pixels: np.ndarray, normalization: Any, batch: int = 500,

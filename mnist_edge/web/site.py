@@ -34,6 +34,12 @@ OWNED = frozenset({*PAGE_FILES, *ENGINE_FILES["ort"], *ENGINE_FILES["c"], INFO, 
                    "model-simd.wasm", "ort"})
 
 
+# The c engine's site is sized for microcontroller models (the shipped tiny-mcu's is 83 KB): a
+# larger one still works, but its first prediction waits for the download, and the C's constants
+# are in both of its WebAssembly modules (SIMD and scalar).
+C_SITE_BUDGET = 100 * 1024  # bytes, the site's files together
+
+
 @dataclass(frozen=True)
 class Site:
     folder: Path
@@ -204,5 +210,9 @@ def _describe(name: str, labels: list[str] | None, manifest: dict[str, Any] | No
 
 
 def site_summary(site: Site) -> dict[str, Any]:
+    """The site's files and weight; `budget_bytes` (the c engine's C_SITE_BUDGET, else None) and
+    `over_budget` say whether it is heavier than its page is meant to be."""
+    budget = C_SITE_BUDGET if site.engine == "c" else None
     return {"folder": str(site.folder), "engine": site.engine, "model": site.model, "files": site.files,
-            "bytes": site.total_bytes, "gzip_bytes": site.gzip_bytes}
+            "bytes": site.total_bytes, "gzip_bytes": site.gzip_bytes, "budget_bytes": budget,
+            "over_budget": budget is not None and site.total_bytes > budget}

@@ -1,47 +1,60 @@
-"""MNIST models as other tools write them, with trained weights, for the deployment half's tests
-(quantize, codegen, boards, the page): a Keras-style CNN (NHWC input, transposes, nodes out of
-topological order, MatMul + Add, Softmax), a PyTorch CNN exported by the dynamo exporter (Shape /
-Concat / Reshape flatten, external data, dynamic batch), a flat-input MLP, the project's lenet5
-and a small residual net (Add of two branches, ReLU6, AveragePool, Sigmoid, Tanh, LeakyRelu).
+"""MNIST models as other tools write them, with trained weights, for the deployment half's
+tests (quantize, codegen, boards, the page) and scripts/foreign_models.py: a Keras-style CNN (NHWC
+input, transposes, nodes out of topological order, MatMul + Add, Softmax), a PyTorch CNN exported
+by the dynamo exporter (Shape / Concat / Reshape flatten, external data, dynamic batch), a
+flat-input MLP, the project's lenet5 and mlp, and a small residual net (Add of two branches,
+ReLU6, batch norm, AveragePool, Sigmoid, Tanh, LeakyRelu).
 
-Each is trained for a short while on a slice of MNIST's training set (torch, CPU, seconds) so
-that its accuracy means something; every builder is deterministic for a given seed.
+Each is trained on a slice of MNIST's training set (torch, CPU: BRIEF for the tests, seconds;
+FULL for the script's accuracy figures) so that its accuracy means something; every builder is
+deterministic for a given seed.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-TRAIN_IMAGES = 20_000
-EPOCHS = 2
+
+@dataclass(frozen=True)
+class Training:
+    """How long a builder trains: the first IMAGES training images, EPOCHS times."""
+
+    images: int = 20_000
+    epochs: int = 2
+
+
+FULL = Training()  # scripts/foreign_models.py: accuracy worth comparing with the float model's
+BRIEF = Training(3_000, 1)  # the default test run: seconds, yet far above chance
 MNIST_NORM = (255.0, 0.1307, 0.3081)
 KERAS_NORM = (255.0, 0.0, 1.0)  # Keras models usually take pixel / 255
 
 
-def _images(norm: tuple[float, float, float]):
+def _images(norm: tuple[float, float, float], images: int):
     import torch
 
     from mnist_edge.data import load_split, normalize
 
-    train = load_split("train", download=False).subset(TRAIN_IMAGES)
+    train = load_split("train", download=False).subset(images)
     x = torch.from_numpy(normalize(train.images, *norm))
     return x, torch.from_numpy(train.labels.astype(np.int64))
 
 
-def train(net, norm: tuple[float, float, float] = MNIST_NORM, flat: bool = False, seed: int = 0):
-    """`net` trained with Adam on TRAIN_IMAGES images for EPOCHS epochs; returned in eval mode."""
+def train(net, training: Training, norm: tuple[float, float, float] = MNIST_NORM, flat: bool = False, seed: int = 0):
+    """`net` trained with Adam as TRAINING says; returned in eval mode."""
     import torch
 
     torch.manual_seed(seed)
-    x, y = _images(norm)
+    x, y = _images(norm, training.images)
     if flat:
         x = x.reshape(len(x), -1)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(seed)
     net.train()
-    for _ in range(EPOCHS):
+    for _ in range(training.epochs):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), 128):
             batch = order[start:start + 128]
@@ -54,7 +67,7 @@ def train(net, norm: tuple[float, float, float] = MNIST_NORM, flat: bool = False
 # --- Keras-style ------------------------------------------------------------------------------------
 
 
-def keras_cnn(path: Path, seed: int = 0) -> Path:
+def keras_cnn(path: Path, training: Training = FULL, seed: int = 0) -> Path:
     """A Keras-style CNN as keras2onnx / tf2onnx write one: NHWC input, a Transpose to NCHW, two
     Conv + Relu + MaxPool, a Transpose back to NHWC before the flatten (so the dense weights are in
     HWC order), Reshape, MatMul + Add, Softmax; nodes stored out of topological order; no
@@ -65,8 +78,9 @@ def keras_cnn(path: Path, seed: int = 0) -> Path:
     from torch import nn
 
     torch.manual_seed(seed)
-    net = train(nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(),
-                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 5 * 5, 10)), KERAS_NORM, seed=seed)
+    layers = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(),
+                           nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 5 * 5, 10))
+    net = train(layers, training, KERAS_NORM, seed=seed)
     conv1, conv2, dense = net[0], net[3], net[7]
     # The dense layer reads the NHWC map flattened: its rows in (h, w, c) order.
     dense_w = dense.weight.detach().numpy().reshape(10, 16, 5, 5).transpose(2, 3, 1, 0).reshape(400, 10)
@@ -103,7 +117,7 @@ def keras_cnn(path: Path, seed: int = 0) -> Path:
 # --- PyTorch, dynamo exporter -----------------------------------------------------------------------
 
 
-def dynamo_cnn(path: Path, seed: int = 0) -> Path:
+def dynamo_cnn(path: Path, training: Training = FULL, seed: int = 0) -> Path:
     """A PyTorch CNN exported with torch.onnx.export(dynamo=True): the flatten becomes Shape ->
     Concat -> Reshape, the batch is dynamic and the weights go to an external data file."""
     import onnx
@@ -122,33 +136,33 @@ def dynamo_cnn(path: Path, seed: int = 0) -> Path:
             return self.head(x.reshape(x.shape[0], -1))
 
     torch.manual_seed(seed)
-    net = train(Net(), seed=seed)
+    net = train(Net(), training, seed=seed)
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.onnx.export(net, (torch.zeros(2, 1, 28, 28),), dynamo=True, input_names=["x"],
                                 output_names=["y"], dynamic_shapes={"x": {0: batch}}, opset_version=18)
     model = program.model_proto
     onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-              location=path.name + ".data", size_threshold=0)
+              location=path.name + ".data")  # tensors of 1 KB or more: the weights
     return path
 
 
 # --- MLPs and the project's layouts -----------------------------------------------------------------
 
 
-def flat_mlp(path: Path, seed: int = 0) -> Path:
+def flat_mlp(path: Path, training: Training = FULL, seed: int = 0) -> Path:
     """An MLP whose input is N x 784 (no image layout at all), exported by the TorchScript exporter."""
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
     net = train(nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)),
-                flat=True, seed=seed)
+                training, flat=True, seed=seed)
     torch.onnx.export(net, torch.zeros(1, 784), str(path), input_names=["pixels"], output_names=["logits"],
                       dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
     return path
 
 
-def project_model(arch: str, path: Path, seed: int = 0) -> Path:
+def project_model(arch: str, path: Path, training: Training = FULL, seed: int = 0) -> Path:
     """The project's own layout ARCH trained briefly and exported as `mnist-edge export` does."""
     import torch
 
@@ -156,7 +170,7 @@ def project_model(arch: str, path: Path, seed: int = 0) -> Path:
     from mnist_edge.models import build
 
     torch.manual_seed(seed)
-    net = train(build(arch), seed=seed)
+    net = train(build(arch), training, seed=seed)
     proto, _ = to_onnx(fold_batch_norm(net), 17)
     path.write_bytes(proto.SerializeToString())
     return path
@@ -165,39 +179,41 @@ def project_model(arch: str, path: Path, seed: int = 0) -> Path:
 # --- residual -----------------------------------------------------------------------------------------
 
 
-def residual_net(path: Path, seed: int = 0) -> Path:
-    """A small residual net: Conv + ReLU6, a block whose two branches are added (Conv + LeakyRelu +
-    Conv, and the identity), average pooling, a Conv + Tanh, a Conv + Sigmoid, global pooling, a
-    linear layer."""
+def residual_net(path: Path, training: Training = FULL, seed: int = 0) -> Path:
+    """A small residual net: Conv + BatchNorm + ReLU6, a block whose two branches are added (Conv +
+    BatchNorm + LeakyRelu + Conv + BatchNorm, and the identity), average pooling, Conv + BatchNorm
+    + Sigmoid, max pooling, Conv + ReLU, a linear layer + Tanh, a linear layer. The batch norms are
+    folded into the convolutions by the exporter."""
     import torch
     from torch import nn
 
     class Residual(nn.Module):
         def __init__(self):
             super().__init__()
-            self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6())
-            self.branch = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(8, 8, 3, padding=1))
-            self.tail = nn.Sequential(nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(8, 16, 3), nn.Tanh(), nn.Conv2d(16, 16, 3),
-                                      nn.Sigmoid(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+            self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6())
+            self.branch = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.LeakyReLU(0.1),
+                                        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+            self.tail = nn.Sequential(nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(8, 16, 3), nn.BatchNorm2d(16), nn.Sigmoid(),
+                                      nn.MaxPool2d(2), nn.Conv2d(16, 16, 3), nn.ReLU(), nn.Flatten(),
+                                      nn.Linear(256, 32), nn.Tanh(), nn.Linear(32, 10))
 
         def forward(self, x):
             x = self.stem(x)
             return self.tail(x + self.branch(x))
 
     torch.manual_seed(seed)
-    net = train(Residual(), seed=seed)
+    net = train(Residual(), training, seed=seed)
     torch.onnx.export(net, torch.zeros(1, 1, 28, 28), str(path), input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
     return path
 
 
 BUILDERS = {"keras-cnn": keras_cnn, "dynamo-cnn": dynamo_cnn, "flat-mlp": flat_mlp, "residual": residual_net,
-            "lenet5": lambda path, seed=0: project_model("lenet5", path, seed),
-            "mlp": lambda path, seed=0: project_model("mlp", path, seed)}
+            "lenet5": functools.partial(project_model, "lenet5"), "mlp": functools.partial(project_model, "mlp")}
 # What each model's bare .onnx needs said at quantize time (none carries normalization metadata).
 NORMALIZATION = {"keras-cnn": KERAS_NORM}
 
 
-def build(name: str, folder: Path, seed: int = 0) -> Path:
+def build(name: str, folder: Path, training: Training = FULL, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    return BUILDERS[name](folder / f"{name}.onnx", seed)
+    return BUILDERS[name](folder / f"{name}.onnx", training, seed)
