@@ -6,10 +6,11 @@ on the raw uint8 inputs: two fused multiply-adds, each rounded once to float32. 
 uses a fixed-point multiplier and shift instead; the proof below is against the onnxruntime of
 the machine that generates the C.)
 
-The C (and `reference.add`) computes each fused multiply-add in double, where the product of a
-byte and a float32 is exact and so is its sum with a float32 of these magnitudes, then rounds to
-float32 once: the same bits as the hardware FMA. `add_parameters` proves it for the layer's
-scales on every pair of input bytes against onnxruntime itself, and refuses the layer otherwise.
+The C uses the hardware's fused multiply-add where it has one (Cortex-M4F, x86 with FMA): the
+same operation. Elsewhere it (and `reference.add`, and `fma32` here) computes each one in double,
+where the product of a byte and a float32 is exact and so is its sum with a float32 of these
+magnitudes, then rounds to float32 once. `add_parameters` proves that for the layer's scales on
+every pair of input bytes against onnxruntime itself, and refuses the layer otherwise.
 """
 
 from __future__ import annotations

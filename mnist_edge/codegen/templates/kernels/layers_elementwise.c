@@ -18,12 +18,19 @@ ME_INLINE void table_row(const uint8_t *in, const uint8_t *table, int count, uin
     for (i = 0; i < count; ++i) out[i] = table[in[i]];
 }
 
+/* fma(a, b, c) in float32, rounded once: the hardware's fused multiply-add where the compiler says
+ * it has one (Cortex-M4F, x86 with FMA); elsewhere in double, where a byte times a float32 is exact
+ * and so is its sum with a float32 of these magnitudes (proven on every pair of bytes at
+ * generation time, codegen/add.py), then rounded once to float32. */
+#if defined(__FP_FAST_FMAF)
+#define ME_FMA32(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define ME_FMA32(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
+#endif
+
 /* One row of a QLinearAdd as onnxruntime's x86 kernel computes it: fma(a, ratio_a, t[b]), where
- * t[b] = fma(b, ratio_b, fixed) is the generator's table (codegen/add.py). Each fused
- * multiply-add is computed in double, where a byte times a float32 is exact and so is its sum with
- * a float32 of these magnitudes (proven on every pair of bytes at generation time), then rounded
- * once to float32; rounded half to even and saturated. B is the other map's row, or (per_channel)
- * one constant per channel. */
+ * t[b] = fma(b, ratio_b, fixed) is the generator's table; rounded half to even and saturated. B is
+ * the other map's row, or (per_channel) one constant per channel. */
 ME_INLINE void add_row(const uint8_t *a, const uint8_t *b, int per_channel, const float *t, float ratio_a, int c,
                        int w, uint8_t *out) {
     int x, ci;
@@ -31,7 +38,7 @@ ME_INLINE void add_row(const uint8_t *a, const uint8_t *b, int per_channel, cons
         for (ci = 0; ci < c; ++ci) {
             const int i = x * c + ci;
             const uint8_t bv = per_channel ? b[ci] : b[i];
-            out[i] = round_byte((float)((double)a[i] * (double)ratio_a + (double)t[bv]));
+            out[i] = round_byte(ME_FMA32((float)a[i], ratio_a, t[bv]));
         }
 }
 
