@@ -3,8 +3,8 @@ trained briefly) through `quantize --for mcu` -> `codegen --verify` (all 10,000 
 identical to onnxruntime) -> the mps2-an386 board -> the c engine's page in Chromium; and one
 error line for each model the deployment half cannot take.
 
-The project's own lenet5 and mlp take the same path under `-m slow`; the accuracy figures (fp32
-vs int8 after full training) come from scripts/foreign_models.py.
+The project's own lenet5 and mlp take the same path; the accuracy figures (fp32 vs int8 after
+full training) come from scripts/foreign_models.py.
 """
 
 from __future__ import annotations
@@ -173,16 +173,21 @@ def test_quantize_states_the_normalization_it_assumes(deployed, tmp_path, mnist_
     assert manifest["input"]["normalization_source"] == "assumed" and manifest["input"]["layout"] == "flat"
 
 
-# --- the project's own layouts (slow: the mlp's 669 KB of weights) ---------------------------------
+# --- the project's own layouts (over the site's budget: the page still works) ------------------------
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lenet5", "mlp"])
-def test_the_projects_models_take_the_same_path(name, tmp_path, mnist_dir):
+def test_the_projects_models_take_the_same_path(browser, name, tmp_path, mnist_dir):
     tools("cc", "arm-none-eabi-gcc", "qemu-system-arm", "clang", "wasm-ld")
     result = deploy(name, tmp_path, BRIEF, board_images=100)
     assert (result.identical, result.board_equal) == (TEST_IMAGES, True)
     assert result.site_over_budget  # lenet5's 70 KB of weights and the mlp's 680 KB, in both modules
+    with opened(browser, tmp_path / f"{name}-site") as (page, _):
+        results = classify_in_page(page, canvases(10))
+    inputs = np.asarray([r["input"] for r in results], dtype=np.uint8)
+    (tmp_path / "host").mkdir()
+    expected = c_scores(build_harness(result.library, tmp_path / "host", "cc"), inputs, 10)
+    assert np.array_equal(np.asarray([r["scores"] for r in results], dtype=np.uint8), expected)
 
 
 # --- what the deployment half refuses: one error line, nothing written --------------------------------
