@@ -29,6 +29,7 @@ class Training:
 
 FULL = Training()  # scripts/foreign_models.py: accuracy worth comparing with the float model's
 BRIEF = Training(3_000, 1)  # the default test run: seconds, yet far above chance
+UNTRAINED = Training(0, 0)  # torch's initial weights: the arithmetic tests, where accuracy does not matter
 MNIST_NORM = (255.0, 0.1307, 0.3081)
 KERAS_NORM = (255.0, 0.0, 1.0)  # Keras models usually take pixel / 255
 
@@ -47,6 +48,8 @@ def train(net, training: Training, norm: tuple[float, float, float] = MNIST_NORM
     """`net` trained with Adam as TRAINING says; returned in eval mode."""
     import torch
 
+    if training.images == 0:
+        return net.eval()
     torch.manual_seed(seed)
     x, y = _images(norm, training.images)
     if flat:

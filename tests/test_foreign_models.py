@@ -22,8 +22,8 @@ from mnist_edge.cli import app  # noqa: E402
 from mnist_edge.codegen import SCORES_BEFORE_SOFTMAX, load_integer_model  # noqa: E402
 from mnist_edge.codegen.emit import HEADER  # noqa: E402
 from mnist_edge.codegen.verify import build_harness, c_scores  # noqa: E402
-from scripts.foreign_builders import BRIEF  # noqa: E402
-from scripts.foreign_models import Deployment, deploy  # noqa: E402
+from scripts.foreign_builders import BRIEF, BUILDERS, UNTRAINED, build  # noqa: E402
+from scripts.foreign_models import Deployment, deploy, normalization  # noqa: E402
 from tests.webpage import canvases, classify_in_page, opened  # noqa: E402
 
 DEFAULT = ("keras-cnn", "dynamo-cnn", "flat-mlp", "residual")
@@ -143,6 +143,43 @@ def test_the_site_says_what_is_over_its_budget(deployed):
 
     assert over == {name: size > C_SITE_BUDGET for name, size in sizes.items()}
     assert not over["keras-cnn"] and not over["dynamo-cnn"] and over["flat-mlp"]  # 54 KB of weights, twice
+
+
+# --- the arithmetic alone (no compiler): every layer of the numpy model equals onnxruntime's ---------
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_every_layer_of_the_numpy_model_equals_onnxruntimes(name, tmp_path, mnist_dir):
+    """The foreign graphs read (graph.py) and computed in numpy (reference.py) with torch's initial
+    weights: each layer's output, on onnxruntime's own graph cut at that layer, byte for byte."""
+    from mnist_edge.codegen import reference
+    from mnist_edge.codegen.verify import onnxruntime_layer_outputs, onnxruntime_scores
+    from mnist_edge.data import load_split
+    from mnist_edge.quantize import default_options, quantize_model
+
+    fp32 = build(name, tmp_path, UNTRAINED)
+    quantize_model(fp32, tmp_path / "q", default_options(None, target="mcu"), download=False, **normalization(name))
+    model = load_integer_model(tmp_path / "q")
+    pixels = load_split("test", download=False).images[:64]
+    for layer, ours, theirs in zip(model.layers, reference.layer_outputs(model, pixels, "float"),
+                                   onnxruntime_layer_outputs(model, pixels), strict=True):
+        assert np.array_equal(ours.reshape(-1), theirs.reshape(-1)), layer.name
+    scores = onnxruntime_scores(model.source, pixels, model.normalization, layout=model.input_layout)
+    assert np.array_equal(reference.scores(model, pixels, "float"), scores)
+
+
+@pytest.mark.parametrize("name", ["keras-cnn", "residual", "flat-mlp"])
+def test_the_generated_c_of_each_graph_equals_onnxruntime(name, tmp_path, mnist_dir):
+    """The same graphs as C (portable kernels, -O2: no compiler's vector unit to lean on), every
+    score equal to onnxruntime's on 300 test images."""
+    from mnist_edge.codegen import generate
+    from mnist_edge.quantize import default_options, quantize_model
+
+    tools("cc")
+    fp32 = build(name, tmp_path, UNTRAINED)
+    quantize_model(fp32, tmp_path / "q", default_options(None, target="mcu"), download=False, **normalization(name))
+    result = generate(tmp_path / "q", tmp_path / "c", verify_images=300, download=False, cflags=("-O2",))
+    assert result.verification.identical == 300, result.verification
 
 
 # --- what the CLI says ----------------------------------------------------------------------------
