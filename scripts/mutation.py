@@ -60,6 +60,38 @@ class Target:
     scope: tuple[str, ...] = ()
 
 
+# The fast codegen tests (no training, no board): what judges the C generator's modules.
+CODEGEN_NUMPY_TESTS = (
+    "tests/test_codegen_requantize.py",
+    "tests/test_foreign_models.py::test_every_layer_of_the_numpy_model_equals_onnxruntimes",
+    "tests/test_codegen.py::test_numpy_model_of_the_c_arithmetic_equals_onnxruntime",
+    "tests/test_codegen.py::test_fixed_requantization_is_integer_exact_and_within_a_step_of_onnxruntime",
+    "tests/test_codegen_kernels.py::test_the_numpy_arithmetic_equals_onnxruntime",
+    "tests/test_codegen_kernels.py::test_the_nets_reach_the_edges",
+)
+CODEGEN_REFUSALS = tuple(f"tests/test_foreign_models.py::{name}" for name in (
+    "test_a_model_whose_input_is_not_one_28_by_28_image_is_refused",
+    "test_an_unsupported_operator_is_named_with_the_supported_list",
+    "test_accumulators_that_could_overflow_int32_are_refused",
+    "test_codegen_refuses_an_int8_model_whose_names_are_not_utf8",
+    "test_a_map_read_by_a_padded_convolution_and_a_dense_layer_is_refused",
+    "test_an_average_pooling_over_the_whole_map_is_computed_as_onnxruntime_does")) + (
+    "tests/test_codegen.py::test_for_mcu_quantizes_every_layer_and_the_logits",
+    "tests/test_codegen.py::test_for_mcu_refuses_options_that_leave_float",
+)
+CODEGEN_C_TESTS = (
+    "tests/test_foreign_models.py::test_the_generated_c_of_each_graph_equals_onnxruntime",
+    "tests/test_codegen.py::test_generated_c_equals_onnxruntime_on_every_score",
+    "tests/test_codegen.py::test_padding_strides_lone_pooling_and_a_wide_gemm_are_exact",
+    "tests/test_codegen_kernels.py::test_every_portable_host_build_equals_onnxruntime",
+    "tests/test_codegen_kernels.py::test_every_x86_simd_build_equals_onnxruntime",
+)
+CODEGEN_VERIFY_TESTS = (
+    "tests/test_codegen.py::test_a_different_score_fails_the_proof",
+    "tests/test_codegen.py::test_cli_writes_the_library_and_says_it_is_identical",
+    "tests/test_codegen_kernels.py::test_native_builds_pick_the_best_family_this_cpu_has",
+)
+
 # Module -> its fast covering tests and the part of it that decides correctness.
 MODULES: dict[str, Target] = {
     # Bench measurement: the timing loops, statistics, memory, environment, the torch baseline.
@@ -100,6 +132,16 @@ MODULES: dict[str, Target] = {
             "test_one_model_file_shows_one_size_in_terminal_markdown_png_and_report"))),
     "mnist_edge/inputs.py": Target(("tests/test_inputs.py",)),
     "mnist_edge/preprocess.py": Target(("tests/test_preprocess.py",)),
+    # The C generator: its arithmetic in numpy, judged by onnxruntime itself (requantization's
+    # edges, every layer of the shipped and foreign graphs).
+    "mnist_edge/codegen/reference.py": Target(CODEGEN_NUMPY_TESTS, fixture_seconds=5),
+    # Reading onnxruntime's graph: the numpy tests above, the refusals and the foreign graphs' C.
+    "mnist_edge/codegen/graph.py": Target((*CODEGEN_NUMPY_TESTS, *CODEGEN_REFUSALS, *CODEGEN_C_TESTS),
+                                          fixture_seconds=5),
+    # Writing the C: every mutant compiles it (portable -O2 and x86 SIMD builds, 300-1,000 images).
+    "mnist_edge/codegen/emit.py": Target(CODEGEN_C_TESTS, fixture_seconds=5),
+    # The proof itself: a wrong score must fail it, the harness must report what it built.
+    "mnist_edge/codegen/verify.py": Target((*CODEGEN_C_TESTS, *CODEGEN_VERIFY_TESTS), fixture_seconds=5),
 }
 
 MUTMUT_VERSION = "3.8.1"
