@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, fields, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -231,9 +232,17 @@ def _range(source: Source, base: str, key: str, spec: dict[str, Any], where: Tab
         raise source.fail(key, "step must be a positive number, and cannot be combined with log", where)
     if log and low <= 0:
         raise source.fail(key, "a log-scale range needs low > 0", where)
+    if step is not None and _steps_short_of_high(low, high, step):
+        # Optuna would only warn and draw from a shorter range than the one written.
+        raise source.fail(key, f"high ({high}) is not low ({low}) plus a whole number of steps ({step})", where)
     if kind is int:
         return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
     return FloatDistribution(float(low), float(high), log=log, step=None if step is None else float(step))
+
+
+def _steps_short_of_high(low: float, high: float, step: float) -> bool:
+    # Decimal, as Optuna checks it: in binary floats 0.05 - 0.01 is not four steps of 0.01.
+    return (Decimal(str(high)) - Decimal(str(low))) % Decimal(str(step)) != 0
 
 
 def _check_value(source: Source, base: str, key: str, value: Any, where: Table, archs: list[str]) -> None:
