@@ -61,7 +61,7 @@ def test_battery_sample_has_no_uncaught_errors_hangs_or_crashes(battery_run):
 def test_battery_prints_a_table_per_kind_and_the_goals(battery_run):
     results, stdout, _ = battery_run
     for kind in ("png", "jpeg", "bmp", "npy", "idx", "idx-gz", "onnx", "onnx-external", "manifest",
-                 "checkpoint-config", "safetensors", "sweep-toml", "pipeline-json", "run-folder"):
+                 "checkpoint-config", "safetensors", "sweep-toml", "search-toml", "pipeline-json", "run-folder"):
         assert re.search(rf"^{re.escape(kind)}\s+\d+", stdout, re.MULTILINE), kind
     assert "typed error" in stdout and "memory bound: RLIMIT_AS" in stdout
     for goal in ("in-process cases", "CLI cases", "uncaught", "hang", "crash", "peak RSS"):

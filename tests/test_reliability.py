@@ -205,6 +205,66 @@ def test_stale_temporaries_are_cleaned_and_never_foreign(tmp_path: Path, mnist_d
     assert not any(p.exists() for p in leftovers) and not (out / ".exported.ab12.tmp").exists()
 
 
+STAGE_HOLDER = """
+import sys
+from pathlib import Path
+from mnist_edge.fileio import staged_dir
+with staged_dir(Path(sys.argv[1])) as stage:
+    (stage / "model.onnx").write_bytes(b"half a model")
+    print(stage, flush=True)
+    sys.stdin.readline()  # building until told to finish (or killed)
+"""
+
+
+def _stage_in_another_process(final: Path) -> tuple[subprocess.Popen, Path]:
+    holder = subprocess.Popen([sys.executable, "-c", STAGE_HOLDER, str(final)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    return holder, Path(holder.stdout.readline().strip())
+
+
+def test_a_killed_builds_staging_folder_is_removed_by_the_next_build_and_a_live_one_is_not(tmp_path: Path) -> None:
+    from mnist_edge.fileio import staged_dir
+
+    final = tmp_path / "m-fp32"
+    live, building = _stage_in_another_process(final)
+    killed, abandoned = _stage_in_another_process(final)
+    killed.kill()
+    killed.wait()
+    older = tmp_path / ".m-fp32.k3j2x9q1.tmp"  # left by a version that held no lock
+    older.mkdir()
+    kept = [tmp_path / ".m-int8.a1b2c3d4.tmp", tmp_path / ".m-fp32.notes", tmp_path / "m-fp32.tmp"]
+    kept[0].mkdir()
+    kept[1].write_text("a user's file")
+    kept[2].mkdir()
+    assert abandoned.is_dir() and building.is_dir() and abandoned != building
+    with staged_dir(final) as stage:
+        assert not abandoned.exists() and not older.exists()  # cleaned before this build starts
+        assert building.is_dir() and (building / "model.onnx").is_file()  # another process is building it
+        (stage / "model.onnx").write_bytes(b"a whole model")
+    assert all(path.exists() for path in kept)
+    live.communicate("finish\n", timeout=60)
+    assert live.returncode == 0 and not building.exists()
+    # the live build published last: its files replaced this one's, and no staging folder is left
+    assert (final / "model.onnx").read_bytes() == b"half a model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m-fp32", *(p.name for p in kept)])
+
+
+def test_export_and_quantize_clean_the_staging_folders_a_kill_left_beside_out(tmp_path: Path, tiny_run: Path) -> None:
+    out = tmp_path / "exp"
+    out.mkdir()
+    left = [out / ".m-fp32.abcd1234.tmp", out / ".m-int8.efgh5678.tmp", out / ".q.ijkl9012.tmp"]
+    for stage in left:
+        stage.mkdir()
+        (stage / "manifest.json").write_text("{}")  # half a folder: never to be read as output
+    done = cli("export", str(tiny_run), "--out", str(out / "m"), "--no-parity")
+    assert done.returncode == 0, done.stderr
+    assert not left[0].exists() and not left[1].exists() and left[2].exists()  # the q stage is quantize's
+    done = cli("quantize", str(out / "m-fp32"), "--out", str(out / "q"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["m-fp32", "m-int8", "q"]
+    assert all((out / name / "manifest.json").stat().st_size > 100 for name in ("m-fp32", "m-int8", "q"))
+
+
 # --- a full disk --------------------------------------------------------------------------------
 
 def _disk_full(*_args, **_kwargs):
