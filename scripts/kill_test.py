@@ -107,6 +107,7 @@ class Outcome:
     damaged: list[str] = field(default_factory=list)
     rounds_equal: int = 0
     leftovers: list[str] = field(default_factory=list)
+    retried: int = 0  # search: trials a kill stopped that another worker ran again
 
     @property
     def resumed_equal(self) -> bool:
@@ -250,13 +251,15 @@ def _search_round(job: Job, out: Path, reference: dict[str, str], duration: floa
             outcome.restarts_failed.append(f"{' '.join(job.argv(out, True))}: exit {worker.returncode}: "
                                            f"{worker.stderr.read().strip()[-300:]}")
     outcome.leftovers += _temporaries(out)
-    problems = study_problems(out, "kill-test", target=3)
+    problems, retried = study_problems(out, "kill-test", target=3)
     outcome.damaged += problems
     outcome.rounds_equal += not problems
+    outcome.retried += retried
 
 
-def study_problems(out: Path, name: str, target: int) -> list[str]:
-    """What breaks the search's promise: a trial lost, run twice, retried elsewhere, or a wrong count."""
+def study_problems(out: Path, name: str, target: int) -> tuple[list[str], int]:
+    """What breaks the search's promise (a trial lost, run twice, retried elsewhere, a wrong count),
+    and how many trials were retried."""
     import optuna
 
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
@@ -278,7 +281,7 @@ def study_problems(out: Path, name: str, target: int) -> list[str]:
     runs = [t.user_attrs.get("run") for t in counted]
     if len(set(runs)) != len(runs):
         problems.append(f"{out}: two trials share a run folder: {sorted(runs)}")
-    return problems
+    return problems, len(replaced)
 
 
 def _start(job: Job, out: Path, again: bool) -> subprocess.Popen:
@@ -407,8 +410,10 @@ def main() -> None:
 
 def _row(o: Outcome, seconds: float) -> str:
     worked = o.restarts - len(o.restarts_failed)
+    equal = (f"studies whole {o.rounds_equal}/{o.rounds} ({o.retried} killed trials retried)" if o.command == "search"
+             else f"identical to the uninterrupted run {o.rounds_equal}/{o.rounds}")
     return (f"{o.command:9} kills {o.kills:4}  damaged {len(o.damaged):3}  restarts {o.restarts:4} "
-            f"(worked {worked})  rounds {o.rounds:3}  identical to the uninterrupted run {o.rounds_equal}/{o.rounds}  "
+            f"(worked {worked})  rounds {o.rounds:3}  {equal}  "
             f"leftover temporaries {len(o.leftovers)}  {seconds:.0f} s"
             + "".join(f"\n    {line}" for line in (o.damaged + o.restarts_failed + o.leftovers)[:10]))
 
