@@ -27,7 +27,8 @@ from mnist_edge import manifest as manifest_io
 from mnist_edge.config import LABELS, Normalization
 from mnist_edge.errors import ConfigError, ModelFileError, first_line
 from mnist_edge.fileio import atomic_write_bytes, check_creatable, sha256_file
-from mnist_edge.modelfile import check_model_file, locate_model
+from mnist_edge.modelfile import check_model_file, locate_model, model_bytes
+from mnist_edge.modelprep import GIVEN, InputConvention, input_convention, sort_nodes
 
 MODES = ("static", "dynamic")
 FORMATS = ("auto", "qdq", "qoperator")
@@ -212,8 +213,9 @@ def _reader_class() -> type:
         """Feeds normalised images in batches to onnxruntime's calibrator."""
 
         def __init__(self, images: np.ndarray, input_name: str, normalization: Normalization,
-                     batch: int = CALIBRATION_BATCH):
-            self.x = data.normalize(images, normalization.scale, normalization.mean, normalization.std)
+                     batch: int = CALIBRATION_BATCH, layout: str = "NCHW"):
+            x = data.normalize(images, normalization.scale, normalization.mean, normalization.std)
+            self.x = np.ascontiguousarray(x.reshape(LAYOUT_SHAPES[layout](len(x))))
             self.input_name, self.batch, self.position = input_name, batch, 0
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -233,9 +235,13 @@ def _reader_class() -> type:
 
 
 def calibration_reader(images: np.ndarray, input_name: str, normalization: Normalization,
-                       batch: int = CALIBRATION_BATCH) -> Any:
-    """An onnxruntime CalibrationDataReader over uint8 images [N, 28, 28]."""
-    return _reader_class()(images, input_name, normalization, batch)
+                       batch: int = CALIBRATION_BATCH, layout: str = "NCHW") -> Any:
+    """An onnxruntime CalibrationDataReader over uint8 images [N, 28, 28], fed in the model's
+    input layout (NCHW, NHWC or flat)."""
+    return _reader_class()(images, input_name, normalization, batch, layout)
+
+
+LAYOUT_SHAPES = {"NCHW": lambda n: (n, 1, 28, 28), "NHWC": lambda n: (n, 28, 28, 1), "flat": lambda n: (n, 784)}
 
 
 # --- quantization ------------------------------------------------------------------------------
@@ -246,8 +252,9 @@ class QuantizeResult:
     model_path: Path
     manifest_path: Path
     options: dict[str, Any]
-    fp32_bytes: int
+    fp32_bytes: int  # the model file and its external data
     int8_bytes: int
+    normalization: str = ""  # the input's normalization and where it came from
 
     @property
     def size_ratio(self) -> float:
@@ -255,7 +262,8 @@ class QuantizeResult:
 
 
 def load_model(path: str | Path) -> Any:
-    """Load and check an ONNX file, turning every way it can be bad into a ModelFileError.
+    """Load and check an ONNX file (its nodes put in topological order first), turning every way
+    it can be bad into a ModelFileError.
 
     `onnx.load` accepts an empty file (it parses as an empty model), so emptiness and the
     presence of a graph are checked explicitly.
@@ -273,6 +281,8 @@ def load_model(path: str | Path) -> Any:
         raise ModelFileError(f"cannot load external data: {first_line(exc)}", path) from None
     if not model.graph.node or not model.opset_import:
         raise ModelFileError("not an ONNX model (the file holds no graph)", path)
+    # Before any check: the checker refuses an unsorted graph, which onnxruntime (and so `run`) accepts.
+    sort_nodes(model.graph, path)
     try:
         onnx.checker.check_model(model, full_check=True)
     # ValueError: the checker meeting an unknown element type ("Invalid tensor data type 99").
@@ -293,7 +303,8 @@ def arch_of(manifest: dict[str, Any] | None) -> str | None:
 
 def quantize_model(model: str | Path, out_dir: str | Path, options: QuantizeOptions | None = None, *,
                    overrides: dict[str, Any] | None = None, name: str | None = None, data_dir: Any = None,
-                   download: bool = True) -> QuantizeResult:
+                   download: bool = True, scale: float | None = None, mean: float | None = None,
+                   std: float | None = None) -> QuantizeResult:
     """MODEL (an .onnx file or exported folder) -> OUT_DIR/model.onnx (int8) + OUT_DIR/manifest.json
     (metrics left empty).
 
@@ -301,6 +312,8 @@ def quantize_model(model: str | Path, out_dir: str | Path, options: QuantizeOpti
     with `overrides` laid over them: the one place the per-architecture defaults are resolved.
     OUT_DIR is built aside and moved into place only once both files are complete: a failure
     leaves no new folder, and an old parity report beside an earlier model is removed.
+    `scale`, `mean` and `std`: the input's normalization where the model does not say it (a
+    manifest, or its metadata); recorded in the output manifest with where it came from.
     """
     if options is None:
         default_options(None, **(overrides or {}))  # bad options fail before any file is opened
@@ -313,13 +326,16 @@ def quantize_model(model: str | Path, out_dir: str | Path, options: QuantizeOpti
         raise ConfigError(f"--exclude: no node named {', '.join(map(repr, missing))} in {model_path}; "
                           f"nodes: {', '.join(node_names(model))}")
     check_creatable(out_dir)
-    spec = _input_spec(model, source_manifest)
+    spec = input_convention(model, source_manifest, {"scale": scale, "mean": mean, "std": std}, model_path)
     images = (calibration_images(options.calib_images, options.seed, data_dir, download)
               if options.mode == "static" else None)
     # onnxruntime's calibrators print progress to stdout; a library must not (and `--json` output
     # would break), so it is swallowed.
     with tempfile.TemporaryDirectory(prefix="mnist-edge-quant-") as tmp, redirect_stdout(io.StringIO()):
-        quantized = _quantize(model_path, Path(tmp), options, spec, images)
+        # The checked, sorted model in one file (external data inlined) is what gets quantized.
+        source = Path(tmp) / "source.onnx"
+        source.write_bytes(model.SerializeToString())
+        quantized = _quantize(source, Path(tmp), options, spec, images, model_path)
         data = quantized.read_bytes()
     checked = _check(data, model_path)
     with manifest_io.staged_model_folder(out_dir) as stage:
@@ -329,32 +345,12 @@ def quantize_model(model: str | Path, out_dir: str | Path, options: QuantizeOpti
         manifest_io.save(stage, manifest)
     out_path = out_dir / manifest_io.MODEL_FILE
     return QuantizeResult(out_path, out_dir / manifest_io.FILENAME, options.describe(),
-                          model_path.stat().st_size, out_path.stat().st_size)
+                          model_bytes(model_path), out_path.stat().st_size, spec.describe())
 
 
-@dataclass(frozen=True)
-class _Spec:
-    input_name: str
-    normalization: Normalization
-
-
-def _input_spec(model: Any, manifest: dict[str, Any] | None) -> _Spec:
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type != 1:  # 1 = FLOAT
-        raise ModelFileError("only models with one float32 image input can be quantized here")
-    if manifest:
-        norm = Normalization(*(float(manifest["input"][k]) for k in ("scale", "mean", "std")))
-    else:
-        props = {p.key: p.value for p in model.metadata_props}
-        default = Normalization()
-        norm = Normalization(*(float(props.get(f"input_{k}", getattr(default, k)))
-                               for k in ("scale", "mean", "std")))
-    return _Spec(inputs[0].name, norm)
-
-
-def _quantize(model_path: Path, tmp: Path, options: QuantizeOptions, spec: _Spec,
-              images: np.ndarray | None) -> Path:
+def _quantize(model_path: Path, tmp: Path, options: QuantizeOptions, spec: InputConvention,
+              images: np.ndarray | None, shown_path: Path) -> Path:
+    """Quantize MODEL_PATH (a checked copy in TMP); errors name SHOWN_PATH, the user's file."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -371,14 +367,14 @@ def _quantize(model_path: Path, tmp: Path, options: QuantizeOptions, spec: _Spec
             quant_pre_process(str(model_path), str(source), skip_symbolic_shape=False)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises many kinds here
             raise ModelFileError(f"quantization pre-processing failed: {first_line(exc)}",
-                                 model_path) from None
+                                 shown_path) from None
     output = tmp / "int8.onnx"
     types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     common = {
         "per_channel": options.per_channel, "reduce_range": options.reduce_range,
         "weight_type": types[options.weight_type],
         "op_types_to_quantize": list(options.op_types) or None,
-        "nodes_to_exclude": list(options.exclude) or None,
+        "nodes_to_exclude": [*options.exclude, *(final_softmax(source) if options.target == "mcu" else [])] or None,
     }
     try:
         if options.mode == "dynamic":
@@ -388,7 +384,7 @@ def _quantize(model_path: Path, tmp: Path, options: QuantizeOptions, spec: _Spec
                        "percentile": CalibrationMethod.Percentile}
             extra = {"CalibPercentile": options.percentile, **options.extra}
             fmt = QuantFormat.QDQ if options.resolved_format == "qdq" else QuantFormat.QOperator
-            reader = calibration_reader(images, spec.input_name, spec.normalization)
+            reader = calibration_reader(images, spec.name, spec.normalization, layout=spec.layout)
             cache = None
             if options.calibration == "entropy":
                 cache = _entropy_ranges(source, tmp, reader, common["op_types_to_quantize"])
@@ -397,7 +393,7 @@ def _quantize(model_path: Path, tmp: Path, options: QuantizeOptions, spec: _Spec
                 activation_type=types[options.activation_type], calibrate_method=methods[options.calibration],
                 extra_options=extra, calibration_cache_path=cache, **common)
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"quantization failed: {first_line(exc)}", model_path) from None
+        raise ModelFileError(f"quantization failed: {first_line(exc)}", shown_path) from None
     if options.float_logits and options.mode == "static" and options.resolved_format == "qdq":
         import onnx
 
@@ -405,6 +401,31 @@ def _quantize(model_path: Path, tmp: Path, options: QuantizeOptions, spec: _Spec
         keep_float_outputs(model)
         onnx.save(model, str(output))
     return output
+
+
+def final_softmax(model_path: Path) -> list[str]:
+    """The Softmax nodes whose output reaches a graph output through layout operators only: kept in
+    float for a microcontroller (a quantized Softmax's uint8 probabilities, steps of 1/255, merge
+    near-ties; the C returns the scores before it and the caller may apply it in float)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    found = []
+    for node in graph.node:
+        if node.op_type != "Softmax":
+            continue
+        current = node.output[0]
+        while current not in outputs and len(consumers.get(current, [])) == 1 and \
+                consumers[current][0].op_type in ("Reshape", "Flatten", "Identity", "Squeeze"):
+            current = consumers[current][0].output[0]
+        if current in outputs:
+            found.append(node.name)
+    return found
 
 
 def _entropy_ranges(model_path: Path, tmp: Path, reader: Any, op_types: list[str] | None) -> Path:
@@ -479,7 +500,7 @@ def _check(data: bytes, model_path: Path) -> Any:
 
 
 def int8_manifest(model_path: Path, name: str, fp32: Any, fp32_sha256: str,
-                  source_manifest: dict[str, Any] | None, spec: _Spec, options: QuantizeOptions,
+                  source_manifest: dict[str, Any] | None, spec: InputConvention, options: QuantizeOptions,
                   int8: Any) -> dict[str, Any]:
     import onnx
     import onnxruntime
@@ -487,14 +508,16 @@ def int8_manifest(model_path: Path, name: str, fp32: Any, fp32_sha256: str,
     opset = next((o.version for o in int8.opset_import if o.domain in ("", "ai.onnx")), 0)
     if source_manifest:
         base = {k: source_manifest[k] for k in ("input", "labels", "source")}
+        if spec.source == GIVEN:  # --scale/--mean/--std over the manifest's
+            base["input"] = {**base["input"], **spec.normalization.__dict__, "normalization_source": GIVEN}
         base["output"] = source_manifest.get("output")
         export = dict(source_manifest["export"])
     else:  # a foreign fp32 model: describe what the file itself says
         dims = [d.dim_param or d.dim_value for d in fp32.graph.input[0].type.tensor_type.shape.dim]
         params = sum(int(np.prod(init.dims)) for init in fp32.graph.initializer)
-        base = {"input": {"name": spec.input_name, "shape": dims, "dtype": "float32", "layout": "NCHW",
+        base = {"input": {"name": spec.name, "shape": dims, "dtype": "float32", "layout": spec.layout,
                           "scale": spec.normalization.scale, "mean": spec.normalization.mean,
-                          "std": spec.normalization.std},
+                          "std": spec.normalization.std, "normalization_source": spec.source},
                 "labels": list(LABELS), "source": {"arch": fp32.graph.name or "unknown", "params": params}}
         export = {}
     export.update({"opset": opset, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__})

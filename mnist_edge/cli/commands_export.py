@@ -14,7 +14,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnist_edge import manifest as manifest_io
-from mnist_edge.cli.common import DataDirOption, DownloadOption, JsonOption, command, console, print_json
+from mnist_edge.cli.common import (
+    DataDirOption,
+    DownloadOption,
+    JsonOption,
+    command,
+    console,
+    mean_option,
+    print_json,
+    scale_option,
+    std_option,
+)
 from mnist_edge.config import OPSET
 from mnist_edge.fileio import check_creatable
 
@@ -133,6 +143,9 @@ def quantize(
     op_types: list[str] | None = typer.Option(None, "--op-type", help="Only quantize this operator type "
                                                  "(repeatable; default: all)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed choosing the calibration images (default 0)."),
+    scale: float | None = scale_option(),
+    mean: float | None = mean_option(),
+    std: float | None = std_option(),
     json_output: JsonOption = False,
     data_dir: DataDirOption = None,
     download: DownloadOption = True,
@@ -142,8 +155,14 @@ def quantize(
     Defaults are the best measured settings for the model's architecture (from its manifest);
     explicit options override them. The result's manifest records every setting.
 
+    A bare .onnx states no normalization: --scale, --mean and --std say how its pixels were
+    normalized in training (else its metadata's input_scale/input_mean/input_std, else MNIST's,
+    which the output calls an assumption); the output manifest records them for run, eval,
+    codegen and web.
+
     Example: mnist-edge quantize exported/cnn-fp32 --out exported/cnn-int8 --calibration entropy
     Example: mnist-edge quantize exported/tiny-fp32 --for mcu --out exported/tiny-int8-mcu
+    Example: mnist-edge quantize keras_mnist.onnx --for mcu --scale 255 --mean 0 --std 1 --out keras-int8
     """
     from mnist_edge.quantize import quantize_model
 
@@ -155,11 +174,13 @@ def quantize(
         "target": target,
     }
     # The architecture's best settings (from the manifest), with the explicit options over them.
-    result = quantize_model(model, out, overrides=overrides, data_dir=data_dir, download=download)
+    result = quantize_model(model, out, overrides=overrides, data_dir=data_dir, download=download, scale=scale,
+                            mean=mean, std=std)
     if json_output:
         print_json({"model_path": str(result.model_path), "manifest_path": str(result.manifest_path),
                     "fp32_bytes": result.fp32_bytes, "int8_bytes": result.int8_bytes,
-                    "size_ratio": result.size_ratio, "quantization": result.options})
+                    "size_ratio": result.size_ratio, "quantization": result.options,
+                    "normalization": result.normalization})
         return
     q = result.options
     console.print(f"int8: {escape(str(result.model_path))} ({result.int8_bytes:,} bytes, {result.size_ratio:.1%} of "
@@ -168,6 +189,7 @@ def quantize(
                   f"{'reduce-range, ' if q['reduce_range'] else ''}"
                   + (f"{q['calibration']} on {q['images']} training images (seed {q['seed']})"
                      if q["mode"] == "static" else "dynamic activations"))
+    console.print(f"input normalization: {escape(result.normalization)}")
     if q["target"] == "mcu":
         console.print(f"Next: mnist-edge codegen {escape(str(out))} --out DIR --verify")
     else:

@@ -17,29 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mnist_edge.cli.common import JsonOption, command, console, print_json
+from mnist_edge.cli.common import JsonOption, command, console, mean_option, print_json, scale_option, std_option
 from mnist_edge.config import BENCH_BATCH_SIZES, BENCH_SECONDS, BENCH_THREADS, SHOW_EACH_UP_TO, SHOW_LIMIT
 from mnist_edge.errors import ConfigError
 from mnist_edge.fileio import atomic_write_json
 
 if TYPE_CHECKING:
     from mnist_edge.benchmark import BenchOutcome
-
-_NORMALISATION_HELP = "x = (pixel / scale - mean) / std for float-input models"
-
-
-def _scale_option() -> Any:
-    return typer.Option(None, "--scale", help=f"Pixel scale; {_NORMALISATION_HELP}. Default: the "
-                        "manifest's, else 255. uint8-input models take raw pixels.")
-
-
-def _mean_option() -> Any:
-    return typer.Option(None, "--mean", help="Mean after scaling. Default: the manifest's, else 0.1307.")
-
-
-def _std_option() -> Any:
-    return typer.Option(None, "--std", help="Std after scaling. Default: the manifest's, else 0.3081.")
-
 
 # --- run ------------------------------------------------------------------------------------
 
@@ -66,9 +50,9 @@ def run(
     labels: Path | None = typer.Option(
         None, "--labels", help="The true digits, one per image in input order: an IDX label file or a .npy "
         "array of integers. Adds right/wrong and the accuracy to the output and the pictures."),
-    scale: float | None = _scale_option(),
-    mean: float | None = _mean_option(),
-    std: float | None = _std_option(),
+    scale: float | None = scale_option(),
+    mean: float | None = mean_option(),
+    std: float | None = std_option(),
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="onnxruntime threads (default: all cores)."),
     provider: str = typer.Option("cpu", "--provider", help="cpu or cuda."),
@@ -218,9 +202,9 @@ def bench(
     floor: bool = typer.Option(
         False, "--floor", help="Measure onnxruntime's floor first (a model that only slices its input to 10 "
         "values: what any call costs here), so the ratios read 'x floor'."),
-    scale: float | None = _scale_option(),
-    mean: float | None = _mean_option(),
-    std: float | None = _std_option(),
+    scale: float | None = scale_option(),
+    mean: float | None = mean_option(),
+    std: float | None = std_option(),
     cc: str = typer.Option("cc", "--cc", help="C compiler for C libraries."),
     cflags: str | None = typer.Option(
         None, "--cflags", help="Optimization flags for C libraries (default -O3 -march=native, the build "

@@ -87,3 +87,19 @@ def command(group: typer.Typer = app, **kwargs: Any) -> Callable[[F], F]:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+_NORMALISATION_HELP = "x = (pixel / scale - mean) / std for float-input models"
+
+
+def scale_option() -> Any:
+    return typer.Option(None, "--scale", help=f"Pixel scale; {_NORMALISATION_HELP}. Default: the "
+                        "manifest's, else 255. uint8-input models take raw pixels.")
+
+
+def mean_option() -> Any:
+    return typer.Option(None, "--mean", help="Mean after scaling. Default: the manifest's, else 0.1307.")
+
+
+def std_option() -> Any:
+    return typer.Option(None, "--std", help="Std after scaling. Default: the manifest's, else 0.3081.")

@@ -16,7 +16,8 @@ from string import Template
 
 import numpy as np
 
-from mnist_edge.codegen.graph import Conv, Gemm, GlobalAveragePool, IntegerModel, MaxPool
+from mnist_edge.codegen.add import fma32
+from mnist_edge.codegen.graph import Add, AveragePool, Conv, Gemm, GlobalAveragePool, IntegerModel, MaxPool, Table
 from mnist_edge.codegen.plan import CHANNEL_BLOCK, TAP_GROUP, Buffer, Plan, Step, accumulator_bound, make_plan, round_up
 from mnist_edge.codegen.reference import fixed_point
 from mnist_edge.errors import CodegenError
@@ -26,7 +27,9 @@ HEADER = "model.h"
 SOURCE = "model.c"
 FLOAT_EXACT_BITS = 24  # float32 holds every integer up to 2^24: the cheap path of the integer requantization
 STEP_TEMPLATES = {type(None): "input.c", Conv: "conv.c", MaxPool: "max_pool.c", GlobalAveragePool:
-                  "global_average_pool.c", Gemm: "gemm.c"}
+                  "global_average_pool.c", Gemm: "gemm.c", AveragePool: "average_pool.c", Add: "add.c",
+                  Table: "table.c"}
+ELEMENTWISE = (Add, Table, AveragePool)  # their kernels are in model.c only when a model has one
 
 
 def template(name: str) -> str:
@@ -67,17 +70,26 @@ def _word_aligned_bytes(name: str, values: np.ndarray) -> str:
 def taps(layer: Conv | Gemm) -> np.ndarray:
     """Weights as [output channel][taps], in the order the kernels read the input (a patch,
     plan.py): channels-last, a convolution's kernel rows of kw * c taps each padded with zero
-    weights to whole groups of 4 ([kh][kw][c] + padding); a dense layer's columns follow its input
-    map's HWC order (the model's is CHW)."""
+    weights to whole groups of 4 ([kh][kw][c] + padding); a dense layer's columns in its input
+    map's HWC order (the model flattens CHW, or HWC after a transpose to NHWC)."""
     if isinstance(layer, Conv):
         m, c, kh, kw = layer.weights.shape
         rows = layer.weights.transpose(0, 2, 3, 1).reshape(m, kh, kw * c)
         padded = np.zeros((m, kh, round_up(kw * c, TAP_GROUP)), np.int8)
         padded[:, :, :kw * c] = rows
         return padded.reshape(m, -1)
-    c, h, w = layer.in_shape
-    n = layer.weights.shape[0]
-    return layer.weights.reshape(n, c, h, w).transpose(0, 2, 3, 1).reshape(n, -1)
+    return layer.weights[:, hwc_columns(layer.in_shape, layer.flatten_order)]
+
+
+def hwc_columns(shape: tuple[int, int, int], order: tuple[str, ...]) -> np.ndarray:
+    """For each byte of a map stored channels-last (HWC), the column of a dense layer's weights
+    that multiplies it: the column index walks the map's axes in ORDER (the model's flatten)."""
+    sizes = dict(zip("chw", shape, strict=True))
+    grid = dict(zip("chw", np.indices(shape), strict=True))
+    column = np.zeros(shape, np.int64)
+    for axis in order:
+        column = column * sizes[axis] + grid[axis]
+    return column.transpose(1, 2, 0).reshape(-1)
 
 
 def blocked_weights(layer: Conv | Gemm) -> np.ndarray:
@@ -177,10 +189,14 @@ def _fields(step: Step) -> dict[str, object]:
                                  "out_shape": "x".join(map(str, step.out_shape)), "out_w": target.width}
     source = step.source
     if source is not None:
-        fields.update(source=step.index - 1, source_map=f"(arena + {source.offset})", source_ring=source.rows,
+        # A convolution reads its rows from their first (padding) column; every other layer after it.
+        skip = 0 if isinstance(step.layer, Conv) else source.pad_left * source.channels
+        fields.update(source_map=f"(arena + {source.offset + skip})", source_ring=source.rows,
                       source_stride=source.stride, source_height=source.height, source_width=source.width,
                       in_shape="x".join(map(str, (source.channels, source.height, source.width))),
-                      name=_comment(step))
+                      name=_comment(step), a_row=_row_pointer(source, f"done{step.index}"))
+    if len(step.sources) > 1:
+        fields.update(b_row=_row_pointer(step.sources[1], f"done{step.index}"))
     return fields
 
 
@@ -211,10 +227,44 @@ def _step_code(step: Step, requant: str) -> str:
         fields.update(c=layer.in_shape[0], x_zero=layer.x_zero, y_zero=layer.y_zero,
                       scale=f"(scale_t){scale}" if requant == "fixed" else scale,
                       small=int(255 * size <= 2**FLOAT_EXACT_BITS))
-    else:
+    elif isinstance(layer, Gemm):
         fields.update(k=layer.weights.shape[1], n=layer.weights.shape[0], y_zero=layer.y_zero,
                       small=int(fits_float(layer)))
-    return Template(template(f"steps/{STEP_TEMPLATES[type(layer)]}")).substitute(fields)
+    elif isinstance(layer, AveragePool):
+        kh, kw = layer.kernel
+        fields.update(c=layer.in_shape[0], kh=kh, kw=kw, sh=layer.stride[0], sw=layer.stride[1],
+                      x_scale=float_literal(layer.x_scale), x_zero=layer.x_zero, y_scale=float_literal(layer.y_scale),
+                      y_zero=layer.y_zero, count=kh * kw)
+    elif isinstance(layer, Table):
+        fields.update(count=layer.in_shape[0] * layer.in_shape[2])  # one row: width x channels
+    else:
+        fields.update(_add_fields(step))
+    code = Template(template(f"steps/{STEP_TEMPLATES[type(layer)]}")).substitute(fields)
+    opening = "(void) {\n"
+    return code.replace(opening, opening + _padding_fill(step), 1)
+
+
+def _add_fields(step: Step) -> dict[str, object]:
+    layer = step.layer
+    c, _, w = layer.in_shape
+    b_row = _row_pointer(step.sources[1], f"done{step.index}") if len(step.sources) > 1 else f"addb{step.index}"
+    return {"c": c, "w": w, "ratio_a": float_literal(layer.ratio_a), "b_row": b_row,
+            "constant": int(layer.constant_b is not None)}
+
+
+def _elementwise_params(step: Step) -> str:
+    """An Add's fixed part for every value of b, fma(b, ratio_b, fixed), as 256 exact float32
+    literals (and its constant b per channel); a Table's 256 bytes."""
+    layer, index = step.layer, step.index
+    if isinstance(layer, Table):
+        return _array("uint8_t", f"table{index}", layer.table)
+    t = fma32(np.arange(256), np.float32(layer.ratio_b), np.float32(layer.fixed))
+    parts = [_array("float", f"addt{index}", [float_literal(v) for v in t], per_line=8)]
+    if layer.constant_b is not None:
+        c = layer.in_shape[0]
+        per_channel = layer.constant_b if layer.constant_b.size == c else np.repeat(layer.constant_b, c)
+        parts.append(_array("uint8_t", f"addb{index}", per_channel))
+    return "".join(parts)
 
 
 def _conv_fields(step: Step) -> dict[str, object]:
@@ -233,27 +283,30 @@ def _conv_fields(step: Step) -> dict[str, object]:
     return {"window": pk * kh, "pad_row": pad_row, "pk": pk, "ps": ps, "kh": kh, "sy": sy, "pt": pt, "call": call}
 
 
-def _padding_fills(plan: Plan) -> str:
-    fills = []
-    for buffer in plan.buffers:
-        if buffer.pad_left or buffer.pad_right:
-            fills.append(f"    fill_padding(arena + {buffer.offset}, {buffer.rows}, {buffer.stride}, "
-                         f"{buffer.pad_left}, {buffer.pad_right}, {buffer.width}, {buffer.channels}, {buffer.zero});\n")
-    return "".join(fills)
+def _padding_fill(step: Step) -> str:
+    """The first row of a step also sets its map's padding columns to the zero point: set here,
+    not once per inference, because a whole map's bytes may have held an earlier, dead map."""
+    buffer = step.target
+    if not (buffer.pad_left or buffer.pad_right):
+        return ""
+    return (f"    if (done{step.index} == 0) fill_padding(arena + {buffer.offset}, {buffer.rows}, {buffer.stride}, "
+            f"{buffer.pad_left}, {buffer.pad_right}, {buffer.width}, {buffer.channels}, {buffer.zero});\n")
 
 
-def kernels() -> str:
+def kernels(elementwise: bool = False) -> str:
     """The kernel templates in the order model.c needs them: the shared helpers and
     requantization, then one family per target chosen by the compiler's own macros (common.c):
     the pair kernels (portable C or Cortex-M DSP dot products under layers_pairs.c), or the x86
-    SIMD layers, or the WebAssembly SIMD layers; the layers every family shares last."""
+    SIMD layers, or the WebAssembly SIMD layers; the layers every family shares last, and
+    (`elementwise`) Add, the tables and average pooling when the model has one."""
     return (template("kernels/common.c") + "\n" + template("kernels/requantize.c") + "\n"
             + "#if MNIST_EDGE_ISA == MNIST_EDGE_ISA_ARM_DSP\n" + template("kernels/dot_arm_dsp.c")
             + "#elif MNIST_EDGE_X86_KERNELS\n" + template("kernels/layers_x86.c")
             + "#elif MNIST_EDGE_ISA == MNIST_EDGE_ISA_WASM_SIMD128\n" + template("kernels/layers_wasm.c")
             + "#else\n" + template("kernels/dot_portable.c") + "#endif\n\n"
             + "#if MNIST_EDGE_PAIR_KERNELS\n" + template("kernels/layers_pairs.c") + "#endif\n\n"
-            + template("kernels/layers.c"))
+            + template("kernels/layers.c")
+            + ("\n" + template("kernels/layers_elementwise.c") if elementwise else ""))
 
 
 PROFILE_HOOKS = """
@@ -307,10 +360,13 @@ def source(model: IntegerModel, requant: str = "float", plan: Plan | None = None
              f'#include "{HEADER}"\n\n', f"#define REQUANT_FIXED {int(requant == 'fixed')}\n",
              "#ifndef MNIST_EDGE_PAIRS_FIT_16 /* -DMNIST_EDGE_PAIRS_FIT_16=0 takes AVX2's one-product path */\n"
              f"#define MNIST_EDGE_PAIRS_FIT_16 {int(pairs_fit_16_bits(dense))}\n#endif\n", PROFILE_HOOKS, "\n",
-             kernels(), "\n", _array("uint8_t", "input_table", model.input.table)]
+             kernels(any(isinstance(s.layer, ELEMENTWISE) for s in plan.steps)), "\n",
+             _array("uint8_t", "input_table", model.input.table)]
     for step in plan.steps:
         if isinstance(step.layer, (Conv, Gemm)):
             parts.append(_params(step, requant))
+        elif isinstance(step.layer, (Add, Table)):
+            parts.append(_elementwise_params(step))
     parts.append(f"\n/* Every map, as rings of rows (plan.py); word-aligned for the kernels' loads. */\n"
                  f"static uint32_t arena_words[({upper}_ARENA_BYTES + 3) / 4];\n"
                  "#define arena ((uint8_t *)arena_words)\n"
@@ -334,7 +390,7 @@ def _predict(plan: Plan) -> str:
             + _array("uint8_t", "schedule", np.array(plan.schedule), per_line=32) + "\n"
             + f"int {PREFIX}_predict(const uint8_t pixels[{upper}_PIXELS], uint8_t scores[{upper}_CLASSES]) {{\n"
             "    int i, best = 0;\n    input_pixels = pixels;\n"
-            f"    {resets} = 0;\n{_padding_fills(plan)}"
+            f"    {resets} = 0;\n"
             f"    for (i = 0; i < {len(plan.schedule)}; ++i) {{\n"
             "        mnist_edge_profile_begin();\n        steps[schedule[i]]();\n"
             "        mnist_edge_profile_end(schedule[i]);\n    }\n"

@@ -15,7 +15,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnist_edge.codegen.graph import Conv, GlobalAveragePool, IntegerModel, Layer, MaxPool
+from mnist_edge.codegen.add import add_values
+from mnist_edge.codegen.graph import (
+    INPUT,
+    Add,
+    AveragePool,
+    Conv,
+    Gemm,
+    GlobalAveragePool,
+    IntegerModel,
+    Layer,
+    MaxPool,
+    Table,
+)
 from mnist_edge.errors import CodegenError
 
 MODES = ("float", "fixed")
@@ -94,7 +106,8 @@ def conv_accumulators(layer: Conv, x: np.ndarray) -> np.ndarray:
     return acc.astype(np.int32) + layer.bias[None, :, None, None]
 
 
-def run_layer(layer: Layer, x: np.ndarray, mode: str = "float") -> np.ndarray:
+def run_layer(layer: Layer, x: np.ndarray, mode: str = "float", other: np.ndarray | None = None) -> np.ndarray:
+    """One layer on uint8 maps [N, C, H, W] (OTHER: an Add's second map)."""
     requant = requantize_fixed if mode == "fixed" else requantize
     if isinstance(layer, Conv):
         return requant(conv_accumulators(layer, x), layer.scale[None, :, None, None], layer.y_zero)
@@ -105,18 +118,55 @@ def run_layer(layer: Layer, x: np.ndarray, mode: str = "float") -> np.ndarray:
         size = x.shape[2] * x.shape[3]
         acc = x.astype(np.int32).sum(axis=(2, 3)) - layer.x_zero * size
         return requant(acc, np.float32(layer.scale), layer.y_zero)[:, :, None, None]
-    flat = x.reshape(len(x), -1).astype(np.int32) - layer.x_zero
+    if isinstance(layer, AveragePool):
+        return average_pool(layer, x)
+    if isinstance(layer, Table):
+        return layer.table[x]
+    if isinstance(layer, Add):
+        b = other if other is not None else _constant_b(layer, x.shape)
+        return add_values(x, b, layer.ratio_a, layer.ratio_b, layer.fixed)
+    return dense(layer, x, requant)
+
+
+def dense(layer: Gemm, x: np.ndarray, requant) -> np.ndarray:
+    """A dense layer: the map flattened in the model's own order of its axes (CHW, or HWC after a
+    transpose to NHWC), times the weights' columns."""
+    axes = [1 + "chw".index(a) for a in layer.flatten_order]
+    flat = x.transpose(0, *axes).reshape(len(x), -1).astype(np.int32) - layer.x_zero
     acc = flat @ layer.weights.astype(np.int32).T + layer.bias
     return requant(acc, layer.scale, layer.y_zero)[:, :, None, None]
 
 
+def _constant_b(layer: Add, shape: tuple[int, ...]) -> np.ndarray:
+    b = layer.constant_b
+    return np.broadcast_to(b.reshape(1, -1, 1, 1) if b.size > 1 else b.reshape(1, 1, 1, 1), shape)
+
+
+def average_pool(layer: AveragePool, x: np.ndarray) -> np.ndarray:
+    """QLinearAveragePool in float32 in onnxruntime's order: dequantize, sum the window row by row,
+    divide by the count, then y / y_scale + y_zero rounded half to even and saturated."""
+    f32 = np.float32
+    dequantized = f32(layer.x_scale) * (x.astype(np.int32) - layer.x_zero).astype(f32)
+    kh, kw = layer.kernel
+    windows = np.lib.stride_tricks.sliding_window_view(dequantized, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::layer.stride[0], ::layer.stride[1]]
+    total = np.zeros(windows.shape[:4], f32)
+    for i in range(kh):
+        for j in range(kw):
+            total = (total + windows[..., i, j]).astype(f32)
+    total = (total / f32(kh * kw)).astype(f32)
+    scaled = (total / f32(layer.y_scale) + f32(layer.y_zero)).astype(f32)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
 def layer_outputs(model: IntegerModel, pixels: np.ndarray, mode: str = "float") -> list[np.ndarray]:
     """Raw pixels uint8 [N, H, W] -> the output of every layer (uint8 [N, C, H, W]), scores last."""
-    x = model.input.table[pixels].reshape(len(pixels), *model.input.shape)
+    maps = {INPUT: model.input.table[pixels].reshape(len(pixels), *model.input.shape)}
     outputs = []
     for layer in model.layers:
-        x = run_layer(layer, x, mode)
-        outputs.append(x)
+        inputs = [maps[name] for name in layer.inputs]
+        maps[layer.output] = run_layer(layer, inputs[0], mode, inputs[1] if len(inputs) > 1 else None)
+        outputs.append(maps[layer.output])
     return outputs
 
 

@@ -107,18 +107,35 @@ def c_time_us(exe: Path, pixels: np.ndarray, repeats: int = TIMING_REPEATS) -> f
 
 
 def quantized_output_model(model_path: Path) -> bytes:
-    """The model with its last DequantizeLinear removed: onnxruntime then returns the scores."""
+    """The model cut at its scores' DequantizeLinear (and the float Softmax or layout after it):
+    onnxruntime then returns the quantized scores the C returns."""
     import onnx
 
     model = onnx.load(str(model_path))
     output = model.graph.output[0]
-    last = next(n for n in model.graph.node if output.name in n.output)
-    if last.op_type != "DequantizeLinear":
+    producers = {out: node for node in model.graph.node for out in node.output}
+    tail, name = [], output.name
+    while name in producers and producers[name].op_type in ("Softmax", "Reshape", "Flatten", "Identity", "Squeeze"):
+        tail.append(producers[name])
+        name = producers[name].input[0]
+    last = producers.get(name)
+    if last is None or last.op_type != "DequantizeLinear":
         raise CodegenError("the model's output is not dequantized int8 scores", model_path)
-    model.graph.node.remove(last)
+    for node in [*tail, last]:
+        model.graph.node.remove(node)
     output.name = last.input[0]
     output.type.tensor_type.elem_type = onnx.TensorProto.UINT8
     return model.SerializeToString()
+
+
+def model_input(model: IntegerModel, pixels: np.ndarray) -> np.ndarray:
+    """Raw pixels [N, 28, 28] -> the model's float input in its own layout (NCHW, NHWC or flat)."""
+    from mnist_edge.data import normalize
+
+    norm = model.normalization
+    x = normalize(pixels, norm.scale, norm.mean, norm.std)
+    shapes = {"NCHW": (1, 28, 28), "NHWC": (28, 28, 1), "flat": (784,)}
+    return np.ascontiguousarray(x.reshape(len(x), *shapes[model.input_layout]))
 
 
 def onnxruntime_session(model_bytes: bytes) -> Any:
@@ -131,14 +148,17 @@ def onnxruntime_session(model_bytes: bytes) -> Any:
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def onnxruntime_scores(model_path: Path, pixels: np.ndarray, normalization: Any, batch: int = 500) -> np.ndarray:
+def onnxruntime_scores(model_path: Path, pixels: np.ndarray, normalization: Any, batch: int = 500,
+                       layout: str = "NCHW") -> np.ndarray:
     from mnist_edge.data import normalize
 
     session = onnxruntime_session(quantized_output_model(model_path))
     name = session.get_inputs()[0].name
+    shapes = {"NCHW": (1, 28, 28), "NHWC": (28, 28, 1), "flat": (784,)}
     parts = []
     for start in range(0, len(pixels), batch):
         x = normalize(pixels[start:start + batch], normalization.scale, normalization.mean, normalization.std)
+        x = np.ascontiguousarray(x.reshape(len(x), *shapes[layout]))
         parts.append(session.run(None, {name: x})[0].reshape(len(x), -1))
     return np.concatenate(parts)
 
@@ -153,7 +173,7 @@ def verify_against_onnxruntime(model: IntegerModel, c_dir: Path, pixels: np.ndar
         exe = build_harness(c_dir, Path(tmp), cc, flags)
         ours = c_scores(exe, pixels, model.classes)
         kernels = harness_kernels(exe)
-    theirs = onnxruntime_scores(model.source, pixels, model.normalization)
+    theirs = onnxruntime_scores(model.source, pixels, model.normalization, layout=model.input_layout)
     expected = theirs if requant == "float" else reference.scores(model, pixels, "fixed")
     same = (ours == expected).all(axis=1)
     differing = np.flatnonzero(~same)
@@ -171,20 +191,20 @@ def verify_against_onnxruntime(model: IntegerModel, c_dir: Path, pixels: np.ndar
 
 
 def onnxruntime_layer_outputs(model: IntegerModel, pixels: np.ndarray) -> list[np.ndarray]:
-    """onnxruntime's own output of every integer layer (uint8, NCHW), in `model.layers` order."""
+    """onnxruntime's own output of every integer layer (uint8), in `model.layers` order, from the
+    optimized graph the layers were read from (batch 1: one image at a time)."""
     import onnx
 
     from mnist_edge.codegen.graph import optimized_graph
-    from mnist_edge.data import normalize
 
-    optimized = optimized_graph(model.source)
-    names = [n.output[0] for n in optimized.graph.node[1:-1] if n.op_type != "Flatten"]
+    optimized = optimized_graph(model.source, batch=1)
+    names = [layer.output for layer in model.layers]
     del optimized.graph.output[:]
     optimized.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UINT8, None) for n in names)
     session = onnxruntime_session(optimized.SerializeToString())
-    norm = model.normalization
-    outputs = session.run(None, {session.get_inputs()[0].name: normalize(pixels, norm.scale, norm.mean, norm.std)})
-    return [np.asarray(out) for out in outputs]
+    x = model_input(model, pixels)
+    runs = [session.run(None, {session.get_inputs()[0].name: x[i:i + 1]}) for i in range(len(x))]
+    return [np.concatenate([np.asarray(run[k]).reshape(1, -1) for run in runs]) for k in range(len(names))]
 
 
 def _first_differing_layer(model: IntegerModel, pixels: np.ndarray, requant: str) -> str | None:
@@ -201,10 +221,14 @@ def _first_differing_layer(model: IntegerModel, pixels: np.ndarray, requant: str
 
 def _max_layer_step(model: IntegerModel, pixels: np.ndarray) -> int:
     """Each layer in fixed point on onnxruntime's own input to it: the largest step from onnxruntime."""
-    theirs = onnxruntime_layer_outputs(model, pixels)
-    inputs = [model.input.table[pixels].reshape(len(pixels), *model.input.shape), *theirs[:-1]]
+    from mnist_edge.codegen.graph import INPUT
+
+    theirs = dict(zip([layer.output for layer in model.layers], onnxruntime_layer_outputs(model, pixels), strict=True))
+    maps = {INPUT: model.input.table[pixels].reshape(len(pixels), -1), **theirs}
     worst = 0
-    for layer, given, expected in zip(model.layers, inputs, theirs, strict=True):
-        ours = reference.run_layer(layer, given.reshape(len(pixels), *layer.in_shape), "fixed")
+    for layer in model.layers:
+        given = [maps[name].reshape(len(pixels), *layer.in_shape) for name in layer.inputs]
+        ours = reference.run_layer(layer, given[0], "fixed", given[1] if len(given) > 1 else None)
+        expected = theirs[layer.output]
         worst = max(worst, int(np.abs(ours.reshape(-1).astype(int) - expected.reshape(-1).astype(int)).max()))
     return worst

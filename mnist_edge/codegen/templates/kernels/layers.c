@@ -49,7 +49,8 @@ ME_INLINE void input_row(const uint8_t *pixels, int row, int width, const uint8_
     for (i = 0; i < width; ++i) out[i] = table[pixels[row * width + i]];
 }
 
-/* The padding columns of every row of a ring, set once to the map's zero point. */
+/* The padding columns of every row of a ring, set to the map's zero point (by the step that writes
+ * the map, before its first row). */
 ME_INLINE void fill_padding(uint8_t *map, int rows, int stride, int left, int right, int width, int c,
                             uint8_t zero) {
     int r, i;
