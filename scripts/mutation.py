@@ -62,8 +62,13 @@ class Target:
 
 # Module -> its fast covering tests and the part of it that decides correctness.
 MODULES: dict[str, Target] = {
-    # Bench measurement: the timing loops, statistics, memory, environment, the torch baseline.
-    "mnist_edge/measure.py": Target(("tests/test_bench.py",)),
+    # Bench measurement: the timing loops, statistics, memory, environment, the torch baseline. The
+    # loops' arithmetic is judged on a fake clock (test_measure.py); test_bench.py times real models,
+    # less the two that time a 5 M multiply-add model and a 51 MB one (seconds each per mutant).
+    "mnist_edge/measure.py": Target(("tests/test_measure.py", "tests/test_bench.py"), left_out=(
+        "tests/test_bench.py::test_models_of_known_cost_are_timed_by_their_work",
+        "tests/test_bench.py::test_memory_added_is_each_models_own_not_the_process_peak",
+    )),
     # Parity verdicts: everything but the figure of the disagreeing digits, judged by the tests
     # that need no trained model (test_parity.py trains one, ~10 s per worker).
     "mnist_edge/parity.py": Target(("tests/test_parity_verdicts.py",),
@@ -76,9 +81,9 @@ MODULES: dict[str, Target] = {
     # Quantize options: validation, per-architecture defaults, what the manifest records.
     "mnist_edge/quantize.py": Target(("tests/test_quantize.py",), fixture_seconds=10, left_out=(
         "tests/test_quantize.py::test_entropy_calibration_differs_from_minmax",  # 18 s of calibration
-    ), scope=("QuantizeOptions.validate", "QuantizeOptions.resolved_format", "QuantizeOptions.describe",
-              "default_options", "_refuse_static_only", "arch_of", "calibration_images", "keep_float_outputs",
-              "_input_spec", "int8_manifest")),
+    ), scope=("QuantizeOptions.validate", "QuantizeOptions._check_integer_only", "QuantizeOptions.resolved_format",
+              "QuantizeOptions.describe", "default_options", "_refuse_static_only", "arch_of", "calibration_images",
+              "keep_float_outputs", "final_softmax", "int8_manifest")),
     # Pipeline resume: fingerprints, skipping and redoing, the output folder; not the step bodies
     # (training, export...), which the slow end-to-end tests cover.
     "mnist_edge/pipeline.py": Target(("tests/test_pipeline.py",), fixture_seconds=20, scope=(
@@ -99,6 +104,12 @@ MODULES: dict[str, Target] = {
             "test_bench_torch_baseline_from_a_checkpoint",
             "test_one_model_file_shows_one_size_in_terminal_markdown_png_and_report"))),
     "mnist_edge/inputs.py": Target(("tests/test_inputs.py",)),
+    # Search: the config and its distributions, the runner (trial counts, retries, the chain's
+    # figures), the storage (URLs, heartbeat, the creation race, the space check); each judged by
+    # its own fast tests (the workers of test_search.py train models).
+    "mnist_edge/search/space.py": Target(("tests/test_search_space.py",)),
+    "mnist_edge/search/engine.py": Target(("tests/test_search_engine.py",)),
+    "mnist_edge/search/storage.py": Target(("tests/test_search_storage.py",)),
     "mnist_edge/preprocess.py": Target(("tests/test_preprocess.py",)),
 }
 

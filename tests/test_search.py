@@ -146,24 +146,6 @@ def test_study_of_another_space_is_refused_and_nothing_written(tmp_path: Path, m
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
-def test_a_study_another_worker_is_still_creating_is_joined(tmp_path: Path) -> None:
-    """Two workers racing: one has created the study but not yet recorded its space. The other
-    joins it (directions still checked), instead of calling it another search."""
-    from mnist_edge.search.storage import SPACE_ATTR, check_compatible, load_or_create
-
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    optuna.create_study(storage=url, study_name="s", directions=["maximize", "minimize"])  # no space yet
-    storage = optuna.storages.RDBStorage(url)
-    assert check_compatible(storage, "s", ["maximize", "minimize"], "space-1") is True
-    study = load_or_create(storage, "s", ["maximize", "minimize"], "space-1", optuna.samplers.RandomSampler(),
-                           must_exist=True)
-    assert study.user_attrs[SPACE_ATTR] == "space-1"
-    with pytest.raises(ConfigError, match="another search space"):
-        check_compatible(storage, "s", ["maximize", "minimize"], "space-2")
-    with pytest.raises(ConfigError, match="another search space"):
-        check_compatible(storage, "s", ["maximize", "maximize"], "space-1")
-
-
 def test_a_retried_trial_reuses_its_run_folder() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     first = study.ask()

@@ -152,3 +152,21 @@ def test_a_new_study_records_its_space_and_an_existing_one_must_match(tmp_path: 
     # another name in the same storage is another study
     assert storage.load_or_create(opened, "t", ["minimize"], "space-2", sampler(), must_exist=False).user_attrs == {
         SPACE_ATTR: "space-2"}
+
+
+def test_a_study_another_worker_is_still_creating_is_joined(tmp_path: Path) -> None:
+    """Two workers racing: one has created the study but not yet recorded its space. The other
+    joins it (directions still checked), instead of calling it another search."""
+    from mnist_edge.search.storage import check_compatible, load_or_create
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    optuna.create_study(storage=url, study_name="s", directions=["maximize", "minimize"])  # no space yet
+    storage = optuna.storages.RDBStorage(url)
+    assert check_compatible(storage, "s", ["maximize", "minimize"], "space-1") is True
+    study = load_or_create(storage, "s", ["maximize", "minimize"], "space-1", optuna.samplers.RandomSampler(),
+                           must_exist=True)
+    assert study.user_attrs[SPACE_ATTR] == "space-1"
+    with pytest.raises(ConfigError, match="another search space"):
+        check_compatible(storage, "s", ["maximize", "minimize"], "space-2")
+    with pytest.raises(ConfigError, match="another search space"):
+        check_compatible(storage, "s", ["maximize", "maximize"], "space-1")
