@@ -205,14 +205,23 @@ def _publish(tmp: Path, final: Path, stale: set[str], last: list[str]) -> None:
             _fsync_dir(final.parent)
             return
         for name in stale:
-            (final / name).unlink(missing_ok=True)
+            _remove(final / name)
         # The manifest names the model's hash: it goes last, so it never describes a missing file.
         order = {name: rank for rank, name in enumerate(last, start=1)}
         for item in sorted(tmp.iterdir(), key=lambda p: order.get(p.name, 0)):
+            if item.is_dir():  # a folder (a site's ort/) replaces its namesake whole: rename cannot
+                _remove(final / item.name)
             os.replace(item, final / item.name)
     except OSError as exc:
         raise OutputError(f"cannot move the new files into place ({exc.strerror or exc})", final) from exc
     _fsync_dir(final)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:
