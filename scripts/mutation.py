@@ -110,6 +110,13 @@ MODULES: dict[str, Target] = {
     "mnist_edge/search/space.py": Target(("tests/test_search_space.py",)),
     "mnist_edge/search/engine.py": Target(("tests/test_search_engine.py",)),
     "mnist_edge/search/storage.py": Target(("tests/test_search_storage.py",)),
+    # Web: the site's files, index.html per engine and model.json (the browser tests of test_web.py are
+    # left to CI); the WebAssembly build, judged without the node runs over 2,000-10,000 images each.
+    "mnist_edge/web/site.py": Target(("tests/test_web_site.py",)),
+    "mnist_edge/web/wasm.py": Target(("tests/test_web_wasm.py",), left_out=tuple(
+        f"tests/test_web_wasm.py::{name}" for name in (
+            "test_wasm_scores_equal_the_c_librarys_bit_for_bit", "test_wasm_scores_equal_onnxruntimes",
+            "test_the_module_loads_from_base64_and_from_a_url", "test_a_model_json_of_another_model_is_refused"))),
     "mnist_edge/preprocess.py": Target(("tests/test_preprocess.py",)),
 }
 
