@@ -97,7 +97,17 @@ MODULES: dict[str, Target] = {
               "markdown_table")),
     # Runtime input handling: model layouts, dtypes, normalisation, batching, outputs.
     "mnist_edge/runtime.py": Target(
-        ("tests/test_runtime.py", "tests/test_runtime_rules.py", "tests/test_cli_runtime.py"),
+        ("tests/test_runtime.py", "tests/test_runtime_rules.py", "tests/test_runtime_details.py",
+         "tests/test_cli_runtime.py",
+         # the hostile models: the memory cap, control flow, external data, names, batches
+         *(f"tests/test_reliability.py::{name}" for name in (
+             "test_a_graph_asking_for_a_huge_tensor_is_a_clear_error_within_the_memory_cap",
+             "test_mnist_edge_memory_limit_mb_caps_every_session", "test_a_model_with_a_loop_is_refused_before_it_runs",
+             "test_an_initializer_larger_than_its_external_file_is_a_clear_error",
+             "test_external_data_through_a_symlink_leaving_the_folder_is_refused",
+             "test_onnxruntime_logs_only_with_verbose", "test_a_model_without_outputs_is_a_typed_error",
+             "test_a_huge_fixed_batch_is_refused_before_any_padding",
+             "test_a_name_that_is_not_utf8_is_a_typed_error"))),
         # bench's own tests (seconds of timing loops each) are left out: they judge measure.py.
         left_out=tuple(f"tests/test_cli_runtime.py::{name}" for name in (
             "test_bench_writes_json_markdown_and_png", "test_bench_tables_profile_and_compare",

@@ -92,13 +92,51 @@ def test_a_graph_asking_for_a_huge_tensor_is_a_clear_error_within_the_memory_cap
     assert done.stderr == ""  # onnxruntime's own log lines stay silent
 
 
+def _needs_256_mib() -> onnx.ModelProto:
+    """A graph whose intermediate tensor is N x 4,096 x 8,192 float32 (256 MiB for the two images
+    of the load's probe): the first pixel of each image expanded (from the input, so that no
+    optimizer computes it at load), then summed away."""
+    inits = [numpy_helper.from_array(np.array([1, 4096, 8192], np.int64), "shape"),
+             numpy_helper.from_array(np.array([2], np.int64), "axis2")]
+    return _digit_graph([oh.make_node("Slice", ["flat", "zero", "one_axis", "one_axis"], ["pixel"]),
+                         oh.make_node("Unsqueeze", ["pixel", "axis2"], ["pixel3"]),
+                         oh.make_node("Expand", ["pixel3", "shape"], ["big"]),
+                         oh.make_node("ReduceSum", ["big"], ["total"], keepdims=0)], inits, "total")
+
+
+@pytest.mark.parametrize("limit_mb, refused", [("64", True), (None, False)])
+def test_mnist_edge_memory_limit_mb_caps_every_session(tmp_path: Path, limit_mb: str | None, refused: bool) -> None:
+    """256 MiB is refused under a 64 MiB cap and runs under the default 2 GiB one: every session
+    allocates from the one arena the limit sizes (each child process registers it once)."""
+    path = tmp_path / "m.onnx"
+    onnx.save(_needs_256_mib(), path)
+    code = ("import sys\nimport numpy as np\nfrom mnist_edge.runtime import Predictor\n"
+            "from mnist_edge.errors import ModelFileError\n"
+            "try:\n    p = Predictor.load(sys.argv[1])\n"
+            "    print('ran', p.logits(np.zeros((1, 28, 28), np.uint8)).shape)\n"
+            "except ModelFileError as exc:\n    print('refused:', exc.reason)\n")
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_EDGE_MEMORY_LIMIT_MB"}
+    if limit_mb:
+        env["MNIST_EDGE_MEMORY_LIMIT_MB"] = limit_mb
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-800:]
+    if refused:
+        assert done.stdout.strip() == ("refused: inference failed: the model asks for more memory than the limit of "
+                                       "64.0 MiB (operator Expand) (set MNIST_EDGE_MEMORY_LIMIT_MB to raise it)")
+    else:
+        assert done.stdout.strip() == "ran (1, 10)"
+
+
 def test_a_model_with_a_loop_is_refused_before_it_runs(tmp_path: Path) -> None:
     path = tmp_path / "loop.onnx"
     onnx.save(_endless_loop(), path)
     started = time.perf_counter()
-    with pytest.raises(ModelFileError, match="uses Loop"):
+    with pytest.raises(ModelFileError) as caught:
         Predictor.load(path)
     assert time.perf_counter() - started < 30  # 10^12 trips would run for hours
+    assert caught.value.path == path and caught.value.reason == (
+        "uses Loop: control flow whose number of iterations the model decides is refused (a digit classifier "
+        "needs none, and a hostile one could run for days)")
 
 
 def test_an_initializer_larger_than_its_external_file_is_a_clear_error(tmp_path: Path) -> None:
