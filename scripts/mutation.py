@@ -90,11 +90,12 @@ MODULES: dict[str, Target] = {
         "run_pipeline", "_report_what_exists", "_check_options", "_prepare_out", "_load_or_new_state",
         "_save_state", "_run_step", "_stopped", "_outputs_exist", "_hash", "_file_hash", "_fingerprint",
         "_bench_threads", "_data_checksums", "_cached_sha256", "_trained_on", "PipelineState.step")),
-    # Sweep resume and results: the runner, its folder, reading each run's results.
+    # Sweep resume and results: the runner (its runs as trials of search's engine), its folder,
+    # reading each run's results.
     "mnist_edge/sweep.py": Target(("tests/test_sweep.py",), left_out=(
         "tests/test_sweep.py::test_small_sweep_measures_and_resumes",  # trains models: 18-28 s
-    ), scope=("run_sweep", "_run_one", "_recipe_changed", "_prepare", "collect", "write_results", "_csv",
-              "markdown_table")),
+    ), scope=("run_sweep", "_run_all", "_run_spec", "_run_one", "_recipe_changed", "_prepare", "collect",
+              "write_results", "_csv", "markdown_table")),
     # Runtime input handling: model layouts, dtypes, normalisation, batching, outputs.
     "mnist_edge/runtime.py": Target(
         ("tests/test_runtime.py", "tests/test_runtime_rules.py", "tests/test_runtime_details.py",
