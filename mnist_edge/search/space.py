@@ -117,8 +117,9 @@ def _settings(source: Source, head: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(base, str) or base not in PRESETS:
         raise source.fail("preset", f"unknown preset {base!r}; choose one of {', '.join(PRESETS)}", where)
     objectives = head.get("objectives", ["accuracy", "latency"])
-    if not isinstance(objectives, list) or not objectives or len(set(map(str, objectives))) != len(objectives):
-        raise source.fail("objectives", "must be a non-empty list without repeats", where)
+    if not isinstance(objectives, list) or not objectives or not all(isinstance(o, str) for o in objectives) \
+            or len(set(objectives)) != len(objectives):
+        raise source.fail("objectives", "must be a non-empty list of names without repeats", where)
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown:
         raise source.fail("objectives", f"unknown objective {unknown[0]!r}; choose from {', '.join(OBJECTIVES)}",
