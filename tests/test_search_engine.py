@@ -36,6 +36,7 @@ def two_objectives() -> optuna.Study:
 def counting_objective(calls: list[int]):
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         calls.append(trial.number)
+        assert len(calls) < 50, "the study never stops"  # fails a runaway loop instead of hanging
         return 0.5, 1.0
 
     return objective
@@ -141,9 +142,14 @@ def test_a_worker_waits_for_another_workers_trial_and_runs_its_retry(tmp_path: P
     assert time.monotonic() - started >= 1.5  # it waited out the grace period (twice the heartbeat)
 
 
-def test_without_a_heartbeat_a_worker_does_not_wait_for_running_trials() -> None:
+def test_without_a_heartbeat_a_worker_does_not_wait_for_running_trials(monkeypatch) -> None:
     study = two_objectives()
     study.ask()  # running, in a storage without heartbeat: it may never end
+
+    def no_waiting(seconds: float) -> None:
+        raise AssertionError("waited for a trial that no heartbeat will ever fail")
+
+    monkeypatch.setattr(engine.time, "sleep", no_waiting)
     calls: list[int] = []
     engine.optimize(study, counting_objective(calls), 1)
     assert calls == []  # the running trial counts; nothing to wait for
@@ -227,9 +233,29 @@ def test_chain_figures_that_are_not_numbers_are_config_errors(tmp_path: Path, la
     bench = json.loads((run / "bench" / "bench.json").read_text())
     bench["models"][1]["latency"]["p50_us"] = latency
     (run / "bench" / "bench.json").write_text(json.dumps(bench))
-    with pytest.raises(ConfigError, match="not numbers") as error:
+    with pytest.raises(ConfigError) as error:
         engine.chain_figures(run)
-    assert error.value.path == run
+    assert (error.value.reason, error.value.path) == ("manifest or bench figures are not numbers", run)
+
+
+def test_a_missing_field_is_named_with_its_error(tmp_path: Path) -> None:
+    run = finished_chain(tmp_path)
+    (run / "checkpoint" / "metrics.json").write_text(json.dumps({"epochs": [{"second": 1.0}]}))
+    with pytest.raises(ConfigError) as error:
+        engine.chain_figures(run)
+    assert error.value.reason == "manifest, bench or metrics file lacks an expected field (KeyError: 'seconds')"
+
+
+@pytest.mark.parametrize("damage", ["{not json", None])
+def test_a_bench_file_that_is_not_json_or_missing_is_a_config_error(tmp_path: Path, damage: str | None) -> None:
+    run = finished_chain(tmp_path)
+    if damage is None:
+        (run / "bench" / "bench.json").unlink()
+    else:
+        (run / "bench" / "bench.json").write_text(damage)
+    with pytest.raises(ConfigError) as error:
+        engine.chain_figures(run)
+    assert error.value.path == run / "bench" / "bench.json"
 
 
 def test_chain_figures_of_a_missing_file_are_config_errors(tmp_path: Path) -> None:

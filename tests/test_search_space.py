@@ -86,6 +86,7 @@ def test_every_setting_is_taken_as_written(tmp_path: Path) -> None:
     ("epochs = {low = 2, high = 2}", IntDistribution(2, 2)),  # low == high is allowed
     ("batch_size = {low = 32, high = 256, log = true}", IntDistribution(32, 256, log=True)),
     ("batch_size = {low = 32, high = 96, step = 32}", IntDistribution(32, 96, step=32)),
+    ("batch_size = {low = 40, high = 104, step = 32}", IntDistribution(40, 104, step=32)),  # low off the grid
     ("lr = {low = 0.01, high = 0.05, step = 0.01}", FloatDistribution(0.01, 0.05, step=0.01)),
     ("lr = {low = 1, high = 2}", FloatDistribution(1.0, 2.0)),  # integers where floats are expected
     ("weight_decay = {low = 0.0, high = 0.01}", FloatDistribution(0.0, 0.01)),
@@ -149,6 +150,9 @@ def test_describe_is_canonical_and_names_what_the_study_optimizes(tmp_path: Path
     one = minimal(tmp_path, space="epochs = 2\nlr = [0.01, 0.02]\nbatch_size = [64]")
     other_order = minimal(tmp_path, space="batch_size = [64]\nlr = [0.01, 0.02]\nepochs = 2")
     assert one.describe() == other_order.describe()
+    # the fixed values too, whatever their order in the file
+    assert minimal(tmp_path, space="epochs = 2\nseed = 3\nlr = [0.01]").describe() == minimal(
+        tmp_path, space="seed = 3\nepochs = 2\nlr = [0.01]").describe()
     described = json.loads(one.describe())
     assert described["preset"] == "fast" and described["objectives"] == ["accuracy", "latency"]
     assert described["fixed"] == {"epochs": 2} and list(described["space"]) == ["batch_size", "lr"]
@@ -165,33 +169,48 @@ def test_describe_is_canonical_and_names_what_the_study_optimizes(tmp_path: Path
                    space="epochs = 2\nlr = [0.01, 0.02]\nbatch_size = [64]").describe() == one.describe()
 
 
-@pytest.mark.parametrize("head, message", [
+SEARCH_KEYS = "bench_seconds, device, name, objectives, population, preset, prune_below, sampler, seed, space, trials"
+RECIPE_KEYS = ("arch, augment, batch_size, depth, epochs, label_smoothing, lr, momentum, optimizer, schedule, seed, "
+               "train_limit, weight_decay, width")
+NAMES = "must be a non-empty list of names without repeats"
+
+
+@pytest.mark.parametrize("head, reason", [
     ('name = ""', "line 2: key 'name': must be a non-empty string"),
-    ("name = 3", "key 'name': must be a non-empty string"),
-    ('preset = "slow"', "key 'preset': unknown preset 'slow'; choose one of seed, default, fast"),
-    ("preset = 1", "key 'preset': unknown preset 1"),
-    ('objectives = ["accuracy", "accuracy"]', "key 'objectives': must be a non-empty list of names without repeats"),
-    ('objectives = "accuracy"', "key 'objectives': must be a non-empty list of names without repeats"),
-    ('objectives = ["accuracy", ["latency"]]', "key 'objectives': must be a non-empty list of names"),
-    ('objectives = ["accuracy", {}]', "key 'objectives': must be a non-empty list of names"),
-    ("objectives = [1]", "key 'objectives': must be a non-empty list of names"),
-    ('device = "tpu"', "key 'device': unknown device 'tpu'; choose one of auto, cpu, cuda, mps"),
-    ("trials = 0", "key 'trials': must be an integer of at least 1"),
-    ("trials = 2.5", "key 'trials': must be an integer of at least 1"),
-    ("trials = true", "key 'trials': must be an integer of at least 1"),
-    ("seed = -1", "key 'seed': must be an integer of at least 0"),
-    ("bench_seconds = 0", "key 'bench_seconds': must be a number of at least 0.001"),
-    ("bench_seconds = nan", "key 'bench_seconds': must be a number"),
-    ("bench_seconds = inf", "key 'bench_seconds': must be a number"),
-    ('bench_seconds = "1"', "key 'bench_seconds': must be a number"),
-    ("prune_below = -0.1", "key 'prune_below': must be a validation accuracy in [0, 1)"),
-    ("prune_below = 1", "key 'prune_below': must be a validation accuracy in [0, 1)"),
-    ("prune_below = true", "key 'prune_below'"),
-    ('prune_below = "0.5"', "key 'prune_below'"),
+    ("name = 3", "line 2: key 'name': must be a non-empty string"),
+    ('preset = "slow"', "line 2: key 'preset': unknown preset 'slow'; choose one of seed, default, fast"),
+    ("preset = 1", "line 2: key 'preset': unknown preset 1; choose one of seed, default, fast"),
+    ('objectives = ["accuracy", "accuracy"]', f"line 2: key 'objectives': {NAMES}"),
+    ('objectives = "accuracy"', f"line 2: key 'objectives': {NAMES}"),
+    ("objectives = []", f"line 2: key 'objectives': {NAMES}"),
+    ('objectives = ["accuracy", ["latency"]]', f"line 2: key 'objectives': {NAMES}"),
+    ('objectives = ["accuracy", {}]', f"line 2: key 'objectives': {NAMES}"),
+    ("objectives = [1]", f"line 2: key 'objectives': {NAMES}"),
+    ('objectives = ["speed", "energy"]',
+     "line 2: key 'objectives': unknown objective 'speed'; choose from accuracy, latency, size"),
+    ('objectives = ["size", "energy"]',
+     "line 2: key 'objectives': unknown objective 'energy'; choose from accuracy, latency, size"),
+    ('sampler = "grid"', "line 2: key 'sampler': unknown sampler 'grid'; choose one of nsga2, tpe, random"),
+    ('device = "tpu"', "line 2: key 'device': unknown device 'tpu'; choose one of auto, cpu, cuda, mps"),
+    ("colour = 1", f"line 2: key 'colour': unknown [search] key; expected one of {SEARCH_KEYS}"),
+    ("trials = 0", "line 2: key 'trials': must be an integer of at least 1"),
+    ("trials = 2.5", "line 2: key 'trials': must be an integer of at least 1"),
+    ("trials = true", "line 2: key 'trials': must be an integer of at least 1"),
+    ("population = 1", "line 2: key 'population': must be an integer of at least 2"),
+    ("seed = -1", "line 2: key 'seed': must be an integer of at least 0"),
+    ("bench_seconds = 0", "line 2: key 'bench_seconds': must be a number of at least 0.001"),
+    ("bench_seconds = nan", "line 2: key 'bench_seconds': must be a number of at least 0.001"),
+    ("bench_seconds = inf", "line 2: key 'bench_seconds': must be a number of at least 0.001"),
+    ('bench_seconds = "1"', "line 2: key 'bench_seconds': must be a number of at least 0.001"),
+    ("prune_below = -0.1", "line 2: key 'prune_below': must be a validation accuracy in [0, 1)"),
+    ("prune_below = 1", "line 2: key 'prune_below': must be a validation accuracy in [0, 1)"),
+    ("prune_below = true", "line 2: key 'prune_below': must be a validation accuracy in [0, 1)"),
+    ('prune_below = "0.5"', "line 2: key 'prune_below': must be a validation accuracy in [0, 1)"),
 ])
-def test_bad_settings_name_the_key_and_line(tmp_path: Path, head: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=_literal(message)):
+def test_bad_settings_name_the_key_and_line(tmp_path: Path, head: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as error:
         minimal(tmp_path, head=head)
+    assert (error.value.reason, error.value.path) == (reason, tmp_path / "cfg.toml")
 
 
 def test_edges_of_the_settings_that_are_allowed(tmp_path: Path) -> None:
@@ -202,37 +221,56 @@ def test_edges_of_the_settings_that_are_allowed(tmp_path: Path) -> None:
     assert minimal(tmp_path, head="bench_seconds = 3").bench_seconds == 3.0
 
 
-@pytest.mark.parametrize("space, message", [
-    ("lr = {low = 0.01}", "key 'lr': a range is {low = ..., high = ...} with optional step and log"),
-    ("lr = {high = 0.01}", "key 'lr': a range is {low"),
-    ("lr = {low = 0.01, high = 0.1, steps = 2}", "key 'lr': a range is {low"),
-    ('lr = {low = 0.01, high = 0.1, log = "yes"}', "key 'lr': log must be true or false"),
-    ("lr = {low = 0.01, high = 0.1, step = 0.01, log = true}", "key 'lr': step must be a positive number"),
-    ("lr = {low = 0.01, high = 0.1, step = 0}", "key 'lr': step must be a positive number"),
-    ("lr = {low = 0.01, high = 0.1, step = -0.01}", "key 'lr': step must be a positive number"),
-    ("epochs = {low = 1, high = 3, step = true}", "key 'epochs': step must be a positive number"),
-    ('epochs = {low = 1, high = 3, step = "1"}', "key 'epochs': step must be a positive number"),
-    ("epochs = {low = 3, high = 1}", "key 'epochs': low (3) is greater than high (1)"),
-    ("epochs = {low = 1.5, high = 3}", "key 'epochs': expected int, got 1.5"),
-    ("epochs = [2, true]", "key 'epochs': expected int, got True"),
-    ('augment = ["yes"]', "key 'augment': expected bool, got 'yes'"),
-    ("augment = [1]", "key 'augment': expected bool, got 1"),
-    ('lr = ["0.1"]', "key 'lr': expected float, got '0.1'"),
-    ("lr = [true]", "key 'lr': expected float, got True"),
-    ("lr = {low = 0.0, high = 0.1}", "key 'lr': --lr must be greater than 0"),
-    ('optimizer = {low = 1, high = 2}', "key 'optimizer': takes a list of choices, not a range (str values)"),
-    ("space = 3", "unknown [search.space] key"),
-    ('arch = ["tiny", "resnet"]', "key 'arch': unknown architecture 'resnet'"),
+RANGE = "a range is {low = ..., high = ...} with optional step and log"
+STEP = "step must be a positive number, and cannot be combined with log"
+
+
+@pytest.mark.parametrize("space, reason", [
+    ("lr = {low = 0.01}", f"line 4: key 'lr': {RANGE}"),
+    ("lr = {high = 0.01}", f"line 4: key 'lr': {RANGE}"),
+    ("lr = {low = 0.01, high = 0.1, steps = 2}", f"line 4: key 'lr': {RANGE}"),
+    ('lr = {low = 0.01, high = 0.1, log = "yes"}', "line 4: key 'lr': log must be true or false"),
+    ("lr = {low = 0.01, high = 0.1, step = 0.01, log = true}", f"line 4: key 'lr': {STEP}"),
+    ("lr = {low = 0.01, high = 0.1, step = 0}", f"line 4: key 'lr': {STEP}"),
+    ("lr = {low = 0.01, high = 0.1, step = -0.01}", f"line 4: key 'lr': {STEP}"),
+    ("epochs = {low = 1, high = 3, step = true}", f"line 4: key 'epochs': {STEP}"),
+    ('epochs = {low = 1, high = 3, step = "1"}', f"line 4: key 'epochs': {STEP}"),
+    ("epochs = {low = 3, high = 1}", "line 4: key 'epochs': low (3) is greater than high (1)"),
+    ("epochs = {low = 1.5, high = 3}", "line 4: key 'epochs': expected int, got 1.5"),
+    ("epochs = [2, true]", "line 4: key 'epochs': expected int, got True"),
+    ("epochs = []", "line 4: key 'epochs': an empty list: give at least one choice"),
+    ('augment = ["yes"]', "line 4: key 'augment': expected bool, got 'yes'"),
+    ("augment = [1]", "line 4: key 'augment': expected bool, got 1"),
+    ('lr = ["0.1"]', "line 4: key 'lr': expected float, got '0.1'"),
+    ("lr = [true]", "line 4: key 'lr': expected float, got True"),
+    ("lr = {low = 0.0, high = 0.1}", "line 4: key 'lr': --lr must be greater than 0, got 0.0 (with arch strided)"),
+    ("weight_decay = {low = 0.0, high = 0.01, log = true}",
+     "line 4: key 'weight_decay': a log-scale range needs low > 0"),
+    ("weight_decay = {low = -1.0, high = 0.01, log = true}",
+     "line 4: key 'weight_decay': weight decay must be >= 0 and momentum in [0, 1) (with arch strided)"),
+    ("batch_size = {low = 32, high = 100, step = 32}",
+     "line 4: key 'batch_size': high (100) is not low (32) plus a whole number of steps (32)"),
+    ('optimizer = {low = 1, high = 2}', "line 4: key 'optimizer': takes a list of choices, not a range (str values)"),
+    ('arch = ["tiny", "resnet"]',
+     "line 4: key 'arch': unknown architecture 'resnet'; choose one of mlp, lenet5, cnn, tiny, strided"),
+    ('arch = "resnet"',
+     "line 4: key 'arch': unknown architecture 'resnet'; choose one of mlp, lenet5, cnn, tiny, strided"),
     ('arch = ["tiny", "mlp"]\nwidth = [8]',
-     "key 'width': --width of mlp must be in [16, 2048] (or 0 for the named layout), got 8 (with arch mlp)"),
-    ('arch = ["mlp", "tiny"]\n[search.space.tiny]\narch = ["cnn"]', "unknown [search.space.tiny] key"),
-    ('arch = ["tiny"]\n[search.space.tiny]\nwidth = [2]', "key 'width': --width of tiny must be in [4, 32]"),
-    ('arch = ["tiny"]\n[search.space.tiny]\nseed_of_life = [2]', "unknown [search.space.tiny] key"),
-    ("split_seed = [1, 2]", "key 'split_seed': unknown [search.space] key"),
+     "line 5: key 'width': --width of mlp must be in [16, 2048] (or 0 for the named layout), got 8 (with arch mlp)"),
+    ('arch = ["mlp", "tiny"]\n[search.space.tiny]\narch = ["cnn"]',
+     f"line 6: key 'arch': unknown [search.space.tiny] key; recipe keys are {RECIPE_KEYS}"),
+    ('arch = ["tiny"]\n[search.space.tiny]\nwidth = [2]',
+     "line 6: key 'width': --width of tiny must be in [4, 32] (or 0 for the named layout), got 2 (with arch tiny)"),
+    ('arch = ["tiny"]\n[search.space.tiny]\nseed_of_life = [2]',
+     f"line 6: key 'seed_of_life': unknown [search.space.tiny] key; recipe keys are {RECIPE_KEYS}"),
+    ("split_seed = [1, 2]", f"line 4: key 'split_seed': unknown [search.space] key; recipe keys are {RECIPE_KEYS}"),
+    ('arch = ["tiny"]\n[search.space.cnn]\nwidth = [8]',
+     "key 'cnn': [search.space.cnn] can never apply: no trial has arch 'cnn'"),
 ])
-def test_bad_spaces_name_the_key(tmp_path: Path, space: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=_literal(message)):
+def test_bad_spaces_name_the_key_and_line(tmp_path: Path, space: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as error:
         minimal(tmp_path, space=space)
+    assert (error.value.reason, error.value.path) == (reason, tmp_path / "cfg.toml")
 
 
 def test_a_width_is_checked_with_every_arch_it_can_meet(tmp_path: Path) -> None:
@@ -244,19 +282,29 @@ def test_a_width_is_checked_with_every_arch_it_can_meet(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[sweep]\nname = 'x'\n", "key 'sweep': unknown table; a search config has one [search] table"),
-    ("title = 'x'\n[search]\n[search.space]\nlr = [0.1]\n", "line 1: key 'title': unknown table"),
+    ("[sweep]\nname = 'x'\n", "line 1: key 'sweep': unknown table; a search config has one [search] table"),
+    ("title = 'x'\n[search]\n[search.space]\nlr = [0.1]\n",
+     "line 1: key 'title': unknown table; a search config has one [search] table"),
     ("", "no [search] table"),
     ("search = 3\n", "no [search] table"),
-    ("[search]\nspace = 3\n", "key 'space': must be written as a [search.space] table"),
+    ("[search]\nspace = 3\n", "line 2: key 'space': must be written as a [search.space] table"),
     ("[search]\n", "empty search space: [search.space] needs at least one list or range"),
-    ("[search]\n[search.space]\nepochs = 2\n", "empty search space"),
+    ("[search]\n[search.space]\nepochs = 2\n", "empty search space: [search.space] needs at least one list or range"),
 ])
 def test_bad_documents(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError, match=_literal(message)) as error:
+    with pytest.raises(ConfigError) as error:
         load_search_config(path)
-    assert error.value.path == path
+    assert (error.value.reason, error.value.path) == (message, path)
+
+
+def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_search_config(tmp_path / "absent.toml")
+    assert (error.value.reason, error.value.path) == ("search config not found", tmp_path / "absent.toml")
+    with pytest.raises(ConfigError) as error:
+        load_search_config(write(tmp_path, "[search\n"))
+    assert error.value.reason.startswith("not valid TOML: ") and "line 1" in error.value.reason
 
 
 def _literal(text: str) -> str:

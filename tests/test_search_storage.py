@@ -30,6 +30,8 @@ def test_the_default_study_is_an_sqlite_file_in_out(tmp_path: Path) -> None:
     ("runs/study.log", "runs/study.log"),  # a journal file is a path
     ("runs/study.jsonl", "runs/study.jsonl"),
     ("postgresql://user:pw@host:notaport/db", "postgresql://..."),  # unparsable: the scheme only
+    ("postgresql://user:pw@host:notaport/db?next=http://x", "postgresql://..."),
+    ("runs/study.db", "runs/study.db"),  # no scheme: nothing to hide
 ])
 def test_shown_hides_the_password(url: str, expected: str) -> None:
     assert storage.shown(url) == expected
@@ -44,9 +46,31 @@ def test_a_journal_file_is_a_journal_storage(tmp_path: Path) -> None:
 
 
 def test_a_journal_file_that_cannot_be_opened_is_a_storage_error(tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match="cannot open the journal file") as error:
+    with pytest.raises(StorageError) as error:
         storage.open_storage(str(tmp_path / "missing-folder" / "study.log"), heartbeat_seconds=5)
     assert error.value.path == tmp_path / "missing-folder" / "study.log"
+    assert error.value.reason == "cannot open the journal file (No such file or directory)"
+
+
+def test_only_a_path_ending_in_log_is_a_journal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.log'}"  # an SQLite database that happens to be named .log
+    assert isinstance(storage.open_storage(url, heartbeat_seconds=5), RDBStorage)
+    with pytest.raises(StorageError, match=r"^cannot open storage study.db: "):
+        storage.open_storage("study.db", heartbeat_seconds=5)  # a path without a scheme is no URL
+    assert not (tmp_path / "study.db").exists() and not Path("study.db").exists()
+
+
+def test_workers_on_one_sqlite_file_wait_a_minute_for_each_other(tmp_path: Path, monkeypatch) -> None:
+    seen: list[dict] = []
+    real = storage.RDBStorage
+
+    def spy(url, **kwargs):
+        seen.append(kwargs["engine_kwargs"])
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(storage, "RDBStorage", spy)
+    storage.open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_seconds=5)
+    assert seen == [{"connect_args": {"timeout": 60}}]
 
 
 def test_an_rdb_storage_beats_and_retries_a_dead_workers_trial_twice(tmp_path: Path) -> None:
@@ -139,16 +163,19 @@ def test_a_new_study_records_its_space_and_an_existing_one_must_match(tmp_path: 
     assert storage.check_compatible(opened, "s", DIRECTIONS, "space-1") is False
     with pytest.raises(StorageError, match="no study named 's' to resume"):
         storage.load_or_create(opened, "s", DIRECTIONS, "space-1", sampler(), must_exist=True)
-    study = storage.load_or_create(opened, "s", DIRECTIONS, "space-1", sampler(), must_exist=False)
-    assert study.user_attrs == {SPACE_ATTR: "space-1"} and study.study_name == "s"
+    chosen = sampler()
+    study = storage.load_or_create(opened, "s", DIRECTIONS, "space-1", chosen, must_exist=False)
+    assert study.user_attrs == {SPACE_ATTR: "space-1"} and study.study_name == "s" and study.sampler is chosen
     assert [d.name.lower() for d in study.directions] == DIRECTIONS
     assert storage.check_compatible(opened, "s", DIRECTIONS, "space-1") is True
     again = storage.load_or_create(opened, "s", DIRECTIONS, "space-1", sampler(), must_exist=True)
     assert again._study_id == study._study_id
     for space, directions in (("space-2", DIRECTIONS), ("space-1", ["maximize", "maximize"]),
                               ("space-1", ["maximize"])):
-        with pytest.raises(ConfigError, match="study 's' was created with another search space or objectives"):
+        with pytest.raises(ConfigError) as error:
             storage.load_or_create(opened, "s", directions, space, sampler(), must_exist=False)
+        assert str(error.value) == ("study 's' was created with another search space or objectives; change "
+                                    "[search] name, or use another --out or --storage")
     # another name in the same storage is another study
     assert storage.load_or_create(opened, "t", ["minimize"], "space-2", sampler(), must_exist=False).user_attrs == {
         SPACE_ATTR: "space-2"}

@@ -264,7 +264,7 @@ def recipe_for(config: SearchConfig, values: dict[str, Any]) -> Recipe:
     arch = values.get("arch", config.fixed.get("arch", PRESETS[config.base].arch))
     chosen = {**config.fixed, **values}
     overrides = {k: v for k, v in chosen.items() if "." not in k}
-    overrides.update({k.split(".", 1)[1]: v for k, v in chosen.items() if k.startswith(f"{arch}.")})
+    overrides.update({k.partition(".")[2]: v for k, v in chosen.items() if k.startswith(f"{arch}.")})
     recipe = replace(PRESETS[config.base], **{k: _coerce(k, v) for k, v in overrides.items()})
     return recipe.validate()
 
