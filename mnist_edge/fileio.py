@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -14,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mnist_edge.errors import OutputError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so a killed run's staging folder stays (hidden, read by nothing)
+    fcntl = None  # type: ignore[assignment]
 
 
 def _umask() -> int:
@@ -94,21 +100,92 @@ def staged_dir(final: str | Path, stale: Iterable[str] = (), last: Iterable[str]
     A new folder appears whole with one rename. An existing folder keeps its other files: the
     `stale` names (files describing its previous content, such as a parity report) are removed,
     then each built file replaces its namesake, the `last` names (the manifest) at the end.
+
+    The staging folder `.NAME.RANDOM.tmp` is flocked for as long as it is built, so a process
+    killed with SIGKILL leaves one that nobody holds: the next build of the same `final` deletes
+    those (remove_abandoned_stages) and leaves alone the ones a live process is still building.
     """
     final = check_creatable(final)
     made = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
     ensure_dir(final.parent)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot create directory ({exc.strerror or exc})", final) from exc
+    # Cleaning and creating under the parent's lock: another build cannot see this stage between
+    # its creation and its flock, when it would look abandoned.
+    with _locked_folder(final.parent):
+        remove_abandoned_stages(final)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        except OSError as exc:
+            raise OutputError(f"cannot create directory ({exc.strerror or exc})", final) from exc
+        held = _hold(tmp)
     try:
         yield tmp
         _publish(tmp, final, set(stale), list(last))
         made = []
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if held is not None:
+            os.close(held)
         _remove_empty(made)
+
+
+def stage_pattern(final: Path) -> re.Pattern[str]:
+    """The names staged_dir gives `final`'s staging folders (tempfile's random part in the middle)."""
+    return re.compile(rf"^\.{re.escape(final.name)}\.[a-z0-9_]+\.tmp$")
+
+
+def remove_abandoned_stages(final: str | Path) -> list[Path]:
+    """Delete the staging folders of `final` that no live process holds (left by a killed build)."""
+    final = Path(final)
+    if fcntl is None or not final.parent.is_dir():
+        return []
+    pattern, removed = stage_pattern(final), []
+    for entry in sorted(final.parent.iterdir()):
+        if not pattern.match(entry.name) or entry.is_symlink() or not entry.is_dir():
+            continue
+        held = _hold(entry)
+        if held is None:  # a live build holds it (or it cannot be opened): not ours to remove
+            continue
+        try:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+        finally:
+            os.close(held)
+    return removed
+
+
+def _hold(folder: Path) -> int | None:
+    """An open descriptor of `folder` holding its flock, or None when another process holds it."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextmanager
+def _locked_folder(folder: Path) -> Iterator[None]:
+    """An exclusive flock on `folder` itself for a short section (waits for the holder)."""
+    fd = None
+    if fcntl is not None:
+        try:
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a folder we may write but not open or lock: build without the section lock
+            if fd is not None:
+                os.close(fd)
+            fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -128,14 +205,23 @@ def _publish(tmp: Path, final: Path, stale: set[str], last: list[str]) -> None:
             _fsync_dir(final.parent)
             return
         for name in stale:
-            (final / name).unlink(missing_ok=True)
+            _remove(final / name)
         # The manifest names the model's hash: it goes last, so it never describes a missing file.
         order = {name: rank for rank, name in enumerate(last, start=1)}
         for item in sorted(tmp.iterdir(), key=lambda p: order.get(p.name, 0)):
+            if item.is_dir():  # a folder (a site's ort/) replaces its namesake whole: rename cannot
+                _remove(final / item.name)
             os.replace(item, final / item.name)
     except OSError as exc:
         raise OutputError(f"cannot move the new files into place ({exc.strerror or exc})", final) from exc
     _fsync_dir(final)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

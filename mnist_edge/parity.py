@@ -300,7 +300,7 @@ def _measure(run_dir: str | Path | None, fp32: str | Path | None, int8: str | Pa
     report = ParityReport(
         images=len(test), data=str(data.locate(data_dir, download=False)), models=models, pairs=pairs,
         thresholds=thresholds, breaches=breaches, passed=not breaches,
-        command=command or parity_command(run_dir, fp32, int8, limit=limit),
+        command=command or parity_command(run_dir, fp32, int8, limit=limit, thresholds=thresholds),
         environment=environment(), created=datetime.now(UTC).isoformat(timespec="seconds"),
         disagreements=_disagreements(pairs, logits, test.labels))
     int8_breach = any(b.check.startswith("int8") for b in breaches)

@@ -71,7 +71,7 @@ class Prediction:
     def top(self, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """The k most probable classes per image, best first: (indices [N, k], probabilities [N, k])."""
         k = min(k, self.probabilities.shape[1])
-        order = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
+        order = np.argsort(-self.probabilities, kind="stable")[:, :k]  # along the classes, ties in class order
         return order, np.take_along_axis(self.probabilities, order, axis=1)
 
 
@@ -294,7 +294,7 @@ def _cap_cpu_memory(options: ort.SessionOptions) -> None:
 def describe_load_error(exc: BaseException) -> str:
     """onnxruntime's multi-part message -> one line saying what is wrong with the file."""
     text = str(exc)
-    if "External data path" in text or "external data" in text.lower():
+    if "external data" in text.lower():  # "External data path escapes...", "external data file ..."
         if "escapes" in text or "Absolute path" in text:
             return ("external data location leaves the model's folder (refused: weights must "
                     "sit beside the model file)")
@@ -342,7 +342,7 @@ def _unsupported_operator(text: str) -> str | None:
 def _after_colon(text: str) -> str:
     # "[ONNXRuntimeError] : 1 : FAIL : Load model from x failed:reason" -> "reason"
     line = first_line(text)
-    return line.rsplit("failed:", 1)[-1].split(" : ")[-1].strip()
+    return line.rpartition("failed:")[2].split(" : ")[-1].strip()
 
 
 # --- what the model expects ----------------------------------------------------------------

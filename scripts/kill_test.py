@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Fault injection: SIGKILL `train`, `export`, `quantize`, `pipeline` and `sweep` at random moments,
-then check what a killed run leaves behind and that running again finishes it exactly.
+"""Fault injection: SIGKILL `train`, `export`, `quantize`, `pipeline`, `sweep` and `search` workers at
+random moments, then check what a killed run leaves behind and that running again finishes it exactly.
 
     python scripts/kill_test.py --data-dir ../shared/data            # 100 kills, about 15 minutes
     python scripts/kill_test.py --data-dir ../shared/data --kills 10 --commands train,export
+    python scripts/kill_test.py --data-dir ../shared/data --kills 10 --commands search
 
 For each command, an uninterrupted reference run first; then rounds of: start the command in a
 fresh folder, kill it (half of the kills at a random moment of its run, half the moment a
@@ -14,14 +15,23 @@ every kill:
   - every file visible under its final name is whole: JSON parses, safetensors and ONNX load,
     PNGs decode, checkpoints and exported folders match the hashes their config/manifest name;
 and at the end of a round:
-  - the restart that finished left no temporary file behind;
+  - the restart that finished left no temporary file behind (export and quantize clean the
+    staging folders a killed run left beside --out; the locked run folders clean theirs);
   - its result (weights, fp32 and int8 models) is bitwise the reference's.
+`search` runs as two workers sharing one SQLite study (heartbeat 1 s); a killed worker is
+replaced by a new one at once, at most two kills a round (a trial is retried at most twice), and
+the round ends when every worker has exited. Its trials are drawn by samplers seeded per
+process, so there is no bitwise reference: the round is checked on the study instead. Every
+trial a kill stopped is failed and retried exactly once in its own run folder, every trial that
+counts is complete, no run folder is used by two trials, and the study holds its target (at
+most one trial more per other worker).
 Printed: kills / damaged files / restarts that worked, per command and in all (goal 100 / 0 / 100 %).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -39,10 +49,9 @@ sys.path.insert(0, str(REPO))
 
 from mnist_edge.runlock import is_bookkeeping  # noqa: E402
 
-COMMANDS = ("train", "export", "quantize", "pipeline", "sweep")
-LOCKED = ("train", "pipeline", "sweep")  # the commands that lock their --out (mnist_edge.runlock)
+COMMANDS = ("train", "export", "quantize", "pipeline", "sweep", "search")
 # How the 100 kills of a full run are shared out: training is where most writes happen.
-DEFAULT_SHARE = {"train": 30, "export": 20, "quantize": 20, "pipeline": 15, "sweep": 15}
+DEFAULT_SHARE = {"train": 25, "export": 15, "quantize": 15, "pipeline": 15, "sweep": 15, "search": 15}
 TRAIN_SMALL = ["--preset", "fast", "--arch", "tiny", "--epochs", "2", "--limit", "1024", "--val-size", "256",
                "--batch-size", "128"]
 TRAIN_FULL = ["--preset", "fast", "--arch", "tiny", "--epochs", "3", "--limit", "2048", "--val-size", "512",
@@ -68,6 +77,24 @@ train_limit = 2048
 val_size = 256
 lr = 0.005
 """
+SEARCH_TOML = """[search]
+name = "kill-test"
+trials = 3
+population = 2
+bench_seconds = 0.05
+device = "cpu"
+
+[search.space]
+arch = "tiny"
+epochs = 1
+train_limit = 2048
+lr = [0.005, 0.01]
+"""
+SEARCH_WORKERS = 2
+SQLITE_SIDE = ("-journal", "-wal", "-shm")
+# A trial whose worker dies is retried at most twice (mnist_edge.search.storage.MAX_RETRIES): at most
+# two kills a round, so no trial can run out of retries and stay failed by design.
+SEARCH_KILLS_PER_ROUND = 2
 
 
 @dataclass
@@ -80,7 +107,7 @@ class Outcome:
     damaged: list[str] = field(default_factory=list)
     rounds_equal: int = 0
     leftovers: list[str] = field(default_factory=list)
-    ignored: int = 0  # hidden temporaries left beside export/quantize outputs, read by nothing
+    retried: int = 0  # search: trials a kill stopped that another worker ran again
 
     @property
     def resumed_equal(self) -> bool:
@@ -109,6 +136,9 @@ class Job:
         if c == "pipeline":
             return ["pipeline", "--preset", "fast", "--arch", "tiny", "--epochs", "1", "--device", "cpu",
                     "--bench-seconds", "0.05", *(["--resume"] if again else []), "--out", str(out), *self.data_args]
+        if c == "search":  # a worker joins the study whether or not it exists yet
+            return ["search", str(self.inputs() / "search.toml"), "--worker", "--heartbeat", "1", "--out", str(out),
+                    "--cpu-lock", str(out.parent / f"{out.name}.cpu.lock"), *self.data_args]
         return ["sweep", str(self.inputs() / "sweep.toml"), *(["--resume"] if again else []), "--out", str(out),
                 *self.data_args]
 
@@ -121,13 +151,15 @@ class Job:
             run_cli(["export", str(folder / "run"), "--out", str(folder / "m"), "--no-int8", "--no-parity",
                      *self.data_args])
             (folder / "sweep.toml").write_text(SWEEP_TOML)
+            (folder / "search.toml").write_text(SEARCH_TOML)
         return folder
 
     def result(self, out: Path) -> dict[str, str]:
         """The bytes that must not depend on being killed: weights and models (by sha256)."""
         patterns = {"train": ["model.safetensors", "state.safetensors"], "export": ["m-*/model.onnx"],
                     "quantize": ["q/model.onnx"], "pipeline": ["checkpoint/*.safetensors", "exported/*/model.onnx"],
-                    "sweep": ["*/checkpoint/model.safetensors", "*/exported/*/model.onnx"]}[self.command]
+                    "sweep": ["*/checkpoint/model.safetensors", "*/exported/*/model.onnx"],
+                    "search": []}[self.command]
         return {str(p.relative_to(out)): sha256(p) for pattern in patterns for p in sorted(out.glob(pattern))}
 
 
@@ -153,8 +185,9 @@ def kill_and_resume(command: str, work: Path, data_dir: Path, kills: int, seed: 
     duration = time.perf_counter() - started
     reference = job.result(reference_dir)
     outcome = Outcome(command)
+    play = _search_round if command == "search" else _round
     while outcome.kills < kills:
-        _round(job, job.work / f"{command}-round{outcome.rounds}", reference, duration, kills, rng, outcome)
+        play(job, job.work / f"{command}-round{outcome.rounds}", reference, duration, kills, rng, outcome)
     return outcome
 
 
@@ -181,14 +214,74 @@ def _round(job: Job, out: Path, reference: dict[str, str], duration: float, kill
                                            f"{process.stderr.read().strip()[-300:]}")
             return
         break
-    temporaries = [str(p) for p in out.rglob("*") if is_bookkeeping(p.name) and p.name != ".mnist-edge.lock"]
-    # Run folders (train, pipeline, sweep) are locked, and their next run cleans what a kill left;
-    # export and quantize stage folders beside their --out, whose hidden leftovers no reader sees.
-    if job.command in LOCKED:
-        outcome.leftovers += temporaries
-    else:
-        outcome.ignored += len(temporaries)
+    outcome.leftovers += _temporaries(out)
     outcome.rounds_equal += job.result(out) == reference
+
+
+def _temporaries(out: Path) -> list[str]:
+    return [str(p) for p in out.rglob("*") if is_bookkeeping(p.name) and p.name != ".mnist-edge.lock"]
+
+
+def _search_round(job: Job, out: Path, reference: dict[str, str], duration: float, kills: int,
+                  rng: random.Random, outcome: Outcome) -> None:
+    """Two workers on one study; each killed worker is replaced at once by a new one."""
+    outcome.rounds += 1
+    bystander = job.work / "bystander.txt"
+    bystander.write_text("a file nobody asked mnist-edge to touch\n")
+    before = _snapshot(job.work, exclude=out)
+    workers = [_start(job, out, again=False) for _ in range(SEARCH_WORKERS)]
+    finished: list[subprocess.Popen] = []
+    killed_here = 0
+    while workers:
+        if outcome.kills < kills and killed_here < SEARCH_KILLS_PER_ROUND:
+            victim = rng.choice(workers)
+            if _kill_at_random(victim, out, duration, rng):
+                outcome.kills += 1
+                killed_here += 1
+                outcome.damaged += _changed(before, job.work, exclude=out) + whole_file_problems(out)
+                outcome.restarts += 1
+                workers[workers.index(victim)] = _start(job, out, again=True)
+                continue
+        else:
+            workers[0].wait()
+        finished += [w for w in workers if w.poll() is not None]
+        workers = [w for w in workers if w.poll() is None]
+    for worker in finished:
+        if worker.returncode != 0:
+            outcome.restarts_failed.append(f"{' '.join(job.argv(out, True))}: exit {worker.returncode}: "
+                                           f"{worker.stderr.read().strip()[-300:]}")
+    outcome.leftovers += _temporaries(out)
+    problems, retried = study_problems(out, "kill-test", target=3)
+    outcome.damaged += problems
+    outcome.rounds_equal += not problems
+    outcome.retried += retried
+
+
+def study_problems(out: Path, name: str, target: int) -> tuple[list[str], int]:
+    """What breaks the search's promise (a trial lost, run twice, retried elsewhere, a wrong count),
+    and how many trials were retried."""
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+    trials = study.get_trials(deepcopy=False)
+    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    counted = [t for t in trials if t.number not in replaced]
+    problems = []
+    if not target <= len(counted) <= target + SEARCH_WORKERS - 1:
+        problems.append(f"{out}: the study holds {len(counted)} trials, target {target}")
+    problems += [f"{out}: trial {t.number} lost ({t.state.name})" for t in counted if t.state.name != "COMPLETE"]
+    by_number = {t.number: t for t in trials}
+    for number in sorted(replaced):
+        original = by_number[number]
+        if original.state.name != "FAIL":
+            problems.append(f"{out}: trial {number} was retried but ended {original.state.name}: run twice")
+        retries = [t for t in trials if t.system_attrs.get("retry_history", [None])[-1] == number]
+        if len(retries) != 1 or retries[0].user_attrs.get("run") != original.user_attrs.get("run"):
+            problems.append(f"{out}: trial {number} has {len(retries)} retries, not one in its own folder")
+    runs = [t.user_attrs.get("run") for t in counted]
+    if len(set(runs)) != len(runs):
+        problems.append(f"{out}: two trials share a run folder: {sorted(runs)}")
+    return problems, len(replaced)
 
 
 def _start(job: Job, out: Path, again: bool) -> subprocess.Popen:
@@ -234,7 +327,8 @@ def whole_file_problems(folder: Path) -> list[str]:
     """Files visible under their final names that are not whole, and folders whose parts disagree."""
     problems = []
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not is_bookkeeping(path.name) and not path.name.endswith(".pending"):
+        # SQLite's journals (a search's study.db) are its own crash recovery, rolled back on next open.
+        if path.is_file() and not is_bookkeeping(path.name) and not path.name.endswith((".pending", *SQLITE_SIDE)):
             reason = _not_whole(path)
             if reason:
                 problems.append(f"{path}: {reason}")
@@ -253,6 +347,13 @@ def _not_whole(path: Path) -> str | None:
             import onnx
 
             onnx.checker.check_model(onnx.load(str(path)))
+        elif path.suffix == ".db":
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as db:
+                (verdict,) = db.execute("PRAGMA quick_check").fetchone()
+            if verdict != "ok":
+                return f"SQLite quick_check: {verdict}"
         elif path.suffix == ".png":
             from PIL import Image
 
@@ -309,9 +410,11 @@ def main() -> None:
 
 def _row(o: Outcome, seconds: float) -> str:
     worked = o.restarts - len(o.restarts_failed)
+    equal = (f"studies whole {o.rounds_equal}/{o.rounds} ({o.retried} killed trials retried)" if o.command == "search"
+             else f"identical to the uninterrupted run {o.rounds_equal}/{o.rounds}")
     return (f"{o.command:9} kills {o.kills:4}  damaged {len(o.damaged):3}  restarts {o.restarts:4} "
-            f"(worked {worked})  rounds {o.rounds:3}  identical to the uninterrupted run {o.rounds_equal}/{o.rounds}  "
-            f"leftover temporaries {len(o.leftovers)} (ignored {o.ignored})  {seconds:.0f} s"
+            f"(worked {worked})  rounds {o.rounds:3}  {equal}  "
+            f"leftover temporaries {len(o.leftovers)}  {seconds:.0f} s"
             + "".join(f"\n    {line}" for line in (o.damaged + o.restarts_failed + o.leftovers)[:10]))
 
 

@@ -94,8 +94,13 @@ CODEGEN_VERIFY_TESTS = (
 
 # Module -> its fast covering tests and the part of it that decides correctness.
 MODULES: dict[str, Target] = {
-    # Bench measurement: the timing loops, statistics, memory, environment, the torch baseline.
-    "mnist_edge/measure.py": Target(("tests/test_bench.py",)),
+    # Bench measurement: the timing loops, statistics, memory, environment, the torch baseline. The
+    # loops' arithmetic is judged on a fake clock (test_measure.py); test_bench.py times real models,
+    # less the two that time a 5 M multiply-add model and a 51 MB one (seconds each per mutant).
+    "mnist_edge/measure.py": Target(("tests/test_measure.py", "tests/test_bench.py"), left_out=(
+        "tests/test_bench.py::test_models_of_known_cost_are_timed_by_their_work",
+        "tests/test_bench.py::test_memory_added_is_each_models_own_not_the_process_peak",
+    )),
     # Parity verdicts: everything but the figure of the disagreeing digits, judged by the tests
     # that need no trained model (test_parity.py trains one, ~10 s per worker).
     "mnist_edge/parity.py": Target(("tests/test_parity_verdicts.py",),
@@ -108,29 +113,53 @@ MODULES: dict[str, Target] = {
     # Quantize options: validation, per-architecture defaults, what the manifest records.
     "mnist_edge/quantize.py": Target(("tests/test_quantize.py",), fixture_seconds=10, left_out=(
         "tests/test_quantize.py::test_entropy_calibration_differs_from_minmax",  # 18 s of calibration
-    ), scope=("QuantizeOptions.validate", "QuantizeOptions.resolved_format", "QuantizeOptions.describe",
-              "default_options", "_refuse_static_only", "arch_of", "calibration_images", "keep_float_outputs",
-              "_input_spec", "int8_manifest")),
+    ), scope=("QuantizeOptions.validate", "QuantizeOptions._check_integer_only", "QuantizeOptions.resolved_format",
+              "QuantizeOptions.describe", "default_options", "_refuse_static_only", "arch_of", "calibration_images",
+              "keep_float_outputs", "final_softmax", "int8_manifest")),
     # Pipeline resume: fingerprints, skipping and redoing, the output folder; not the step bodies
     # (training, export...), which the slow end-to-end tests cover.
     "mnist_edge/pipeline.py": Target(("tests/test_pipeline.py",), fixture_seconds=20, scope=(
         "run_pipeline", "_report_what_exists", "_check_options", "_prepare_out", "_load_or_new_state",
         "_save_state", "_run_step", "_stopped", "_outputs_exist", "_hash", "_file_hash", "_fingerprint",
         "_bench_threads", "_data_checksums", "_cached_sha256", "_trained_on", "PipelineState.step")),
-    # Sweep resume and results: the runner, its folder, reading each run's results.
+    # Sweep resume and results: the runner (its runs as trials of search's engine), its folder,
+    # reading each run's results.
     "mnist_edge/sweep.py": Target(("tests/test_sweep.py",), left_out=(
         "tests/test_sweep.py::test_small_sweep_measures_and_resumes",  # trains models: 18-28 s
-    ), scope=("run_sweep", "_run_one", "_recipe_changed", "_prepare", "collect", "write_results", "_csv",
-              "markdown_table")),
+    ), scope=("run_sweep", "_run_all", "_run_spec", "_run_one", "_recipe_changed", "_prepare", "collect",
+              "write_results", "_csv", "markdown_table")),
     # Runtime input handling: model layouts, dtypes, normalisation, batching, outputs.
     "mnist_edge/runtime.py": Target(
-        ("tests/test_runtime.py", "tests/test_runtime_rules.py", "tests/test_cli_runtime.py"),
+        ("tests/test_runtime.py", "tests/test_runtime_rules.py", "tests/test_runtime_details.py",
+         "tests/test_cli_runtime.py",
+         # the hostile models: the memory cap, control flow, external data, names, batches
+         *(f"tests/test_reliability.py::{name}" for name in (
+             "test_a_graph_asking_for_a_huge_tensor_is_a_clear_error_within_the_memory_cap",
+             "test_mnist_edge_memory_limit_mb_caps_every_session", "test_a_model_with_a_loop_is_refused_before_it_runs",
+             "test_an_initializer_larger_than_its_external_file_is_a_clear_error",
+             "test_external_data_through_a_symlink_leaving_the_folder_is_refused",
+             "test_onnxruntime_logs_only_with_verbose", "test_a_model_without_outputs_is_a_typed_error",
+             "test_a_huge_fixed_batch_is_refused_before_any_padding",
+             "test_a_name_that_is_not_utf8_is_a_typed_error"))),
         # bench's own tests (seconds of timing loops each) are left out: they judge measure.py.
         left_out=tuple(f"tests/test_cli_runtime.py::{name}" for name in (
             "test_bench_writes_json_markdown_and_png", "test_bench_tables_profile_and_compare",
             "test_bench_torch_baseline_from_a_checkpoint",
             "test_one_model_file_shows_one_size_in_terminal_markdown_png_and_report"))),
     "mnist_edge/inputs.py": Target(("tests/test_inputs.py",)),
+    # Search: the config and its distributions, the runner (trial counts, retries, the chain's
+    # figures), the storage (URLs, heartbeat, the creation race, the space check); each judged by
+    # its own fast tests (the workers of test_search.py train models).
+    "mnist_edge/search/space.py": Target(("tests/test_search_space.py",)),
+    "mnist_edge/search/engine.py": Target(("tests/test_search_engine.py",)),
+    "mnist_edge/search/storage.py": Target(("tests/test_search_storage.py",)),
+    # Web: the site's files, index.html per engine and model.json (the browser tests of test_web.py are
+    # left to CI); the WebAssembly build, judged without the node runs over 2,000-10,000 images each.
+    "mnist_edge/web/site.py": Target(("tests/test_web_site.py",)),
+    "mnist_edge/web/wasm.py": Target(("tests/test_web_wasm.py",), left_out=tuple(
+        f"tests/test_web_wasm.py::{name}" for name in (
+            "test_wasm_scores_equal_the_c_librarys_bit_for_bit", "test_wasm_scores_equal_onnxruntimes",
+            "test_the_module_loads_from_base64_and_from_a_url", "test_a_model_json_of_another_model_is_refused"))),
     "mnist_edge/preprocess.py": Target(("tests/test_preprocess.py",)),
     # The C generator: its arithmetic in numpy, judged by onnxruntime itself (requantization's
     # edges, every layer of the shipped and foreign graphs).

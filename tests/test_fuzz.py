@@ -61,7 +61,7 @@ def test_battery_sample_has_no_uncaught_errors_hangs_or_crashes(battery_run):
 def test_battery_prints_a_table_per_kind_and_the_goals(battery_run):
     results, stdout, _ = battery_run
     for kind in ("png", "jpeg", "bmp", "npy", "idx", "idx-gz", "onnx", "onnx-external", "manifest",
-                 "checkpoint-config", "safetensors", "sweep-toml", "pipeline-json", "run-folder"):
+                 "checkpoint-config", "safetensors", "sweep-toml", "search-toml", "pipeline-json", "run-folder"):
         assert re.search(rf"^{re.escape(kind)}\s+\d+", stdout, re.MULTILINE), kind
     assert "typed error" in stdout and "memory bound: RLIMIT_AS" in stdout
     for goal in ("in-process cases", "CLI cases", "uncaught", "hang", "crash", "peak RSS"):
@@ -417,3 +417,19 @@ def test_model_with_a_non_utf8_tensor_name_is_a_model_file_error(tmp_path: Path)
     path = tmp_path / "model.onnx"
     path.write_bytes(bytes(raw))
     _refused(lambda: Predictor.load(path))
+
+
+def test_search_objectives_that_are_not_names_are_a_config_error(tmp_path: Path):
+    """The battery's search-toml kind: an objective wrapped in a list (or a table) reached a dict
+    lookup and raised TypeError: unhashable type."""
+    from mnist_edge.search.space import load_search_config
+
+    for objective in ('["latency"]', "{}", "{a = 1}"):
+        path = tmp_path / "search.toml"
+        path.write_text(f'[search]\nobjectives = ["accuracy", {objective}]\n[search.space]\nlr = [0.01, 0.02]\n')
+        with pytest.raises(ConfigError, match="line 2: key 'objectives': must be a non-empty list of names"):
+            load_search_config(path)
+    done = subprocess.run([str(CLI), "search", str(path), "--out", str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()

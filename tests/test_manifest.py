@@ -194,6 +194,23 @@ def test_a_staged_folder_replaces_files_and_drops_stale_ones(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_a_staged_folder_replaces_and_drops_whole_subfolders(tmp_path):
+    """A site rebuilt in place: its ort/ folder is replaced whole, a stale folder goes."""
+    out = tmp_path / "out"
+    (out / "ort").mkdir(parents=True)
+    (out / "ort" / "old.wasm").write_text("old")
+    (out / "cache").mkdir()
+    (out / "cache" / "x").write_text("old")
+    with fileio.staged_dir(out, stale=("cache", "ort")) as stage:
+        (stage / "ort").mkdir()
+        (stage / "ort" / "new.wasm").write_text("new")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["ort", "ort/new.wasm"]
+    with fileio.staged_dir(out) as stage:  # not named stale: replaced all the same
+        (stage / "ort").mkdir()
+        (stage / "ort" / "newer.wasm").write_text("newer")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["ort", "ort/newer.wasm"]
+
+
 def test_an_output_under_a_regular_file_is_refused_before_any_work(tmp_path):
     (tmp_path / "file").write_text("a regular file")
     with pytest.raises(OutputError, match=r"cannot create directory \(Not a directory\)") as caught:

@@ -297,3 +297,92 @@ def test_the_report_and_its_figure_are_written(measured, mnist_dir, tmp_path):
     saved = json.loads(paths["report"].read_text())
     assert saved["files"] == {"figure": manifest_io.PARITY_FIGURE, "report": manifest_io.PARITY_REPORT}
     assert saved["images"] == LIMIT and saved["passed"] == measured.passed
+
+
+# --- with a PyTorch side (its logits given: checkpoint_logits has its own tests) -----------------------
+
+
+@pytest.fixture
+def fake_checkpoint(monkeypatch, pair_folders, mnist_dir, tmp_path):
+    """A run folder whose 'PyTorch' logits are the fp32 model's, shifted by `shift` and with the
+    top-1 of the images in `flip` moved to another digit."""
+    pytest.importorskip("torch", reason="parity's PyTorch side needs torch (pip install 'mnist-edge[train]')")
+    from types import SimpleNamespace
+
+    from mnist_edge import checkpoint
+    from mnist_edge.runtime import Predictor
+
+    fp32 = Predictor.load(pair_folders["fp32"])
+    run = tmp_path / "run"
+    run.mkdir()
+    loaded: list = []
+    settings = {"shift": 0.0, "flip": ()}
+
+    def load_config(run_dir, for_resume=False):
+        loaded.append(Path(run_dir))
+        return {}
+
+    def checkpoint_logits(run_dir, images):
+        logits = fp32.logits(images) + np.float32(settings["shift"])
+        for index in settings["flip"]:
+            logits[index] = np.roll(logits[index], 1)
+        return SimpleNamespace(name="tiny-run"), logits
+
+    monkeypatch.setattr(checkpoint, "load_config", load_config)
+    monkeypatch.setattr(checkpoint, "checkpoint_logits", checkpoint_logits)
+    return run, settings, loaded
+
+
+def test_a_run_with_pytorch_compares_every_pair(fake_checkpoint, pair_folders, mnist_dir):
+    run, settings, loaded = fake_checkpoint
+    settings["shift"] = 5e-5  # within the default 1e-4
+    report = parity.run_parity(run, pair_folders["fp32"], pair_folders["int8"], limit=LIMIT, layers="never",
+                               data_dir=mnist_dir, download=False)
+    assert loaded == [run]  # the checkpoint is checked before the evaluation
+    assert [(m.role, m.name, m.path) for m in report.models] == [
+        ("pytorch", "tiny-run", str(run)), ("fp32", "linear-fp32", str(pair_folders["fp32"] / "model.onnx")),
+        ("int8", "lin-int8", str(pair_folders["int8"] / "model.onnx"))]
+    assert [(p.reference, p.candidate) for p in report.pairs] == [("pytorch", "fp32"), ("fp32", "int8"),
+                                                                   ("pytorch", "int8")]
+    torch_fp32 = report.pair("pytorch", "fp32")
+    assert torch_fp32.agreement == 1.0 and torch_fp32.max_abs_logit_diff == pytest.approx(5e-5, rel=1e-2)
+    assert report.score("pytorch").correct == report.score("fp32").correct
+    assert not any(b.check in ("max abs logit diff", "top-1 agreement") for b in report.breaches)
+    assert report.command == f"mnist-edge parity {run} {pair_folders['fp32']} {pair_folders['int8']} --limit {LIMIT}"
+    assert "torch" in report.environment
+    metrics = parity.metrics_for(report, "fp32")
+    assert metrics["reference"] == "PyTorch checkpoint"
+    assert metrics["torch_accuracy"] == report.score("pytorch").accuracy
+    assert metrics["max_abs_logit_diff"] == torch_fp32.max_abs_logit_diff
+    int8_metrics = parity.metrics_for(report, "int8")
+    assert int8_metrics["reference"] == "fp32 ONNX"  # int8 is judged against fp32 when both ran
+    assert int8_metrics["torch_top1_agreement"] == report.pair("pytorch", "int8").agreement
+
+
+def test_fp32_logits_off_by_more_than_the_limit_or_other_digits_breach(fake_checkpoint, pair_folders, mnist_dir):
+    run, settings, _ = fake_checkpoint
+    settings["shift"], settings["flip"] = 3e-4, (2, 7)
+    report = parity.run_parity(run, pair_folders["fp32"], None, limit=LIMIT, data_dir=mnist_dir, download=False)
+    (only,) = report.pairs
+    assert (only.reference, only.candidate, only.disagreements) == ("pytorch", "fp32", [2, 7])
+    assert [(b.check, b.pair) for b in report.breaches] == [("max abs logit diff", "fp32 vs pytorch"),
+                                                           ("top-1 agreement", "fp32 vs pytorch")]
+    assert report.breaches[1].message == (f"fp32 ONNX and PyTorch disagree on 2 images ({(LIMIT - 2) / LIMIT:.2%} "
+                                          "agreement, limit 100.00%)")
+    assert not report.passed and [d.index for d in report.disagreements] == [2, 7]
+    assert all(set(d.predictions) == {"pytorch", "fp32"} for d in report.disagreements)
+    relaxed = parity.run_parity(run, pair_folders["fp32"], None, limit=LIMIT, data_dir=mnist_dir, download=False,
+                                thresholds=Thresholds(fp32_max_abs_diff=1.0, fp32_min_agreement=0.9))
+    # the recorded command gives the same verdict: it names the thresholds that differ from the defaults
+    assert relaxed.passed and relaxed.command == (f"mnist-edge parity {run} {pair_folders['fp32']} "
+                                                  f"--max-logit-diff 1 --min-agreement 90 --limit {LIMIT}")
+
+
+def test_int8_alone_with_pytorch_is_held_to_its_limit_against_pytorch(fake_checkpoint, pair_folders, mnist_dir):
+    run, settings, _ = fake_checkpoint
+    settings["flip"] = tuple(range(10))  # PyTorch right where the model is, wrong on ten of them
+    report = parity.run_parity(run, None, pair_folders["int8"], limit=LIMIT, layers="auto", data_dir=mnist_dir,
+                               download=False, thresholds=Thresholds(int8_max_drop_points=100))
+    assert [(p.reference, p.candidate) for p in report.pairs] == [("pytorch", "int8")]
+    assert report.passed and report.layer_report is None  # no fp32 model: nothing to analyse layer by layer
+    assert parity.metrics_for(report, "int8")["reference"] == "PyTorch checkpoint"

@@ -92,13 +92,51 @@ def test_a_graph_asking_for_a_huge_tensor_is_a_clear_error_within_the_memory_cap
     assert done.stderr == ""  # onnxruntime's own log lines stay silent
 
 
+def _needs_256_mib() -> onnx.ModelProto:
+    """A graph whose intermediate tensor is N x 4,096 x 8,192 float32 (256 MiB for the two images
+    of the load's probe): the first pixel of each image expanded (from the input, so that no
+    optimizer computes it at load), then summed away."""
+    inits = [numpy_helper.from_array(np.array([1, 4096, 8192], np.int64), "shape"),
+             numpy_helper.from_array(np.array([2], np.int64), "axis2")]
+    return _digit_graph([oh.make_node("Slice", ["flat", "zero", "one_axis", "one_axis"], ["pixel"]),
+                         oh.make_node("Unsqueeze", ["pixel", "axis2"], ["pixel3"]),
+                         oh.make_node("Expand", ["pixel3", "shape"], ["big"]),
+                         oh.make_node("ReduceSum", ["big"], ["total"], keepdims=0)], inits, "total")
+
+
+@pytest.mark.parametrize("limit_mb, refused", [("64", True), (None, False)])
+def test_mnist_edge_memory_limit_mb_caps_every_session(tmp_path: Path, limit_mb: str | None, refused: bool) -> None:
+    """256 MiB is refused under a 64 MiB cap and runs under the default 2 GiB one: every session
+    allocates from the one arena the limit sizes (each child process registers it once)."""
+    path = tmp_path / "m.onnx"
+    onnx.save(_needs_256_mib(), path)
+    code = ("import sys\nimport numpy as np\nfrom mnist_edge.runtime import Predictor\n"
+            "from mnist_edge.errors import ModelFileError\n"
+            "try:\n    p = Predictor.load(sys.argv[1])\n"
+            "    print('ran', p.logits(np.zeros((1, 28, 28), np.uint8)).shape)\n"
+            "except ModelFileError as exc:\n    print('refused:', exc.reason)\n")
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_EDGE_MEMORY_LIMIT_MB"}
+    if limit_mb:
+        env["MNIST_EDGE_MEMORY_LIMIT_MB"] = limit_mb
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-800:]
+    if refused:
+        assert done.stdout.strip() == ("refused: inference failed: the model asks for more memory than the limit of "
+                                       "64.0 MiB (operator Expand) (set MNIST_EDGE_MEMORY_LIMIT_MB to raise it)")
+    else:
+        assert done.stdout.strip() == "ran (1, 10)"
+
+
 def test_a_model_with_a_loop_is_refused_before_it_runs(tmp_path: Path) -> None:
     path = tmp_path / "loop.onnx"
     onnx.save(_endless_loop(), path)
     started = time.perf_counter()
-    with pytest.raises(ModelFileError, match="uses Loop"):
+    with pytest.raises(ModelFileError) as caught:
         Predictor.load(path)
     assert time.perf_counter() - started < 30  # 10^12 trips would run for hours
+    assert caught.value.path == path and caught.value.reason == (
+        "uses Loop: control flow whose number of iterations the model decides is refused (a digit classifier "
+        "needs none, and a hostile one could run for days)")
 
 
 def test_an_initializer_larger_than_its_external_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -203,6 +241,66 @@ def test_stale_temporaries_are_cleaned_and_never_foreign(tmp_path: Path, mnist_d
     run_pipeline(PipelineOptions(recipe=preset("fast"), out=out, data_dir=mnist_dir, download=False,
                                  steps=("data",), resume=True))
     assert not any(p.exists() for p in leftovers) and not (out / ".exported.ab12.tmp").exists()
+
+
+STAGE_HOLDER = """
+import sys
+from pathlib import Path
+from mnist_edge.fileio import staged_dir
+with staged_dir(Path(sys.argv[1])) as stage:
+    (stage / "model.onnx").write_bytes(b"half a model")
+    print(stage, flush=True)
+    sys.stdin.readline()  # building until told to finish (or killed)
+"""
+
+
+def _stage_in_another_process(final: Path) -> tuple[subprocess.Popen, Path]:
+    holder = subprocess.Popen([sys.executable, "-c", STAGE_HOLDER, str(final)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    return holder, Path(holder.stdout.readline().strip())
+
+
+def test_a_killed_builds_staging_folder_is_removed_by_the_next_build_and_a_live_one_is_not(tmp_path: Path) -> None:
+    from mnist_edge.fileio import staged_dir
+
+    final = tmp_path / "m-fp32"
+    live, building = _stage_in_another_process(final)
+    killed, abandoned = _stage_in_another_process(final)
+    killed.kill()
+    killed.wait()
+    older = tmp_path / ".m-fp32.k3j2x9q1.tmp"  # left by a version that held no lock
+    older.mkdir()
+    kept = [tmp_path / ".m-int8.a1b2c3d4.tmp", tmp_path / ".m-fp32.notes", tmp_path / "m-fp32.tmp"]
+    kept[0].mkdir()
+    kept[1].write_text("a user's file")
+    kept[2].mkdir()
+    assert abandoned.is_dir() and building.is_dir() and abandoned != building
+    with staged_dir(final) as stage:
+        assert not abandoned.exists() and not older.exists()  # cleaned before this build starts
+        assert building.is_dir() and (building / "model.onnx").is_file()  # another process is building it
+        (stage / "model.onnx").write_bytes(b"a whole model")
+    assert all(path.exists() for path in kept)
+    live.communicate("finish\n", timeout=60)
+    assert live.returncode == 0 and not building.exists()
+    # the live build published last: its files replaced this one's, and no staging folder is left
+    assert (final / "model.onnx").read_bytes() == b"half a model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m-fp32", *(p.name for p in kept)])
+
+
+def test_export_and_quantize_clean_the_staging_folders_a_kill_left_beside_out(tmp_path: Path, tiny_run: Path) -> None:
+    out = tmp_path / "exp"
+    out.mkdir()
+    left = [out / ".m-fp32.abcd1234.tmp", out / ".m-int8.efgh5678.tmp", out / ".q.ijkl9012.tmp"]
+    for stage in left:
+        stage.mkdir()
+        (stage / "manifest.json").write_text("{}")  # half a folder: never to be read as output
+    done = cli("export", str(tiny_run), "--out", str(out / "m"), "--no-parity")
+    assert done.returncode == 0, done.stderr
+    assert not left[0].exists() and not left[1].exists() and left[2].exists()  # the q stage is quantize's
+    done = cli("quantize", str(out / "m-fp32"), "--out", str(out / "q"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["m-fp32", "m-int8", "q"]
+    assert all((out / name / "manifest.json").stat().st_size > 100 for name in ("m-fp32", "m-int8", "q"))
 
 
 # --- a full disk --------------------------------------------------------------------------------

@@ -391,3 +391,15 @@ def test_report_renders_in_headless_chromium(full_run, tmp_path):
         assert ImageStat.Stat(gray).stddev[0] > 10  # not a blank page
         # the top holds the title: dark text on the light page
         assert gray.crop((0, 0, 1280, 120)).getextrema()[0] < 80
+
+
+def test_a_staging_folder_a_killed_export_left_is_not_a_model_of_the_run(tmp_path):
+    from mnist_edge.report.run_folder import RunFolder, manifest_dirs
+
+    make_run(tmp_path)
+    stage = tmp_path / "exported" / ".int8.k3j2x9q1.tmp"
+    stage.mkdir(parents=True)
+    _json(stage / "manifest.json", {"name": "half-written"})
+    assert stage.parent / "int8" in manifest_dirs(tmp_path) and stage not in manifest_dirs(tmp_path)
+    assert not any(".tmp" in name for name in RunFolder(tmp_path).manifests())
+    assert "half-written" not in render_report(tmp_path)

@@ -22,6 +22,10 @@ from mnist_edge.errors import ConfigError
 from mnist_edge.search import engine
 from mnist_edge.search.space import load_search_config, recipe_for
 
+# Optuna only warns when a range does not fit its step, then samples a shorter one: an error here.
+pytestmark = [pytest.mark.filterwarnings("error:The distribution is specified by"),
+              pytest.mark.filterwarnings("error:Choices for a categorical distribution")]
+
 # Trials of a few seconds: the tiny model on 512 images for one epoch, benchmarked briefly.
 SMALL = """[search]
 name = "{name}"
@@ -142,24 +146,6 @@ def test_study_of_another_space_is_refused_and_nothing_written(tmp_path: Path, m
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
-def test_a_study_another_worker_is_still_creating_is_joined(tmp_path: Path) -> None:
-    """Two workers racing: one has created the study but not yet recorded its space. The other
-    joins it (directions still checked), instead of calling it another search."""
-    from mnist_edge.search.storage import SPACE_ATTR, check_compatible, load_or_create
-
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    optuna.create_study(storage=url, study_name="s", directions=["maximize", "minimize"])  # no space yet
-    storage = optuna.storages.RDBStorage(url)
-    assert check_compatible(storage, "s", ["maximize", "minimize"], "space-1") is True
-    study = load_or_create(storage, "s", ["maximize", "minimize"], "space-1", optuna.samplers.RandomSampler(),
-                           must_exist=True)
-    assert study.user_attrs[SPACE_ATTR] == "space-1"
-    with pytest.raises(ConfigError, match="another search space"):
-        check_compatible(storage, "s", ["maximize", "minimize"], "space-2")
-    with pytest.raises(ConfigError, match="another search space"):
-        check_compatible(storage, "s", ["maximize", "maximize"], "space-1")
-
-
 def test_a_retried_trial_reuses_its_run_folder() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     first = study.ask()
@@ -194,7 +180,10 @@ def check_shared_study(workers: list[subprocess.Popen[str]], storage: str, name:
     numbers = [n for r in runs for n in r]
     assert sorted(numbers) == [t.number for t in trials]  # none run twice, none lost
     assert all(r for r in runs), f"a worker ran no trial: {runs}"  # the work was shared
-    assert len(trials) >= target and all(t.state.name == "COMPLETE" for t in trials)
+    # The README's promise: the study stops at --trials, a worker more than one over only when
+    # workers checked the count at the same moment: at most one extra trial per other worker.
+    assert target <= len(trials) <= target + len(workers) - 1, len(trials)
+    assert all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["run"] for t in trials}) == len(trials)
 
 

@@ -207,3 +207,5 @@ def test_pipeline_web_builds_the_site_and_the_report_links_it(ort_site: Path, tm
     assert (run / "site" / "model.onnx").read_bytes() == (CNN_INT8 / "model.onnx").read_bytes()
     html = Path(build_report(run)).read_text()
     assert 'href="site/index.html"' in html
+    # `pipeline --web --resume` always redoes the report step: the site is rebuilt in place, ort/ included
+    assert _build_web(Paths(run)) == summary

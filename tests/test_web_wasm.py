@@ -295,3 +295,102 @@ def test_a_damaged_module_is_a_typed_error() -> None:
         wasm.wasm_exports(b"PK\x03\x04")
     with pytest.raises(WebError, match="truncated or malformed"):
         wasm.wasm_exports(b"\0asm\x01\0\0\0\x07\x05\x01\x09")
+
+
+# --- the pieces, without a compiler ----------------------------------------------------------------
+
+def _section(section_id: int, payload: bytes) -> bytes:
+    return bytes([section_id]) + _leb(len(payload)) + payload
+
+
+def _leb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _export(name: str, kind: int, index: int) -> bytes:
+    return _leb(len(name.encode())) + name.encode() + bytes([kind]) + _leb(index)
+
+
+def test_the_export_section_is_read_for_function_names_only() -> None:
+    exports = [_export("memory", 2, 0), _export("mnist_edge_predict", 0, 3), _export("tbl", 1, 0),
+               _export("g", 3, 1), _export("ünïcode_" + "x" * 120, 0, 300)]  # a long name: a two-byte length
+    module = (b"\0asm\x01\0\0\0" + _section(1, b"\x01\x60\x00\x00") + _section(0, b"\x04name" + b"\0" * 200)
+              + _section(7, _leb(len(exports)) + b"".join(exports)) + _section(10, b"\x00"))
+    assert wasm.wasm_exports(module) == ["mnist_edge_predict", "ünïcode_" + "x" * 120]
+    assert wasm.wasm_exports(b"\0asm\x01\0\0\0") == []  # no sections, no exports
+    assert wasm._leb128(b"\xe5\x8e\x26", 0) == (624485, 3) and wasm._leb128(b"\x00\x7f", 1) == (127, 2)
+    with pytest.raises(WebError, match="not a WebAssembly 1.0 module"):
+        wasm.wasm_exports(b"\0asm\x02\0\0\0")
+
+
+def test_score_facts_are_checked_at_their_bounds(tmp_path) -> None:
+    for zero, scale in ((0, 1e-9), (255, 2.5), (128, 3)):
+        assert wasm._score_facts(tmp_path, {"api": {"score_zero": zero, "score_scale": scale}}) == (zero, float(scale))
+    for zero in (-1, 256, True, 1.0, None):
+        with pytest.raises(WebError, match=f"api.score_zero must be an integer from 0 to 255, got {zero!r}"):
+            wasm._score_facts(tmp_path, {"api": {"score_zero": zero, "score_scale": 1.0}})
+    for scale in (0, -1.0, float("inf"), float("nan"), True, "1"):
+        with pytest.raises(WebError, match="api.score_scale must be a positive number"):
+            wasm._score_facts(tmp_path, {"api": {"score_zero": 0, "score_scale": scale}})
+    with pytest.raises(WebError, match="score_zero"):
+        wasm._score_facts(tmp_path, {"api": "damaged"})
+
+
+def test_a_manifest_without_hashes_is_refused(tmp_path) -> None:
+    library = copy_of_tiny(tmp_path)
+    manifest = json.loads((library / "manifest.json").read_text())
+    del manifest["files"]["model.h"]["sha256"]
+    (library / "manifest.json").write_text(json.dumps(manifest))
+    refused(library, tmp_path / "out", "manifest.json has no sha256 of model.h")
+    manifest["files"] = "damaged"
+    (library / "manifest.json").write_text(json.dumps(manifest))
+    refused(library, tmp_path / "out", "manifest.json has no sha256 of model.h")
+    (library / "manifest.json").write_text(json.dumps({**manifest, "kind": "onnx-model"}))
+    refused(library, tmp_path / "out", "kind is 'onnx-model', not 'c-library'")
+    (library / "manifest.json").write_text("[1, 2]")
+    refused(library, tmp_path / "out", "kind is None")
+
+
+def test_the_compilers_messages_come_back_in_one_line(monkeypatch) -> None:
+    import subprocess as sp
+
+    def finished(code: int, stdout: str = "", stderr: str = ""):
+        return lambda *args, **kwargs: sp.CompletedProcess(args, code, stdout, stderr)
+
+    monkeypatch.setattr(wasm.subprocess, "run", finished(1, stderr="In file included\nm.c:1: error: bad\nmore error"))
+    with pytest.raises(WebError, match=r"^x: clang failed: m.c:1: error: bad$"):
+        wasm._run(["clang"], "clang", Path("x"))
+    monkeypatch.setattr(wasm.subprocess, "run", finished(1, stdout="only stdout\nsecond"))
+    with pytest.raises(WebError, match=r"^ld failed: only stdout$"):
+        wasm._run(["ld"], "ld")
+    monkeypatch.setattr(wasm.subprocess, "run", finished(3))
+    with pytest.raises(WebError, match=r"^ld failed: exit 3$"):
+        wasm._run(["ld"], "ld")
+    monkeypatch.setattr(wasm.subprocess, "run", finished(0, stdout="Debian clang version 14.0.6\nTarget: x86_64"))
+    assert wasm._run(["clang"], "clang").returncode == 0
+    assert wasm.clang_version("clang") == "14.0.6"
+    monkeypatch.setattr(wasm.subprocess, "run", finished(0, stdout="  Apple LLVM 15 \n"))
+    assert wasm.clang_version("clang") == "Apple LLVM 15"
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("no such file: clang")
+
+    monkeypatch.setattr(wasm.subprocess, "run", missing)
+    with pytest.raises(WebError, match=r"clang --version could not run \(no such file: clang\)"):
+        wasm.clang_version("clang")
+
+
+def test_a_build_describes_itself_for_the_page(builds) -> None:
+    build = builds["tiny"]
+    manifest = json.loads((LIBRARIES["tiny"] / "manifest.json").read_text())
+    assert build.page_info == {"score_zero": build.score_zero, "score_scale": build.score_scale,
+                               "wasm_bytes": build.bytes, "exports": list(build.exports)}
+    assert build.normalization == manifest["input"] and build.path.name == "tiny.wasm"
+    assert build.flags == (*wasm.COMPILE, *wasm.LINK) and builds["tiny-simd"].flags == (*wasm.COMPILE, *wasm.SIMD,
+                                                                                           *wasm.LINK)
+    assert build.clang_version == wasm.clang_version(shutil.which("clang"))

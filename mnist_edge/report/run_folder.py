@@ -13,6 +13,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from mnist_edge.runlock import is_bookkeeping
+
 # The JSON files of a run: (path inside the run folder, what it holds, the step that writes it).
 EXPECTED: tuple[tuple[str, str, str], ...] = (
     ("pipeline.json", "step statuses and times", "pipeline"),
@@ -93,7 +95,8 @@ def manifest_dirs(root: Path) -> list[Path]:
     folder = root / "exported"
     if not folder.is_dir():
         return []
-    found = [d for d in folder.iterdir() if (d / "manifest.json").is_file()]
+    # A hidden staging folder a killed export left (`.int8.RANDOM.tmp`) is half a model, not one.
+    found = [d for d in folder.iterdir() if not is_bookkeeping(d.name) and (d / "manifest.json").is_file()]
     order = {"fp32": 0, "int8": 1}
     return sorted(found, key=lambda d: (order.get(d.name, 2), d.name))
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, fields, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,9 @@ def _settings(source: Source, head: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(base, str) or base not in PRESETS:
         raise source.fail("preset", f"unknown preset {base!r}; choose one of {', '.join(PRESETS)}", where)
     objectives = head.get("objectives", ["accuracy", "latency"])
-    if not isinstance(objectives, list) or not objectives or len(set(map(str, objectives))) != len(objectives):
-        raise source.fail("objectives", "must be a non-empty list without repeats", where)
+    if not isinstance(objectives, list) or not objectives or not all(isinstance(o, str) for o in objectives) \
+            or len(set(objectives)) != len(objectives):
+        raise source.fail("objectives", "must be a non-empty list of names without repeats", where)
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown:
         raise source.fail("objectives", f"unknown objective {unknown[0]!r}; choose from {', '.join(OBJECTIVES)}",
@@ -231,9 +233,17 @@ def _range(source: Source, base: str, key: str, spec: dict[str, Any], where: Tab
         raise source.fail(key, "step must be a positive number, and cannot be combined with log", where)
     if log and low <= 0:
         raise source.fail(key, "a log-scale range needs low > 0", where)
+    if step is not None and _steps_short_of_high(low, high, step):
+        # Optuna would only warn and draw from a shorter range than the one written.
+        raise source.fail(key, f"high ({high}) is not low ({low}) plus a whole number of steps ({step})", where)
     if kind is int:
         return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
     return FloatDistribution(float(low), float(high), log=log, step=None if step is None else float(step))
+
+
+def _steps_short_of_high(low: float, high: float, step: float) -> bool:
+    # Decimal, as Optuna checks it: in binary floats 0.05 - 0.01 is not four steps of 0.01.
+    return (Decimal(str(high)) - Decimal(str(low))) % Decimal(str(step)) != 0
 
 
 def _check_value(source: Source, base: str, key: str, value: Any, where: Table, archs: list[str]) -> None:
@@ -254,7 +264,7 @@ def recipe_for(config: SearchConfig, values: dict[str, Any]) -> Recipe:
     arch = values.get("arch", config.fixed.get("arch", PRESETS[config.base].arch))
     chosen = {**config.fixed, **values}
     overrides = {k: v for k, v in chosen.items() if "." not in k}
-    overrides.update({k.split(".", 1)[1]: v for k, v in chosen.items() if k.startswith(f"{arch}.")})
+    overrides.update({k.partition(".")[2]: v for k, v in chosen.items() if k.startswith(f"{arch}.")})
     recipe = replace(PRESETS[config.base], **{k: _coerce(k, v) for k, v in overrides.items()})
     return recipe.validate()
 

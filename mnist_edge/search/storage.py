@@ -43,7 +43,7 @@ def shown(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL has no password we could hide: show only its scheme
-        return url.split("://", 1)[0] + "://..."
+        return url.partition("://")[0] + "://..."
 
 
 def open_storage(url: str, heartbeat_seconds: int) -> BaseStorage:
@@ -53,18 +53,18 @@ def open_storage(url: str, heartbeat_seconds: int) -> BaseStorage:
             return JournalStorage(JournalFileBackend(url))
         except OSError as exc:
             raise StorageError(f"cannot open the journal file ({exc.strerror or exc})", Path(url)) from exc
-    for attempt in range(_CREATE_ATTEMPTS):
+    attempt = 1
+    while True:
         try:
             return _rdb_storage(url, heartbeat_seconds)
         except Exception as exc:  # sqlalchemy's and the drivers' errors have no common base worth naming
             # Two workers starting at once on a new database race to create Optuna's tables; the
             # loser's insert of the schema version fails, and a second try finds the tables made.
-            if any(sign in str(exc) for sign in _CREATION_RACE) and attempt + 1 < _CREATE_ATTEMPTS:
-                time.sleep(0.5 * (attempt + 1))
-                continue
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StorageError(f"cannot open storage {shown(url)}: {first}") from exc
-    raise AssertionError("unreachable")
+            if not any(sign in str(exc) for sign in _CREATION_RACE) or attempt == _CREATE_ATTEMPTS:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StorageError(f"cannot open storage {shown(url)}: {first}") from exc
+        time.sleep(0.5 * attempt)
+        attempt += 1
 
 
 _CREATE_ATTEMPTS = 5

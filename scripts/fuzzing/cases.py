@@ -60,6 +60,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("safetensors", "checkpoint", ("model.safetensors", "state.safetensors"), "safetensors", _CHECKPOINT,
          0.8, fix_hashes=True),
     Kind("sweep-toml", "sweep", ("example.toml", "small.toml"), "toml", ("sweep_config",), 1.0, structured=0.7),
+    Kind("search-toml", "search", ("search.toml", "small.toml"), "toml", ("search_config",), 1.0, structured=0.7),
     Kind("pipeline-json", "run", ("pipeline.json",), "json", ("pipeline_resume", "build_report"), 0.8,
          structured=0.7),
     Kind("run-folder", "run", ("data/stats.json", "checkpoint/config.json", "checkpoint/metrics.json",

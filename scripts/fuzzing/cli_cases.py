@@ -4,7 +4,7 @@ The rule checked: exit 0, or exit 2 with exactly one `error:` line on stderr and
 Each process runs under the same address-space limit as the in-process workers (set by a small
 launcher before it execs the CLI) and a wall-clock timeout; os.wait4 gives its peak RSS. Only
 commands that cannot train run: `run`, `eval` (on a small MNIST folder), `report`, and `sweep`
-with an --out that is a file, so a config that parses is refused before any run starts.
+and `search` with an --out that is a file, so a config that parses is refused before any run starts.
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ def command_for(case: Case, folder: Path, seeds: Path, rng: random.Random) -> tu
         occupied = folder / "occupied"
         occupied.write_text("a file, so the sweep refuses this --out after reading its config\n")
         return ("sweep", str(folder / case.file), "--out", str(occupied), "--data-dir", str(folder / "no-data"),
+                "--no-download")
+    if kind == "search-toml":
+        occupied = folder / "occupied"
+        occupied.write_text("a file, so the search refuses this --out after reading its config\n")
+        return ("search", str(folder / case.file), "--out", str(occupied), "--data-dir", str(folder / "no-data"),
                 "--no-download")
     return ("report", str(folder), "--out", str(folder / "fuzz-report.html"))
 

@@ -44,6 +44,36 @@ arch = ["tiny", "mlp"]
 epochs = [1, 2]
 """
 
+# A search's [search] table, a shared space with a fixed key, ranges of each kind and
+# per-architecture tables: every branch of mnist_edge/search/space.py's reader.
+SMALL_SEARCH = """\
+[search]
+name = "small"
+preset = "fast"
+objectives = ["accuracy", "latency", "size"]
+trials = 4
+sampler = "tpe"
+population = 2
+seed = 1
+bench_seconds = 0.05
+device = "cpu"
+prune_below = 0.5
+
+[search.space]
+arch = ["tiny", "strided", "mlp"]
+epochs = 1
+batch_size = {low = 64, high = 256, step = 64}
+lr = {low = 0.002, high = 0.03, log = true}
+weight_decay = {low = 0.0, high = 0.001}
+augment = [true, false]
+
+[search.space.strided]
+width = {low = 8, high = 16, step = 8}
+depth = [2, 3]
+
+[search.space.mlp]
+width = {low = 32, high = 256, log = true}
+"""
 
 def build_in_child(folder: Path) -> Path:
     """Build the seeds in a forked child (see the module docstring) and return `folder`."""
@@ -68,6 +98,7 @@ def build(folder: Path) -> None:
     write_external_model(folder / "model-int8", folder / "model-external")
     write_checkpoint(folder / "checkpoint")
     write_sweeps(folder / "sweep")
+    write_searches(folder / "search")
     write_run_folder(folder, folder / "run")
 
 
@@ -177,6 +208,12 @@ def write_sweeps(folder: Path) -> None:
     folder.mkdir()
     shutil.copyfile(SWEEPS / "example.toml", folder / "example.toml")
     (folder / "small.toml").write_text(SMALL_SWEEP)
+
+
+def write_searches(folder: Path) -> None:
+    folder.mkdir()
+    shutil.copyfile(SWEEPS / "search.toml", folder / "search.toml")
+    (folder / "small.toml").write_text(SMALL_SEARCH)
 
 
 def write_run_folder(seeds: Path, run: Path) -> None:

@@ -1,5 +1,6 @@
 """The library entry points a fuzz case drives, in-process: the readers and validators behind
-`run`, `eval`, `bench`, `parity`, `export`, `quantize`, `train --resume`, `report` and `sweep`.
+`run`, `eval`, `bench`, `parity`, `export`, `quantize`, `train --resume`, `report`, `sweep` and
+`search`.
 
 Each target takes the case folder (a damaged copy of a seed folder) and the worker's context.
 It may succeed or raise a MnistEdgeError; anything else is what the battery looks for.
@@ -134,6 +135,20 @@ def sweep_config(folder: Path, file: str, ctx: Context) -> None:
     sweep.load_config(folder / file)
 
 
+def search_config(folder: Path, file: str, ctx: Context) -> None:
+    """`search` reading its config, then the recipe of a trial drawn at every range's ends."""
+    from optuna.distributions import CategoricalDistribution
+
+    from mnist_edge.search.space import load_search_config, recipe_for
+
+    config = load_search_config(folder / file)
+    config.describe()
+    for end in (0, -1):
+        values = {name: dist.choices[end] if isinstance(dist, CategoricalDistribution)
+                  else (dist.low, dist.high)[end] for name, dist in config.space.items()}
+        recipe_for(config, values)
+
+
 def pipeline_resume(folder: Path, file: str, ctx: Context) -> None:
     """`pipeline --resume` reading pipeline.json (its recipe is the seed run's)."""
     options = pipeline.PipelineOptions(recipe=RUN_RECIPE, out=folder, resume=True)
@@ -162,6 +177,7 @@ TARGETS: dict[str, Target] = {
     "load_predictor": load_predictor, "model_facts": model_facts, "quantize_reader": quantize_reader,
     "read_manifest": read_manifest, "parity_models": parity_models,
     "checkpoint_inference": checkpoint_inference, "checkpoint_resume": checkpoint_resume,
-    "sweep_config": sweep_config, "pipeline_resume": pipeline_resume, "build_report": build_report,
+    "sweep_config": sweep_config, "search_config": search_config, "pipeline_resume": pipeline_resume,
+    "build_report": build_report,
     "sweep_collect": sweep_collect, "bench_previous": bench_previous,
 }
