@@ -5,12 +5,17 @@ Prints a table and writes a JSON file with the figures and the machine they were
     python scripts/train_targets.py --preset default --seeds 0,1,2 --out runs/targets
     python scripts/train_targets.py --preset fast --seeds 0 --device cpu --out runs/targets-fast
     python scripts/train_targets.py --preset default --arch tiny --seeds 0 --out runs/targets-tiny
+    python scripts/train_targets.py --preset fast --teacher exported/checkpoints/cnn --seeds 0,1,2 --device cpu
+
+Training seconds are the epochs' training steps, the teacher's time included (its forward passes,
+or computing its cached logits once); data loading, validation and saving are not.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -19,9 +24,9 @@ from pathlib import Path
 import torch
 
 from mnist_edge import data
-from mnist_edge.checkpoint import load_for_inference
+from mnist_edge.checkpoint import checkpoint_logits
 from mnist_edge.config import preset
-from mnist_edge.evaluate import evaluate_probabilities, torch_logits
+from mnist_edge.evaluate import evaluate_probabilities
 from mnist_edge.fileio import atomic_write_json
 from mnist_edge.runtime import softmax
 from mnist_edge.train import pick_device, train
@@ -38,9 +43,11 @@ def machine() -> str:
 def run_seed(args: argparse.Namespace, seed: int, test: data.Split) -> dict:
     overrides = {"arch": args.arch, "epochs": args.epochs, "seed": seed, "lr": args.lr,
                  "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing,
-                 "batch_size": args.batch_size, "optimizer": args.optimizer}
+                 "batch_size": args.batch_size, "optimizer": args.optimizer, "width": args.width,
+                 "augment": args.augment, "teacher": args.teacher, "distill_weight": args.distill_weight,
+                 "temperature": args.temperature}
     recipe = preset(args.preset, **overrides)
-    out = Path(args.out) / f"{recipe.arch}-{args.preset}{args.tag}-seed{seed}"
+    out = Path(args.out) / f"{recipe.arch}-{args.preset}{args.tag}{'-kd' if recipe.distilled else ''}-seed{seed}"
     reached_99: list[float] = []
 
     def on_epoch(result) -> None:
@@ -49,16 +56,18 @@ def run_seed(args: argparse.Namespace, seed: int, test: data.Split) -> dict:
         history_so_far.append({"seconds": result.seconds})
 
     history_so_far: list[dict] = []
+    load = os.getloadavg()  # other work on the machine skews the seconds: say how busy it was
     started = time.perf_counter()
     result = train(recipe, out, device=args.device, data_dir=args.data_dir, force=True, on_epoch=on_epoch)
     wall = time.perf_counter() - started
-    model, config = load_for_inference(out)
-    norm = config["normalization"]
-    probs = softmax(torch_logits(model, test.images, norm["scale"], norm["mean"], norm["std"]))
-    report = evaluate_probabilities(recipe.arch, test.labels, probs)
+    _, logits = checkpoint_logits(out, test.images)
+    report = evaluate_probabilities(recipe.arch, test.labels, softmax(logits))
+    teacher = [h["teacher_seconds"] for h in result.history if h.get("teacher_seconds") is not None]
     return {"seed": seed, "arch": recipe.arch, "params": result.params, "test_accuracy": report.accuracy,
-            "train_seconds": sum(h["seconds"] for h in result.history), "wall_seconds": wall,
-            "seconds_to_99_val": reached_99[0] if reached_99 else None, "run_dir": str(out)}
+            "train_seconds": sum(h["seconds"] for h in result.history),
+            "teacher_seconds": sum(teacher) if teacher else None, "wall_seconds": wall,
+            "seconds_to_99_val": reached_99[0] if reached_99 else None, "run_dir": str(out),
+            "load_average_at_start": load, "recipe": recipe.to_dict()}
 
 
 def main() -> None:
@@ -71,6 +80,11 @@ def main() -> None:
     parser.add_argument("--optimizer", default=None)
     parser.add_argument("--weight-decay", type=float, default=None)
     parser.add_argument("--label-smoothing", type=float, default=None)
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--teacher", default=None, help="distil from this checkpoint (train --teacher)")
+    parser.add_argument("--distill-weight", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", default=None)
@@ -82,11 +96,16 @@ def main() -> None:
     accs = [r["test_accuracy"] for r in rows]
     summary = {"preset": args.preset, "arch": rows[0]["arch"], "params": rows[0]["params"],
                "device": str(pick_device(args.device)), "machine": machine(),
-               "mean_test_accuracy": statistics.mean(accs), "min_test_accuracy": min(accs), "runs": rows}
-    name = f"{rows[0]['arch']}-{args.preset}-{args.tag}.json" if args.tag else f"{rows[0]['arch']}-{args.preset}.json"
+               "recipe": rows[0]["recipe"], "load_average": os.getloadavg(),
+               "mean_test_accuracy": statistics.mean(accs), "median_test_accuracy": statistics.median(accs),
+               "min_test_accuracy": min(accs),
+               "median_train_seconds": statistics.median(r["train_seconds"] for r in rows), "runs": rows}
+    kind = f"{rows[0]['arch']}-{args.preset}{'-kd' if args.teacher else ''}"
+    name = f"{kind}-{args.tag}.json" if args.tag else f"{kind}.json"
     atomic_write_json(Path(args.out) / name, summary)
     for r in rows:
-        print(f"{r['arch']} seed {r['seed']}: test {r['test_accuracy']:.2%}, train {r['train_seconds']:.1f}s, "
+        teacher = "" if r["teacher_seconds"] is None else f" (teacher {r['teacher_seconds']:.1f}s)"
+        print(f"{r['arch']} seed {r['seed']}: test {r['test_accuracy']:.2%}, train {r['train_seconds']:.1f}s{teacher}, "
               f"99% val after {r['seconds_to_99_val'] and round(r['seconds_to_99_val'], 1)}s")
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
 
