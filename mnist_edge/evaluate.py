@@ -4,10 +4,10 @@ per-class precision and recall, the confusion matrix and the most confident mist
 from predicted probabilities whatever their source, so the training side and the torch-free
 runtime share one evaluation.
 
-torch is imported only to run a checkpoint (`checkpoint_probabilities`, through
-`checkpoint.checkpoint_logits`, the one place that runs a checkpoint on images: this module
-imports checkpoint.py, never the other way round); matplotlib only to draw the PNGs, with
-Pillow's plainer figures when it is missing.
+torch is imported only to run a checkpoint (`checkpoint_scorer`, through
+`checkpoint.torch_logits`, the one place that runs a model on images: this module imports
+checkpoint.py, never the other way round); matplotlib only to draw the PNGs, with Pillow's
+plainer figures when it is missing.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ class Scorer:
 
 
 def checkpoint_scorer(run_dir: Path) -> Scorer:
-    from mnist_edge.checkpoint import load_checkpoint
+    from mnist_edge.checkpoint import load_checkpoint, torch_logits
     from mnist_edge.models import count_parameters
 
     loaded = load_checkpoint(run_dir)

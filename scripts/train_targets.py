@@ -6,6 +6,11 @@ Prints a table and writes a JSON file with the figures and the machine they were
     python scripts/train_targets.py --preset fast --seeds 0 --device cpu --out runs/targets-fast
     python scripts/train_targets.py --preset default --arch tiny --seeds 0 --out runs/targets-tiny
     python scripts/train_targets.py --preset fast --teacher exported/checkpoints/cnn --seeds 0,1,2 --device cpu
+    python scripts/train_targets.py --preset default --arch micro --teacher exported/checkpoints/cnn --int8 mcu
+
+--int8 cpu exports each seed's run and quantizes it with the architecture's defaults (what
+exported/NAME-int8 ships), --int8 mcu with `quantize --for mcu` (every layer int8, what `codegen`
+takes); the int8 model's accuracy on the 10,000 test images is measured with onnxruntime.
 
 Training seconds are the epochs' training steps, the teacher's time included (its forward passes,
 or computing its cached logits once); data loading, validation and saving are not.
@@ -17,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -62,12 +68,33 @@ def run_seed(args: argparse.Namespace, seed: int, test: data.Split) -> dict:
     wall = time.perf_counter() - started
     _, logits = checkpoint_logits(out, test.images)
     report = evaluate_probabilities(recipe.arch, test.labels, softmax(logits))
+    int8 = {target: int8_accuracy(out, recipe.arch, target, test, args.data_dir) for target in args.int8}
     teacher = [h["teacher_seconds"] for h in result.history if h.get("teacher_seconds") is not None]
     return {"seed": seed, "arch": recipe.arch, "params": result.params, "test_accuracy": report.accuracy,
             "train_seconds": sum(h["seconds"] for h in result.history),
             "teacher_seconds": sum(teacher) if teacher else None, "wall_seconds": wall,
             "seconds_to_99_val": reached_99[0] if reached_99 else None, "run_dir": str(out),
-            "load_average_at_start": load, "recipe": recipe.to_dict()}
+            "load_average_at_start": load, "recipe": recipe.to_dict(),
+            **{f"int8_{target}_test_accuracy": accuracy for target, accuracy in int8.items()}}
+
+
+def int8_accuracy(run_dir: Path, arch: str, target: str, test: data.Split, data_dir: str | None) -> float:
+    """Test accuracy of the run's int8 model as shipped (target cpu) or for a microcontroller (mcu)."""
+    from mnist_edge.export import export_checkpoint
+    from mnist_edge.quantize import default_options, quantize_model
+    from mnist_edge.runtime import Predictor
+
+    folder = run_dir / "exported"
+    fp32 = folder / f"{arch}-fp32"
+    if not fp32.is_dir():
+        export_checkpoint(run_dir, fp32, name=fp32.name)
+    int8 = folder / f"{arch}-{'mcu-' if target == 'mcu' else ''}int8"
+    if int8.exists():
+        shutil.rmtree(int8)
+    options = default_options(arch, target="mcu") if target == "mcu" else default_options(arch)
+    quantize_model(fp32, int8, options, name=int8.name, data_dir=data_dir)
+    predicted = Predictor.load(int8).probabilities(test.images).argmax(1)
+    return float((predicted == test.labels).mean())
 
 
 def main() -> None:
@@ -85,6 +112,7 @@ def main() -> None:
     parser.add_argument("--teacher", default=None, help="distil from this checkpoint (train --teacher)")
     parser.add_argument("--distill-weight", type=float, default=None)
     parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--int8", default="", help="comma-separated quantization targets to measure: cpu, mcu")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", default=None)
@@ -92,6 +120,9 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix for the summary file name")
     args = parser.parse_args()
     test = data.load_split("test", args.data_dir)
+    args.int8 = [target for target in args.int8.split(",") if target]
+    if set(args.int8) - {"cpu", "mcu"}:
+        parser.error("--int8 takes cpu, mcu or both (comma-separated)")
     rows = [run_seed(args, int(s), test) for s in args.seeds.split(",")]
     accs = [r["test_accuracy"] for r in rows]
     summary = {"preset": args.preset, "arch": rows[0]["arch"], "params": rows[0]["params"],
@@ -99,14 +130,19 @@ def main() -> None:
                "recipe": rows[0]["recipe"], "load_average": os.getloadavg(),
                "mean_test_accuracy": statistics.mean(accs), "median_test_accuracy": statistics.median(accs),
                "min_test_accuracy": min(accs),
-               "median_train_seconds": statistics.median(r["train_seconds"] for r in rows), "runs": rows}
+               "median_train_seconds": statistics.median(r["train_seconds"] for r in rows),
+               **{f"mean_int8_{target}_test_accuracy": statistics.mean(r[f"int8_{target}_test_accuracy"] for r in rows)
+                  for target in args.int8},
+               "runs": rows}
     kind = f"{rows[0]['arch']}-{args.preset}{'-kd' if args.teacher else ''}"
     name = f"{kind}-{args.tag}.json" if args.tag else f"{kind}.json"
     atomic_write_json(Path(args.out) / name, summary)
     for r in rows:
         teacher = "" if r["teacher_seconds"] is None else f" (teacher {r['teacher_seconds']:.1f}s)"
-        print(f"{r['arch']} seed {r['seed']}: test {r['test_accuracy']:.2%}, train {r['train_seconds']:.1f}s{teacher}, "
-              f"99% val after {r['seconds_to_99_val'] and round(r['seconds_to_99_val'], 1)}s")
+        int8 = "".join(f", int8 {t} {r[f'int8_{t}_test_accuracy']:.2%}" for t in args.int8)
+        reached = "never" if r["seconds_to_99_val"] is None else f"after {r['seconds_to_99_val']:.1f}s"
+        print(f"{r['arch']} seed {r['seed']}: test {r['test_accuracy']:.2%}{int8}, "
+              f"train {r['train_seconds']:.1f}s{teacher}, 99% val {reached}")
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
 
 

@@ -259,6 +259,63 @@ def _imports(module: str) -> set[str]:
 
 def test_checkpoint_does_not_import_evaluate() -> None:
     """evaluate.py runs checkpoints through checkpoint.py; checkpoint.py needs nothing of evaluate."""
-    assert not any(name == "mnist_edge.evaluate" or name == "mnist_edge.evaluate" or name.endswith(".evaluate")
+    assert not any(name == "mnist_edge.evaluate" or name.startswith("mnist_edge.evaluate.")
                    for name in _imports("checkpoint"))
-    assert "mnist_edge.checkpoint.checkpoint_logits" in _imports("evaluate")
+    assert "mnist_edge.checkpoint.torch_logits" in _imports("evaluate")
+
+
+# --- sweep and search take the recipe keys ------------------------------------------------------
+
+
+def test_a_sweep_run_with_a_teacher_records_it_in_the_manifests(tmp_path: Path, teacher_dir: Path,
+                                                                mnist_dir: Path) -> None:
+    from mnist_edge import manifest
+    from mnist_edge.sweep import load_config, run_sweep
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'[sweep]\nbench_seconds = 0.05\ndevice = "cpu"\n[[run]]\nname = "kd"\nepochs = 1\n'
+                    f'train_limit = 1000\nteacher = "{teacher_dir}"\ndistill_weight = 0.7\ntemperature = 3\n')
+    config = load_config(path)
+    assert config.runs[0].recipe.teacher == str(teacher_dir)
+    assert (config.runs[0].recipe.distill_weight, config.runs[0].recipe.temperature) == (0.7, 3.0)
+    [result] = run_sweep(config, tmp_path / "out", data_dir=mnist_dir, download=False)
+    assert result.status == "done", result.message
+    sha = checkpoint.load_config(teacher_dir)["files"][checkpoint.WEIGHTS]
+    for kind in ("fp32", "int8"):
+        source = manifest.load(tmp_path / "out" / "kd" / "exported" / kind)["source"]
+        assert source["teacher"]["path"] == str(teacher_dir) and source["teacher"]["sha256"] == sha
+        assert source["recipe"]["distill_weight"] == 0.7
+
+
+def test_a_sweep_naming_a_missing_teacher_is_refused_at_its_line(tmp_path: Path) -> None:
+    from mnist_edge.sweep import load_config
+
+    path = tmp_path / "sweep.toml"
+    path.write_text('[[run]]\nname = "kd"\n\nteacher = "no/such/run"\n')
+    with pytest.raises(ConfigError, match=r"line 4: key 'teacher': no/such/run: teacher not found"):
+        load_config(path)
+
+
+def test_a_search_explores_distilled_students(tmp_path: Path, teacher_dir: Path) -> None:
+    pytest.importorskip("optuna")
+    from mnist_edge.search.space import load_search_config, recipe_for
+
+    path = tmp_path / "search.toml"
+    path.write_text(f'[search]\nname = "kd"\n[search.space]\nteacher = "{teacher_dir}"\n'
+                    'distill_weight = {low = 0.3, high = 0.9}\ntemperature = [2.0, 4.0]\n')
+    config = load_search_config(path)
+    recipe = recipe_for(config, {"distill_weight": 0.6, "temperature": 2.0})
+    assert (recipe.teacher, recipe.distill_weight, recipe.temperature) == (str(teacher_dir), 0.6, 2.0)
+    path.write_text('[search]\nname = "kd"\n[search.space]\nteacher = ["", "missing/run"]\nlr = [0.01, 0.02]\n')
+    with pytest.raises(ConfigError, match=r"key 'teacher': missing/run: teacher not found"):
+        load_search_config(path)
+
+
+def test_a_pipeline_with_a_missing_teacher_writes_nothing(tmp_path: Path, mnist_dir: Path) -> None:
+    out = tmp_path / "pipe"
+    result = runner.invoke(app, ["pipeline", "--out", str(out), "--device", "cpu", "--data-dir", str(mnist_dir),
+                                 "--teacher", str(tmp_path / "missing")])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "teacher not found" in lines[0], result.stderr
+    assert not out.exists()
