@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,11 @@ class Teacher:
 class TeacherLogits:
     """The teacher's logits for every training image, computed once (recipes without augmentation)."""
 
-    def __init__(self, teacher: Teacher, batches: Any, count: int):
+    def __init__(self, teacher: Teacher, batches: Callable[[int], Iterator[torch.Tensor]]):
+        """`batches(n)` yields every training image, normalized and in order, n at a time."""
         started = time.perf_counter()
         parts = [teacher.logits(x) for x in batches(CACHE_BATCH)]
         self.logits = torch.cat(parts) if parts else torch.zeros(0, 10, device=teacher.device)
-        if len(self.logits) != count:
-            raise ValueError(f"teacher logits for {len(self.logits)} images, expected {count}")
         self.seconds = time.perf_counter() - started
 
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:

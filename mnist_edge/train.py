@@ -238,7 +238,7 @@ class Trainer:
             logits = self.teacher.logits(x)
         else:
             if self._teacher_cache is None:
-                self._teacher_cache = TeacherLogits(self.teacher, self.train_data.batches, len(self.train_data))
+                self._teacher_cache = TeacherLogits(self.teacher, self.train_data.batches)
             logits = self._teacher_cache[idx]
         self.progress.teacher_seconds += time.perf_counter() - started
         return logits

@@ -73,6 +73,12 @@ SHIPPED = (
             "python scripts/train_targets.py --preset default --arch strided --seeds 0,1,2 --device cpu "
             "--out runs/targets --tag cpu-z4 (the seed-0 run, 30 epochs, AMD EPYC Zen 4 CPU, 2 cores; the same "
             "recipe as mnist-edge train --preset default --arch strided --device cpu)"),
+    Shipped("micro", "runs/targets/micro-defaultcpu-z4-kd-seed0",
+            "OMP_NUM_THREADS=1 python scripts/train_targets.py --preset default --arch micro --teacher "
+            "exported/checkpoints/cnn --seeds 0,1,2 --device cpu --out runs/targets --tag cpu-z4 --int8 mcu,cpu "
+            "(the seed-0 run, 30 epochs distilled from the shipped cnn, one thread of an AMD EPYC Zen 4 CPU; the "
+            "same recipe as mnist-edge train --preset default --arch micro --teacher exported/checkpoints/cnn "
+            "--device cpu)"),
     Shipped("mlp", "runs/shipped/mlp",
             "mnist-edge train --preset seed --device cpu --out runs/shipped/mlp (the original notebook)",
             fp32_max_abs_diff=1e-4),

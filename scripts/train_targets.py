@@ -54,17 +54,13 @@ def run_seed(args: argparse.Namespace, seed: int, test: data.Split) -> dict:
                  "temperature": args.temperature}
     recipe = preset(args.preset, **overrides)
     out = Path(args.out) / f"{recipe.arch}-{args.preset}{args.tag}{'-kd' if recipe.distilled else ''}-seed{seed}"
-    reached_99: list[float] = []
-
-    def on_epoch(result) -> None:
-        if not reached_99 and result.val_acc is not None and result.val_acc >= 0.99:
-            reached_99.append(result.seconds + sum(h["seconds"] for h in history_so_far))
-        history_so_far.append({"seconds": result.seconds})
-
-    history_so_far: list[dict] = []
     load = os.getloadavg()  # other work on the machine skews the seconds: say how busy it was
     started = time.perf_counter()
-    result = train(recipe, out, device=args.device, data_dir=args.data_dir, force=True, on_epoch=on_epoch)
+    # A finished run of this very recipe is kept (its figures are read back, nothing retrains), so
+    # seeds can be trained by separate processes and summarized by one call naming them all.
+    done = finished_with(out, recipe)
+    result = train(recipe, out, device=args.device, data_dir=args.data_dir, force=not done, resume=done)
+    reached_99 = seconds_to_99(result.history)
     wall = time.perf_counter() - started
     _, logits = checkpoint_logits(out, test.images)
     report = evaluate_probabilities(recipe.arch, test.labels, softmax(logits))
@@ -74,8 +70,31 @@ def run_seed(args: argparse.Namespace, seed: int, test: data.Split) -> dict:
             "train_seconds": sum(h["seconds"] for h in result.history),
             "teacher_seconds": sum(teacher) if teacher else None, "wall_seconds": wall,
             "seconds_to_99_val": reached_99[0] if reached_99 else None, "run_dir": str(out),
-            "load_average_at_start": load, "recipe": recipe.to_dict(),
+            "load_average_at_start": None if done else load, "reused_finished_run": done,
+            "recipe": recipe.to_dict(),
             **{f"int8_{target}_test_accuracy": accuracy for target, accuracy in int8.items()}}
+
+
+def finished_with(run_dir: Path, recipe) -> bool:
+    from mnist_edge.checkpoint import is_run_dir, load_config
+    from mnist_edge.errors import CheckpointError
+
+    if not is_run_dir(run_dir):
+        return False
+    try:
+        config = load_config(run_dir, for_resume=True)
+    except CheckpointError:
+        return False
+    return bool(config["progress"].get("completed")) and config["recipe_obj"] == recipe
+
+
+def seconds_to_99(history: list[dict]) -> list[float]:
+    elapsed = 0.0
+    for epoch in history:
+        elapsed += epoch["seconds"]
+        if epoch.get("val_acc") is not None and epoch["val_acc"] >= 0.99:
+            return [elapsed]
+    return []
 
 
 def int8_accuracy(run_dir: Path, arch: str, target: str, test: data.Split, data_dir: str | None) -> float:

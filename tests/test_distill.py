@@ -319,3 +319,13 @@ def test_a_pipeline_with_a_missing_teacher_writes_nothing(tmp_path: Path, mnist_
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "teacher not found" in lines[0], result.stderr
     assert not out.exists()
+
+
+def test_the_distillation_search_config_parses(teacher_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("optuna")
+    from mnist_edge.search.space import load_search_config
+
+    monkeypatch.chdir(ROOT)  # its teacher is a path relative to the repository root
+    config = load_search_config(ROOT / "sweeps" / "distill.toml")
+    assert config.fixed["teacher"] == "exported/checkpoints/cnn"
+    assert {"distill_weight", "temperature", "arch"} <= set(config.space)

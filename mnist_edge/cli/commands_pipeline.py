@@ -21,7 +21,8 @@ _STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "red", "running":
 def pipeline(
     out: Path = typer.Option(..., "--out", help="Folder for everything: checkpoint, models, reports."),
     preset: str = typer.Option("fast", help="Recipe preset: fast, default or seed."),
-    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided (overrides the preset)."),
+    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided, micro (overrides "
+                                      "the preset)."),
     epochs: int | None = typer.Option(None, help="Epochs (overrides the preset)."),
     seed: int | None = typer.Option(None, help="Training seed (overrides the preset)."),
     teacher: Path | None = typer.Option(None, "--teacher", help="Distil from this teacher: a training run "

@@ -18,8 +18,8 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoint, metrics and curves."),
     preset: str | None = typer.Option(None, help="Recipe preset: seed (the original notebook), default "
                                       "(used when none is given), fast."),
-    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided."),
-    width: int | None = typer.Option(None, help="Width knob: mlp hidden units; strided, cnn, tiny first-conv "
+    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided, micro."),
+    width: int | None = typer.Option(None, help="Width knob: mlp hidden units; strided, cnn, tiny, micro first-conv "
                                      "channels (0: the layout as named)."),
     depth: int | None = typer.Option(None, help="Depth knob: mlp hidden layers; strided stride-2 stages (2 or 3)."),
     epochs: int | None = typer.Option(None, help="Number of epochs."),
