@@ -10,10 +10,13 @@ gradients at the scale of the hard term's whatever the temperature.
 
 The teacher runs in eval mode without gradients on the student's own (normalized, augmented)
 batch. Its forward pass is what distillation costs, so it is made cheap: batch norm folded into
-the convolutions and channels-last memory (the shipped cnn: 11.7 ms per batch of 128 on two
-Zen 4 cores as trained, 4.0 ms so). Without augmentation every epoch shows the teacher the same
-images, so `TeacherLogits` computes its logits for the whole training set once and training
-reads them by index.
+the convolutions, channels-last memory, and bfloat16 arithmetic where the processor does it
+natively (AVX-512 BF16 or AMX on x86, and CUDA; elsewhere float32). The shipped cnn, batch 128,
+one Zen 4 core: 7.5 ms in float32 channels-last against 5.5 ms in bfloat16 (the medians of 150
+alternated calls), its logits within about 0.05 of float32's, which soft targets at any
+temperature do not notice. Without augmentation every epoch shows the teacher the same images, so
+`TeacherLogits` computes its logits for the whole training set once and training reads them by
+index.
 
 A teacher is a training run folder or an exported checkpoint (`exported/checkpoints/cnn`):
 anything `checkpoint.load_checkpoint` opens, trained to the end, on the student's input
@@ -27,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,7 @@ class TeacherInfo:
     sha256: str  # of the teacher's model.safetensors
     arch: str
     params: int
+    precision: str = "float32"  # what its forward pass computes in on this machine (bfloat16 or float32)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,11 +92,24 @@ def _check_normalization(teacher: dict[str, Any], student: Normalization, folder
                           + "; distillation needs the student's", folder)
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether bfloat16 convolutions run in hardware here (else they would be emulated, slower)."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the probe
+        return False
+
+
 class Teacher:
     """A checkpoint turned into a fast, frozen logits function on normalized batches."""
 
     def __init__(self, info: TeacherInfo, module: torch.nn.Module, device: torch.device):
-        self.info = info
+        self.bfloat16 = native_bfloat16(device)
+        self.info = replace(info, precision="bfloat16" if self.bfloat16 else "float32")
         self.device = device
         # Batch norm folded into the convolutions (eval-mode statistics, as export does) and
         # channels-last tensors: oneDNN's fastest path for small convolutions on the CPU.
@@ -112,7 +129,8 @@ class Teacher:
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """float32 logits [N, 10] of normalized images [N, 1, 28, 28]; no gradient flows back."""
-        return self.module(x.contiguous(memory_format=torch.channels_last)).float()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
+            return self.module(x.contiguous(memory_format=torch.channels_last)).float()
 
 
 class TeacherLogits:
