@@ -25,10 +25,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mnist_edge import __version__
+from mnist_edge import __version__, data
 from mnist_edge.config import Normalization, Recipe
 from mnist_edge.errors import CheckpointError, ConfigError, OutputError
-from mnist_edge.evaluate import torch_logits
 from mnist_edge.fileio import atomic_write, atomic_write_json, read_json, sha256_file
 from mnist_edge.models import build_recipe
 
@@ -50,6 +49,7 @@ class Progress:
     seen: int = 0
     seconds: float = 0.0
     completed: bool = False
+    teacher_seconds: float = 0.0  # of `seconds`, spent in the teacher (distillation)
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -259,3 +259,15 @@ def checkpoint_logits(run_dir: str | Path, images: np.ndarray) -> tuple[LoadedCh
     loaded = load_checkpoint(run_dir)
     norm = loaded.normalization
     return loaded, torch_logits(loaded.module, images, norm.scale, norm.mean, norm.std)
+
+
+def torch_logits(model: torch.nn.Module, images: np.ndarray, scale: float, mean: float, std: float,
+                 device: str = "cpu", batch_size: int = 2000) -> np.ndarray:
+    """Logits of a PyTorch model on uint8 images [N, 28, 28], in float32 on the CPU."""
+    model = model.to(device).eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(data.normalize(images[start:start + batch_size], scale, mean, std))
+            outputs.append(model(x.to(device)).float().cpu().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)

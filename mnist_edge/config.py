@@ -17,16 +17,17 @@ MNIST_STD = 0.3081
 LABELS = tuple(str(d) for d in range(10))
 IMAGE_SIZE = 28  # MNIST's field: 28 x 28 pixels
 
-ARCHS = ("mlp", "lenet5", "cnn", "tiny", "strided")
+ARCHS = ("mlp", "lenet5", "cnn", "tiny", "strided", "micro")
 # Width and depth knobs (Recipe.width/depth; 0 = the layout as named) and their ranges, so a
 # search can explore layouts: mlp - hidden units and hidden layers; strided - channels of the first
 # convolution (the second has twice as many) and stride-2 stages (a third takes 5x5 to 2x2);
-# cnn and tiny - channels of the first convolution, every later one scaled alike.
+# cnn, tiny and micro - channels of the first convolution, every later one scaled alike.
 ARCH_KNOBS: dict[str, dict[str, tuple[int, int]]] = {
     "mlp": {"width": (16, 2048), "depth": (1, 6)},
     "strided": {"width": (4, 128), "depth": (2, 3)},
     "cnn": {"width": (4, 32)},
     "tiny": {"width": (4, 32)},
+    "micro": {"width": (4, 32)},
 }
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "none")
@@ -55,6 +56,13 @@ class Normalization:
     std: float = MNIST_STD
 
 
+# Distillation defaults (Hinton et al.'s loss; mnist_edge/distill.py): measured on MNIST with the
+# shipped cnn as teacher, docs/distillation.md.
+DISTILL_WEIGHT = 0.5
+TEMPERATURE = 4.0
+_DISTILL_KEYS = ("teacher", "distill_weight", "temperature")
+
+
 @dataclass(frozen=True)
 class Recipe:
     arch: str = "cnn"
@@ -75,6 +83,13 @@ class Recipe:
     # Architecture knobs (models.KNOBS says which architecture takes which); 0 keeps the layout as named.
     width: int = 0
     depth: int = 0
+    # Knowledge distillation (mnist_edge/distill.py): a teacher checkpoint (a training run folder or
+    # an exported checkpoint such as exported/checkpoints/cnn; "" = none), the share of the loss
+    # that matches the teacher's softened outputs (the rest is the labels' cross-entropy), and the
+    # temperature that softens both sides. Without a teacher the two numbers are unused.
+    teacher: str = ""
+    distill_weight: float = DISTILL_WEIGHT
+    temperature: float = TEMPERATURE
 
     def validate(self) -> Recipe:
         if self.arch not in ARCHS:
@@ -98,7 +113,16 @@ class Recipe:
         if self.train_limit < 0:
             raise ConfigError("train limit must be >= 0")
         self._check_knobs()
+        self._check_distillation()
         return self
+
+    def _check_distillation(self) -> None:
+        if not isinstance(self.teacher, str):
+            raise ConfigError(f"teacher must be a path (text), got {self.teacher!r}")
+        if not 0 <= self.distill_weight <= 1:
+            raise ConfigError(f"--distill-weight must be in [0, 1], got {self.distill_weight}")
+        if not 0 < self.temperature <= 100:
+            raise ConfigError(f"--temperature must be in (0, 100], got {self.temperature}")
 
     def _check_knobs(self) -> None:
         for knob in ("width", "depth"):
@@ -114,8 +138,18 @@ class Recipe:
                 raise ConfigError(f"--{knob} of {self.arch} must be in [{low}, {high}] (or 0 for the named "
                                   f"layout), got {value}")
 
+    @property
+    def distilled(self) -> bool:
+        return bool(self.teacher)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        recipe = asdict(self)
+        # A recipe without a teacher reads as it did before distillation existed, so checkpoints,
+        # pipelines, sweeps and studies recorded earlier compare equal and resume unchanged.
+        if not self.teacher and (self.distill_weight, self.temperature) == (DISTILL_WEIGHT, TEMPERATURE):
+            for key in _DISTILL_KEYS:
+                del recipe[key]
+        return recipe
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:

@@ -4,8 +4,10 @@ per-class precision and recall, the confusion matrix and the most confident mist
 from predicted probabilities whatever their source, so the training side and the torch-free
 runtime share one evaluation.
 
-torch is imported only to run a checkpoint (`torch_logits`, `checkpoint_probabilities`);
-matplotlib only to draw the PNGs, with Pillow's plainer figures when it is missing.
+torch is imported only to run a checkpoint (`checkpoint_scorer`, through
+`checkpoint.torch_logits`, the one place that runs a model on images: this module imports
+checkpoint.py, never the other way round); matplotlib only to draw the PNGs, with Pillow's
+plainer figures when it is missing.
 """
 
 from __future__ import annotations
@@ -154,20 +156,6 @@ def _figure_makers() -> tuple[Any, Any]:
     return plots.confusion_matrix, plots.mistakes_gallery
 
 
-def torch_logits(model: Any, images: np.ndarray, scale: float, mean: float, std: float,
-                 device: str = "cpu", batch_size: int = 2000) -> np.ndarray:
-    """Logits of a PyTorch model on uint8 images [N, 28, 28], in float32 on the CPU."""
-    import torch
-
-    model = model.to(device).eval()
-    outputs = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(data.normalize(images[start:start + batch_size], scale, mean, std))
-            outputs.append(model(x.to(device)).float().cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)
-
-
 # --- evaluating a model: a training run (PyTorch) or an ONNX model (onnxruntime) --------------
 
 
@@ -229,7 +217,7 @@ class Scorer:
 
 
 def checkpoint_scorer(run_dir: Path) -> Scorer:
-    from mnist_edge.checkpoint import load_checkpoint
+    from mnist_edge.checkpoint import load_checkpoint, torch_logits
     from mnist_edge.models import count_parameters
 
     loaded = load_checkpoint(run_dir)

@@ -238,6 +238,8 @@ def fp32_manifest(model_path: Path, name: str, config: dict[str, Any], params: i
         "checkpoint_sha256": sha256_file(run_dir / WEIGHTS),
         "recipe": config["recipe"],
     }
+    if config.get("teacher"):  # a distilled student: which checkpoint taught it (path, weights' sha256)
+        source["teacher"] = config["teacher"]
     if recipe_note:
         source.update(recipe_note)
     return {

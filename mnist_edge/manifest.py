@@ -154,6 +154,17 @@ def _validate_hashes(manifest: dict[str, Any], path: str | Path) -> None:
         raise ManifestError("'source.checkpoint' must be a path (string)", path)
     if "checkpoint_sha256" in source and not _is_sha256(source["checkpoint_sha256"]):
         raise ManifestError("'source.checkpoint_sha256' must be 64 lowercase hexadecimal digits", path)
+    _validate_teacher(source.get("teacher"), path)
+
+
+def _validate_teacher(teacher: Any, path: str | Path) -> None:
+    """A distilled model names its teacher: the checkpoint's path and the sha256 of its weights."""
+    if teacher is None:
+        return
+    if not isinstance(teacher, dict) or not isinstance(teacher.get("path"), str):
+        raise ManifestError("'source.teacher' must be an object with the teacher's 'path' and 'sha256'", path)
+    if not _is_sha256(teacher.get("sha256")):
+        raise ManifestError("'source.teacher.sha256' must be 64 lowercase hexadecimal digits", path)
 
 
 def _validate_quantization(manifest: dict[str, Any], path: str | Path) -> None:

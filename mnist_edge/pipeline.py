@@ -185,6 +185,7 @@ def _check_options(options: PipelineOptions) -> None:
     unknown = [name for name in options.steps if name not in STEPS]
     if unknown:
         raise ConfigError(f"unknown pipeline steps {', '.join(unknown)}; the steps are {', '.join(STEPS)}")
+    _teacher_weights(options)  # a teacher that cannot teach is refused here, not at the train step
 
 
 def _prepare_out(options: PipelineOptions) -> Path:
@@ -313,7 +314,7 @@ def _fingerprint(step: str, options: PipelineOptions, paths: Paths) -> str:
     mnist = _data_checksums(options)
     inputs = {
         "data": (mnist,),
-        "train": (options.recipe.to_dict(), mnist),
+        "train": (options.recipe.to_dict(), mnist, *_teacher_weights(options)),
         "eval": (weights, mnist, "train beside test"),  # runs from before the training set's figure redo it
         "export": (weights, options.opset),
         "quantize": (fp32, mnist),  # calibrated on training images
@@ -322,6 +323,15 @@ def _fingerprint(step: str, options: PipelineOptions, paths: Paths) -> str:
         "report": (time.time(),),  # always rebuilt: it is cheap and reflects every other step
     }[step]
     return _hash(step, *inputs)
+
+
+def _teacher_weights(options: PipelineOptions) -> tuple[str, ...]:
+    """The teacher's weights hash (distilled recipes only: other runs keep their fingerprints)."""
+    if not options.recipe.distilled:
+        return ()
+    from mnist_edge.distill import check_teacher
+
+    return (check_teacher(options.recipe.teacher)[0].sha256,)
 
 
 def _bench_threads(options: PipelineOptions) -> tuple[int, ...]:
@@ -377,9 +387,11 @@ def _step_train(options: PipelineOptions, paths: Paths, state: PipelineState, ho
     from mnist_edge.train import train
 
     resume = checkpoint.is_run_dir(paths.checkpoint)
-    if resume and _trained_on(paths.checkpoint / checkpoint.CONFIG) != _data_checksums(options):
-        # The MNIST files changed since this training started: continuing would mix two data
-        # sets (and training refuses to), so the old run is dropped and training starts over.
+    if resume and (_trained_on(paths.checkpoint / checkpoint.CONFIG) != _data_checksums(options)
+                   or _taught_by(paths.checkpoint / checkpoint.CONFIG) != _teacher_weights(options)):
+        # The MNIST files or the teacher changed since this training started: continuing would
+        # mix two data sets or two teachers (and training refuses to), so the old run is dropped
+        # and training starts over.
         shutil.rmtree(paths.checkpoint)
         resume = False
     result = train(options.recipe, paths.checkpoint, device=options.device, data_dir=options.data_dir,
@@ -398,6 +410,13 @@ def _trained_on(config_path: Path) -> dict[str, str] | None:
     config = read_json(config_path, CheckpointError)
     recorded = config.get("data") if isinstance(config, dict) else None
     return recorded.get("checksums") if isinstance(recorded, dict) else None
+
+
+def _taught_by(config_path: Path) -> tuple[str, ...]:
+    """The teacher's weights hash a training run's config.json recorded (empty without a teacher)."""
+    config = read_json(config_path, CheckpointError)
+    teacher = config.get("teacher") if isinstance(config, dict) else None
+    return (str(teacher.get("sha256")),) if isinstance(teacher, dict) else ()
 
 
 def _step_eval(options: PipelineOptions, paths: Paths, state: PipelineState, hooks: Hooks) -> str:

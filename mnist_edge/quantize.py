@@ -156,6 +156,7 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "cnn": {"exclude": ("/0/Conv",)},
     "tiny": {"exclude": ("/0/Conv",)},
     "strided": {"exclude": ("/0/Conv",)},  # 13.1 us with it in float, 16.8 us without
+    "micro": {"exclude": ("/0/Conv",)},
     "mlp": {"mode": "dynamic"},
     "lenet5": {},
 }

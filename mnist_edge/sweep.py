@@ -144,7 +144,19 @@ def _recipe(source: Source, base: str, overrides: dict[str, Any], where: Table) 
             preset(base, **{key: _coerce(key, value)})
         except ConfigError as exc:
             raise source.fail(key, exc.reason, where) from exc
+        if key == "teacher" and value:
+            _check_teacher(source, value, where)
     return preset(base, **{k: _coerce(k, v) for k, v in overrides.items()})
+
+
+def _check_teacher(source: Source, path: str, where: Table) -> None:
+    """A teacher that cannot teach is found before anything runs, not in every run that names it."""
+    from mnist_edge.distill import check_teacher
+
+    try:
+        check_teacher(path)
+    except ConfigError as exc:
+        raise source.fail("teacher", str(exc), where) from exc
 
 
 def _coerce(key: str, value: Any) -> Any:

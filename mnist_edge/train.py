@@ -25,6 +25,7 @@ from mnist_edge import checkpoint, data
 from mnist_edge.augment import random_affine
 from mnist_edge.checkpoint import Progress
 from mnist_edge.config import Normalization, Recipe
+from mnist_edge.distill import Teacher, TeacherLogits, check_same_teacher, distillation_loss
 from mnist_edge.errors import CheckpointError, ConfigError, OutputError, TrainingInterrupted
 from mnist_edge.fileio import atomic_write_json, ensure_dir
 from mnist_edge.models import build_recipe, count_parameters
@@ -52,6 +53,9 @@ class EpochResult:
     lr: float
     seconds: float
     images_per_s: float
+    # Of `seconds`, the time the teacher took (its forward passes, or computing its cached
+    # logits); None without a teacher.
+    teacher_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,13 +134,23 @@ class DeviceData:
             x = random_affine(x, augment_gen)
         return (x - self.norm.mean) / self.norm.std, self.labels[idx]
 
+    def batches(self, size: int) -> Iterator[torch.Tensor]:
+        """Every image, normalized and not augmented, in order, `size` at a time."""
+        for start in range(0, len(self), size):
+            idx = torch.arange(start, min(start + size, len(self)), device=self.images.device)
+            yield self.batch(idx, None)[0]
+
 
 class Trainer:
     """One training run. `run()` trains from the saved progress to the last epoch."""
 
     def __init__(self, recipe: Recipe, run_dir: Path, device: torch.device, data_dir: Any = None,
-                 download: bool = True, compile_model: bool = False):
+                 download: bool = True, compile_model: bool = False, teacher: Teacher | None = None):
         self.recipe, self.run_dir, self.device = recipe, run_dir, device
+        if recipe.distilled and teacher is None:
+            teacher = Teacher.load(recipe.teacher, device)
+        self.teacher = teacher
+        self._teacher_cache: TeacherLogits | None = None  # filled at the first step (no augmentation)
         splits = _load_splits(recipe, data_dir, download)
         self.data_checksums = data.checksums(data_dir)
         self.train_data = DeviceData(splits[0], device, Normalization())
@@ -162,6 +176,8 @@ class Trainer:
                  "data": {"checksums": self.data_checksums, "train": len(self.train_data),
                           "val": len(self.val_data) if self.val_data else 0},
                  "metrics": self.history[-1] if self.history else {}}
+        if self.teacher is not None:
+            extra["teacher"] = self.teacher.info.to_dict()
         checkpoint.save(self.run_dir, self.model, self.optimizer, self.recipe, self.progress,
                         self.history, extra)
 
@@ -210,7 +226,22 @@ class Trainer:
                 raise KeyboardInterrupt
         val_loss, val_acc = self._validate()
         return EpochResult(p.epoch + 1, p.loss_sum / p.seen, p.correct / p.seen, val_loss, val_acc,
-                           self._current_lr(), p.seconds, p.seen / max(p.seconds, 1e-9))
+                           self._current_lr(), p.seconds, p.seen / max(p.seconds, 1e-9),
+                           p.teacher_seconds if self.teacher is not None else None)
+
+    def _teacher_logits(self, idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits for this batch: from its forward pass on the (augmented) images,
+        or, without augmentation, from the logits it gave every training image once."""
+        assert self.teacher is not None
+        started = time.perf_counter()
+        if self.recipe.augment:
+            logits = self.teacher.logits(x)
+        else:
+            if self._teacher_cache is None:
+                self._teacher_cache = TeacherLogits(self.teacher, self.train_data.batches)
+            logits = self._teacher_cache[idx]
+        self.progress.teacher_seconds += time.perf_counter() - started
+        return logits
 
     def _current_lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -224,7 +255,11 @@ class Trainer:
         x, y = self.train_data.batch(idx, gen)
         with _autocast(self.device):
             logits = self.step_fn(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=r.label_smoothing)
+            if self.teacher is None:
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=r.label_smoothing)
+            else:
+                loss = distillation_loss(logits.float(), self._teacher_logits(idx, x), y, r.distill_weight,
+                                         r.temperature, r.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -311,15 +346,25 @@ def check_same_data(config: dict, checksums: dict[str, str], run_dir: Path) -> N
 
 
 def _start_trainer(recipe: Recipe, run_dir: Path, device: torch.device, config: dict | None,
-                   data_dir: Any, download: bool, compile_model: bool) -> Trainer:
+                   data_dir: Any, download: bool, compile_model: bool, teacher: Teacher | None) -> Trainer:
     # No torch.use_deterministic_algorithms: the CPU kernels used here are already deterministic
     # for a fixed thread count (tests/test_train.py checks bitwise equality), and the call costs
     # seconds of start-up by importing torch's compiler stack.
-    trainer = Trainer(recipe.validate(), run_dir, device, data_dir, download, compile_model)
+    if config is not None and recipe.distilled:
+        teacher = load_teacher(recipe, run_dir, device)
+        check_same_teacher(config, teacher.info, run_dir)
+    trainer = Trainer(recipe.validate(), run_dir, device, data_dir, download, compile_model, teacher)
     if config is not None:
         check_same_data(config, trainer.data_checksums, run_dir)
         trainer.restore(config)
     return trainer
+
+
+def load_teacher(recipe: Recipe, out: str | Path, device: torch.device) -> Teacher:
+    """The recipe's teacher, checked (see mnist_edge.distill) and never the run being trained."""
+    if Path(recipe.teacher).resolve() == Path(out).resolve():
+        raise ConfigError("a run cannot be its own teacher: give another checkpoint to --teacher", out)
+    return Teacher.load(recipe.teacher, device)
 
 
 def train(recipe: Recipe, out: str | Path, *, device: str = "auto", data_dir: Any = None,
@@ -330,6 +375,8 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "auto", data_dir: An
           on_start: Callable[[Trainer], None] | None = None) -> TrainResult:
     """Train (or resume) a run in `out`. Checkpoints are written after each epoch and on Ctrl-C."""
     chosen = pick_device(device)  # before touching `out`: a bad option must leave no folder behind
+    # A missing or unusable teacher, likewise (a resumed run's teacher is its saved recipe's, below).
+    teacher = load_teacher(recipe, out, chosen) if recipe.distilled and not resume else None
     # The lock (mnist_edge.runlock) removes a folder it made when the run never started.
     with run_folder_lock(out) as run_dir:
         checkpoint.recover(run_dir)
@@ -337,7 +384,7 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "auto", data_dir: An
         if config is not None:
             recipe = resolve_resume_recipe(config, requested or {})
         prepare_run_dir(run_dir, resume, force)
-        trainer = _start_trainer(recipe, run_dir, chosen, config, data_dir, download, compile_model)
+        trainer = _start_trainer(recipe, run_dir, chosen, config, data_dir, download, compile_model, teacher)
         if on_start:
             on_start(trainer)
         resumed = dict(config["progress"]) if config else None

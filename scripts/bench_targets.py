@@ -35,7 +35,7 @@ from mnist_edge.benchmark import BenchRequest, isa_text, run_benchmark
 from mnist_edge.benchmark.floor import FLOOR_NAME
 from mnist_edge.codegen.graph import optimized_graph
 
-SHIPPED = ("cnn", "tiny", "mlp", "strided")
+SHIPPED = ("cnn", "tiny", "mlp", "strided", "micro")
 # A layout not shipped (yet) in this checkout is left out, not an error.
 MODELS = tuple(f"exported/{name}-{kind}" for name in SHIPPED for kind in ("fp32", "int8")
                if Path(f"exported/{name}-{kind}/model.onnx").is_file())

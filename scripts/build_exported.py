@@ -17,7 +17,8 @@ For each model NAME:
      into both manifests (metrics, with the command that measured them), parity.json and
      parity_disagreements.png beside each model.
   4. The targets are checked (fp32 logit difference and agreement, int8 accuracy drop, file
-     sizes) and a summary is written to exported/README.md. Latency is not measured here:
+     sizes) and exported/README.md is rewritten: a row for every shipped model, those not
+     built in this run read from their manifests. Latency is not measured here:
      `mnist-edge bench exported/cnn-fp32 exported/cnn-int8 --threads 1 --batch-sizes 1` does that.
 
 Exit status 1 when a target is missed.
@@ -72,6 +73,12 @@ SHIPPED = (
             "python scripts/train_targets.py --preset default --arch strided --seeds 0,1,2 --device cpu "
             "--out runs/targets --tag cpu-z4 (the seed-0 run, 30 epochs, AMD EPYC Zen 4 CPU, 2 cores; the same "
             "recipe as mnist-edge train --preset default --arch strided --device cpu)"),
+    Shipped("micro", "runs/targets/micro-defaultcpu-z4-kd-seed0",
+            "OMP_NUM_THREADS=1 python scripts/train_targets.py --preset default --arch micro --teacher "
+            "exported/checkpoints/cnn --seeds 0,1,2 --device cpu --out runs/targets --tag cpu-z4 --int8 mcu,cpu "
+            "(the seed-0 run, 30 epochs distilled from the shipped cnn, one thread of an AMD EPYC Zen 4 CPU; the "
+            "same recipe as mnist-edge train --preset default --arch micro --teacher exported/checkpoints/cnn "
+            "--device cpu)"),
     Shipped("mlp", "runs/shipped/mlp",
             "mnist-edge train --preset seed --device cpu --out runs/shipped/mlp (the original notebook)",
             fp32_max_abs_diff=1e-4),
@@ -129,7 +136,7 @@ def summarize(model: Shipped, result) -> dict:
     }
     if model.name == "cnn":
         checks["int8 file <= 1/3 of fp32"] = int8_bytes <= fp32_bytes * CNN_INT8_MAX_SIZE_RATIO
-    if model.name == "tiny":
+    if model.name in ("tiny", "micro"):
         checks["int8 file <= 64 KB"] = int8_bytes <= TINY_INT8_MAX_BYTES
     checks["parity passed"] = report.passed
     return {
@@ -142,8 +149,25 @@ def summarize(model: Shipped, result) -> dict:
         "int8_disagreements": int8_vs_fp32.disagree_count,
         "fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes, "size_ratio": int8_bytes / fp32_bytes,
         "quantization": result.int8.options["method"], "command": report.command,
+        "teacher": (json.loads((CHECKPOINTS / model.name / CONFIG).read_text()).get("teacher") or {}).get("path"),
         "checks": checks,
     }
+
+
+def row_from_manifests(model: Shipped) -> dict:
+    """The README row of a model built earlier, from its fp32 and int8 manifests."""
+    from mnist_edge import manifest as manifest_io
+
+    fp32 = manifest_io.load(EXPORTED / f"{model.name}-fp32", verify_hash=False)
+    int8 = manifest_io.load(EXPORTED / f"{model.name}-int8", verify_hash=False)
+    m32, m8 = fp32["metrics"], int8["metrics"]
+    return {"name": model.name, "params": fp32["source"]["params"], "torch_accuracy": m32["torch_accuracy"],
+            "fp32_accuracy": m32["test_accuracy"], "int8_accuracy": m8["test_accuracy"],
+            "fp32_max_abs_logit_diff": m32["max_abs_logit_diff"], "int8_delta_points": m8["accuracy_delta_points"],
+            "int8_disagreements": m8["disagreements"], "fp32_bytes": fp32["files"]["bytes"],
+            "int8_bytes": int8["files"]["bytes"], "size_ratio": int8["files"]["bytes"] / fp32["files"]["bytes"],
+            "quantization": int8["quantization"]["method"], "command": m8["measured_with"],
+            "teacher": (fp32["source"].get("teacher") or {}).get("path")}
 
 
 def readme(rows: list[dict]) -> str:
@@ -154,18 +178,21 @@ def readme(rows: list[dict]) -> str:
         "Each `NAME-fp32/` and `NAME-int8/` folder holds `model.onnx`, `manifest.json` (hashes,",
         "input convention, source checkpoint, quantization settings, measured metrics and the",
         "command that measured them), `parity.json` and `parity_disagreements.png`.",
-        "`checkpoints/NAME/` holds the PyTorch weights they were exported from.",
+        "`checkpoints/NAME/` holds the PyTorch weights they were exported from; a distilled model's",
+        "manifests name its teacher (`source.teacher`: the checkpoint's path and the sha256 of its weights).",
         "",
         "| model | params | PyTorch | fp32 ONNX | int8 ONNX | fp32 max abs logit diff | int8 vs fp32 "
-        "| fp32 bytes | int8 bytes | int8 method |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| fp32 bytes | int8 bytes | int8 method | teacher |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in rows:
+        teacher = f"`{r['teacher']}`" if r.get("teacher") else ""
         lines.append(
             f"| {r['name']} | {r['params']:,} | {r['torch_accuracy']:.2%} | {r['fp32_accuracy']:.2%} "
             f"| {r['int8_accuracy']:.2%} | {r['fp32_max_abs_logit_diff']:.2g} "
             f"| {r['int8_delta_points']:+.2f} pt, {r['int8_disagreements']} differ "
-            f"| {r['fp32_bytes']:,} | {r['int8_bytes']:,} ({r['size_ratio']:.0%}) | {r['quantization']} |")
+            f"| {r['fp32_bytes']:,} | {r['int8_bytes']:,} ({r['size_ratio']:.0%}) | {r['quantization']} "
+            f"| {teacher} |")
     lines += ["", "Accuracies on the 10,000 MNIST test images; re-measure one with the command in "
               "its manifest (`metrics.measured_with`), e.g.", "", "```", rows[0]["command"], "```", ""]
     return "\n".join(lines)
@@ -181,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     rows = [build(m) for m in SHIPPED if not args.names or m.name in args.names]
-    if not args.names:
-        atomic_write_text(EXPORTED / "README.md", readme(rows))
+    built = {row["name"]: row for row in rows}
+    atomic_write_text(EXPORTED / "README.md",
+                      readme([built.get(m.name) or row_from_manifests(m) for m in SHIPPED]))
     failed = []
     for row in rows:
         print(f"{row['name']}: torch {row['torch_accuracy']:.2%}  fp32 {row['fp32_accuracy']:.2%} "

@@ -4,8 +4,8 @@ exported/NAME-mcu (its C library), each proven.
 Run from the repository root (MNIST is needed for calibration, parity and the proofs; the
 board runs need gcc-arm-none-eabi and qemu-system-arm):
 
-    MNIST_EDGE_DATA=~/data python scripts/build_mcu.py            # tiny and cnn
-    MNIST_EDGE_DATA=~/data python scripts/build_mcu.py tiny
+    MNIST_EDGE_DATA=~/data python scripts/build_mcu.py            # tiny, micro and cnn
+    MNIST_EDGE_DATA=~/data python scripts/build_mcu.py micro
 
 For each NAME:
   1. `mnist-edge quantize exported/NAME-fp32 --for mcu --out exported/NAME-mcu-int8`;
@@ -18,7 +18,9 @@ For each NAME:
   4. the host build with the integer requantization of cores without an FPU
      (-DMNIST_EDGE_SOFT_FLOAT=1), proven on all 10,000 test images;
   5. for tiny, `--requant fixed --board mps2-an385` (integer only, Cortex-M3) into a temporary
-     folder (measured, not shipped).
+     folder (measured, not shipped);
+  6. for micro, the model's own size goals (SIZE_GOALS: parameters and multiply-adds per image,
+     <= 10 k and <= 0.6 M).
 Prints the proofs, a table of boards and a table of steps per library, and which goals
 (GOALS: flash, RAM, Cortex-M4 and Cortex-M3 instructions per image) held. Exit status 1 when a
 proof or goal fails.
@@ -44,7 +46,7 @@ from mnist_edge.quantize import default_options, quantize_model  # noqa: E402
 EXPORTED = Path("exported")
 INT8_MAX_DROP_POINTS = 0.05
 ALL_BOARDS = ("mps2-an386", "mps2-an385", "stm32vldiscovery", "microbit", "netduinoplus2")
-BOARDS = {"tiny": ALL_BOARDS, "cnn": ALL_BOARDS}
+BOARDS = {"tiny": ALL_BOARDS, "micro": ALL_BOARDS, "cnn": ALL_BOARDS}
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,12 @@ class Goals:
     m3_instructions: int | None  # per image on the Cortex-M3 (mps2-an385, float requantization in integers)
 
 
-GOALS = {"tiny": Goals(16 * 1024, 4 * 1024, 2_500_000, 4_500_000), "cnn": Goals(64 * 1024, 6 * 1024, 4_000_000, None)}
+# micro, the distilled microcontroller model, is held to tiny's goals at least.
+GOALS = {"tiny": Goals(16 * 1024, 4 * 1024, 2_500_000, 4_500_000),
+         "micro": Goals(16 * 1024, 4 * 1024, 2_500_000, 4_500_000),
+         "cnn": Goals(64 * 1024, 6 * 1024, 4_000_000, None)}
+# The model's own goals: (parameters, multiply-adds per image).
+SIZE_GOALS = {"micro": (10_000, 600_000)}
 
 
 def row(name: str, result, report=None) -> str:
@@ -95,6 +102,9 @@ def build(name: str) -> tuple[bool, list[str]]:
               "M3 instructions": (goals.m3_instructions is None
                                   or m3.instructions_per_inference <= goals.m3_instructions)}
     rows = [row(name, result, report)]
+    if name in SIZE_GOALS:
+        checks["parameters and multiply-adds"], line = size_check(name)
+        rows.append(line)
     with tempfile.TemporaryDirectory() as tmp:
         # The integer requantization of cores without an FPU, proven on the host on every test image.
         integer = verify_against_onnxruntime(load_integer_model(int8), library, *_test_set(),
@@ -119,6 +129,19 @@ def _test_set():
 
     test = load_split("test")
     return test.images, test.labels
+
+
+def size_check(name: str) -> tuple[bool, str]:
+    """Parameters and multiply-adds of the shipped checkpoint against the model's goals."""
+    from mnist_edge.checkpoint import load_checkpoint
+    from mnist_edge.models import count_macs, count_parameters
+
+    module = load_checkpoint(EXPORTED / "checkpoints" / name).module
+    params, macs = count_parameters(module), count_macs(module)
+    max_params, max_macs = SIZE_GOALS[name]
+    ok = params <= max_params and macs <= max_macs
+    return ok, (f"{name}: {params:,} parameters (goal <= {max_params:,}), {macs:,} multiply-adds per image "
+                f"(goal <= {max_macs:,}): {'met' if ok else 'MISSED'}")
 
 
 def main(argv: list[str] | None = None) -> int:

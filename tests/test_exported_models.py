@@ -70,6 +70,20 @@ def test_the_source_checkpoint_ships_beside_it(folder):
     assert config["recipe"] == source["recipe"]
 
 
+@pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
+def test_a_distilled_model_names_a_teacher_that_ships(folder):
+    """A model trained with a teacher names it (path and weights' sha256), and that teacher is one
+    of the shipped checkpoints, unchanged: anyone can retrain the student from the checkout."""
+    source = manifest_io.load(folder, verify_hash=False)["source"]
+    teacher = source.get("teacher")
+    if teacher is None:
+        assert not source.get("recipe", {}).get("teacher")
+        return
+    assert source["recipe"]["teacher"] == teacher["path"]
+    assert (ROOT / teacher["path"]).parent == EXPORTED / "checkpoints"
+    assert sha256_file(ROOT / teacher["path"] / "model.safetensors") == teacher["sha256"]
+
+
 def test_the_targets_hold():
     def load(name: str) -> dict:
         return manifest_io.load(EXPORTED / name, verify_hash=False)

@@ -21,9 +21,12 @@ _STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "red", "running":
 def pipeline(
     out: Path = typer.Option(..., "--out", help="Folder for everything: checkpoint, models, reports."),
     preset: str = typer.Option("fast", help="Recipe preset: fast, default or seed."),
-    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided (overrides the preset)."),
+    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided, micro (overrides "
+                                      "the preset)."),
     epochs: int | None = typer.Option(None, help="Epochs (overrides the preset)."),
     seed: int | None = typer.Option(None, help="Training seed (overrides the preset)."),
+    teacher: Path | None = typer.Option(None, "--teacher", help="Distil from this teacher: a training run "
+                                        "folder or an exported checkpoint (e.g. exported/checkpoints/cnn)."),
     device: DeviceOption = "auto",
     bench_seconds: float = typer.Option(PIPELINE_BENCH_SECONDS, help="Latency measurement time per model in the "
                                         "bench step."),
@@ -44,7 +47,8 @@ def pipeline(
     """
     from mnist_edge.pipeline import PipelineOptions, run_pipeline
 
-    recipe = make_recipe(preset, arch=arch, epochs=epochs, seed=seed)
+    recipe = make_recipe(preset, arch=arch, epochs=epochs, seed=seed,
+                         teacher=None if teacher is None else str(teacher))
     options = PipelineOptions(recipe=recipe, out=out, device=device, data_dir=data_dir, download=download,
                               resume=resume, force=force, bench_seconds=bench_seconds, web=web)
     with TrainingDisplay() as display:

@@ -18,8 +18,8 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoint, metrics and curves."),
     preset: str | None = typer.Option(None, help="Recipe preset: seed (the original notebook), default "
                                       "(used when none is given), fast."),
-    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided."),
-    width: int | None = typer.Option(None, help="Width knob: mlp hidden units; strided, cnn, tiny first-conv "
+    arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided, micro."),
+    width: int | None = typer.Option(None, help="Width knob: mlp hidden units; strided, cnn, tiny, micro first-conv "
                                      "channels (0: the layout as named)."),
     depth: int | None = typer.Option(None, help="Depth knob: mlp hidden layers; strided stride-2 stages (2 or 3)."),
     epochs: int | None = typer.Option(None, help="Number of epochs."),
@@ -31,6 +31,12 @@ def train(
     seed: int | None = typer.Option(None, help="Seed for weights, shuffling and augmentation."),
     limit: int | None = typer.Option(None, help="Train on the first N training images only (smoke runs)."),
     val_size: int | None = typer.Option(None, help="Validation images carved from the training set."),
+    teacher: Path | None = typer.Option(None, "--teacher", help="Distil from this teacher: a training run "
+                                        "folder or an exported checkpoint (e.g. exported/checkpoints/cnn)."),
+    distill_weight: float | None = typer.Option(None, help="Share of the loss that matches the teacher's "
+                                                "softened outputs, 0 to 1 (default 0.5; needs --teacher)."),
+    temperature: float | None = typer.Option(None, help="Temperature softening the teacher's and the student's "
+                                             "outputs (default 4; needs --teacher)."),
     device: DeviceOption = "auto",
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
@@ -40,17 +46,21 @@ def train(
 ) -> None:
     """Train a model; checkpoints are saved every epoch and on Ctrl-C.
 
-    Explicit options override the preset.
+    Explicit options override the preset. With --teacher the loss mixes the labels'
+    cross-entropy with the KL divergence to the teacher's softened outputs (knowledge
+    distillation).
 
-    Example: mnist-edge train --preset fast --out runs/fast
+    Example: mnist-edge train --preset fast --teacher exported/checkpoints/cnn --out runs/fast-kd
     """
     from mnist_edge.train import train as run_training
 
     requested = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "optimizer": optimizer, "schedule": schedule, "augment": augment, "seed": seed,
                  "train_limit": limit, "val_size": val_size,
-                 "width": width, "depth": depth}
+                 "width": width, "depth": depth, "distill_weight": distill_weight, "temperature": temperature,
+                 "teacher": None if teacher is None else str(teacher)}
     recipe = make_recipe(preset or "default", **requested)
+    check_distill_options(recipe, distill_weight, temperature, resume)
     if resume and preset is not None:
         # A preset given again on --resume must agree with the saved run in every field it sets.
         requested = recipe.to_dict()
@@ -62,6 +72,18 @@ def train(
     run_dir = escape(str(result.run_dir))  # a user's path: "[/x]" in it is no markup
     console.print(f"[bold]done[/]: {run_dir} ({result.params:,} parameters, {result.device}); "
                   f"val acc {_pct(last.get('val_acc'))}. Next: mnist-edge eval {run_dir}")
+
+
+def check_distill_options(recipe: Any, distill_weight: float | None, temperature: float | None,
+                          resume: bool) -> None:
+    """--distill-weight and --temperature mean nothing without a teacher: refuse them, not ignore them."""
+    from mnist_edge.errors import ConfigError
+
+    given = [flag for flag, value in (("--distill-weight", distill_weight), ("--temperature", temperature))
+             if value is not None]
+    if given and not recipe.distilled and not resume:
+        raise ConfigError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} a teacher: add "
+                          "--teacher RUN_OR_CHECKPOINT")
 
 
 class TrainingDisplay:
@@ -85,6 +107,8 @@ class TrainingDisplay:
         console.print(f"training [bold]{r.arch}[/] ({trainer.params:,} parameters) on {trainer.device}: "
                       f"{r.epochs} epochs, batch {r.batch_size}, {r.optimizer} lr {r.lr}, {r.schedule}, "
                       f"augment {'on' if r.augment else 'off'}, seed {r.seed}"
+                      + (f", teacher {escape(r.teacher)} (weight {r.distill_weight:g}, temperature "
+                         f"{r.temperature:g})" if r.distilled else "")
                       + (f" (resuming at epoch {trainer.progress.epoch + 1})" if trainer.progress.epoch
                          or trainer.progress.step else ""))
 
@@ -96,7 +120,8 @@ class TrainingDisplay:
     def epoch(self, result: Any) -> None:
         console.print(f"epoch {result.epoch:>3}: train loss {result.train_loss:.4f} acc {_pct(result.train_acc)}"
                       f" | val loss {_num(result.val_loss)} acc {_pct(result.val_acc)} | lr {result.lr:.4g}"
-                      f" | {result.seconds:.1f}s, {result.images_per_s:,.0f} img/s")
+                      f" | {result.seconds:.1f}s, {result.images_per_s:,.0f} img/s"
+                      + ("" if result.teacher_seconds is None else f" (teacher {result.teacher_seconds:.1f}s)"))
 
 
 def _pct(value: float | None) -> str:

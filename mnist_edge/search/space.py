@@ -257,6 +257,18 @@ def _check_value(source: Source, base: str, key: str, value: Any, where: Table, 
         except ConfigError as exc:
             raise source.fail(key, exc.reason if key == "arch" else f"{exc.reason} (with arch {arch})",
                               where) from exc
+    if key == "teacher" and value:
+        _check_teacher(source, value, where)
+
+
+def _check_teacher(source: Source, path: str, where: Table) -> None:
+    # A teacher that cannot teach is refused before the study starts, not in every trial.
+    from mnist_edge.distill import check_teacher
+
+    try:
+        check_teacher(path)
+    except ConfigError as exc:
+        raise source.fail("teacher", str(exc), where) from exc
 
 
 def recipe_for(config: SearchConfig, values: dict[str, Any]) -> Recipe:
