@@ -247,6 +247,17 @@ def test_a_recipe_without_a_teacher_reads_as_before() -> None:
     assert weighted.to_dict()["distill_weight"] == 0.25 and Recipe.from_dict(weighted.to_dict()) == weighted
 
 
+def test_the_fast_distill_preset_is_fast_taught_by_the_shipped_cnn() -> None:
+    fast, taught = preset("fast"), preset("fast-distill")
+    assert taught.distilled and not fast.distilled
+    assert (ROOT / taught.teacher).resolve() == (ROOT / "exported" / "checkpoints" / "cnn").resolve()
+    info, _ = check_teacher(ROOT / taught.teacher)
+    assert info.arch == "cnn"
+    # the student, its optimizer and its data are fast's: only the length, the rate and the teacher differ
+    same = {k: v for k, v in fast.to_dict().items() if k not in ("epochs", "lr")}
+    assert {k: taught.to_dict()[k] for k in same} == same
+
+
 # --- one home for running a checkpoint ---------------------------------------------------------
 
 

@@ -2,36 +2,190 @@
 #include "model.h"
 
 #define REQUANT_FIXED 0
-#define NEED_CONV_POOL 1
-#define NEED_MAX_POOL 0
-#define NEED_GLOBAL_AVERAGE_POOL 1
-#define NEED_GEMM 1
-#define CONV_MAX_CHANNELS 16
-#define CONV_MAX_TAPS 144
+#ifndef MNIST_EDGE_PAIRS_FIT_16 /* -DMNIST_EDGE_PAIRS_FIT_16=0 takes AVX2's one-product path */
+#define MNIST_EDGE_PAIRS_FIT_16 1
+#endif
 
-/* mnist-edge int8 kernels: int32 accumulation of (x - x_zero) * w, then requantization as
- * onnxruntime's MLAS does it (float32 multiply, clamp, round half to even, zero point).
- * Feature maps are channels-last (HWC). C99, standard headers only, no libm, no malloc, no recursion.
+/* A profiling build (-DMNIST_EDGE_PROFILE=1) calls these around each step's work on one row; the
+ * caller defines them (the board harness reads SysTick). */
+#if defined(MNIST_EDGE_PROFILE) && MNIST_EDGE_PROFILE
+void mnist_edge_profile_begin(void);
+void mnist_edge_profile_end(int step);
+#else
+#define mnist_edge_profile_begin() ((void)0)
+#define mnist_edge_profile_end(step) ((void)0)
+#endif
+
+/* mnist-edge int8 kernels, shared by every target: inlining, the kernel family, word loads and
+ * requantization. C99 with standard headers only: no libc calls, no libm, no malloc, no recursion.
  * Build without fast-math and with -ffp-contract=off: the proof of equality with onnxruntime
- * assumes IEEE float32 arithmetic evaluated in float (FLT_EVAL_METHOD 0). REQUANT_FIXED selects
- * the integer-only requantization instead. */
+ * assumes IEEE float32 arithmetic evaluated in float (FLT_EVAL_METHOD 0). */
 #include <stdint.h>
 
+/* Every kernel is inlined into the step that calls it, so each layer's loops are compiled with
+ * its own constant shapes (no shape arguments at run time, no padding code where it has none). */
+/* Each step is a function of its own: a smaller function is one the compiler keeps in registers. */
+#if defined(__GNUC__)
+#define ME_INLINE static inline __attribute__((always_inline, unused))
+#define ME_STEP static __attribute__((noinline))
+#else
+#define ME_INLINE static inline
+#define ME_STEP static
+#endif
+
+/* Float requantization without an FPU: emulated exactly in integers (below) where the compiler
+ * says there is no floating-point hardware; -DMNIST_EDGE_SOFT_FLOAT=1 forces it anywhere. */
+#ifndef MNIST_EDGE_SOFT_FLOAT
+#if (defined(__arm__) && !defined(__ARM_FP)) || (defined(__riscv) && !defined(__riscv_flen))
+#define MNIST_EDGE_SOFT_FLOAT 1
+#else
+#define MNIST_EDGE_SOFT_FLOAT 0
+#endif
+#endif
+
+/* The kernel family, chosen by the compiler's own macros; -DMNIST_EDGE_ISA=0 forces portable C.
+ * The vector families requantize in float32 vectors: integer-only builds (--requant fixed, or
+ * the integer float emulation) use the pair kernels. */
+#define MNIST_EDGE_ISA_PORTABLE 0
+#define MNIST_EDGE_ISA_ARM_DSP 1 /* Cortex-M4/M7/M33 DSP extension: SMLAD on pairs of 16-bit lanes */
+#define MNIST_EDGE_ISA_X86_AVX2 2 /* VPMADDUBSW: u8 x s8 pairs into 16-bit sums */
+#define MNIST_EDGE_ISA_X86_AVXVNNI 3 /* VPDPBUSD on 256-bit vectors (AVX-VNNI, or AVX-512 VNNI + VL) */
+#define MNIST_EDGE_ISA_X86_AVX512VNNI 4 /* VPDPBUSD on 512-bit vectors */
+#define MNIST_EDGE_ISA_WASM_SIMD128 5 /* WebAssembly SIMD: i32x4.dot_i16x8_s on widened lanes */
+#ifndef MNIST_EDGE_ISA
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_ARM_DSP
+#elif REQUANT_FIXED || MNIST_EDGE_SOFT_FLOAT
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_PORTABLE
+#elif defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_X86_AVX512VNNI
+#elif defined(__AVXVNNI__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_X86_AVXVNNI
+#elif defined(__AVX2__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_X86_AVX2
+#elif defined(__wasm_simd128__)
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_WASM_SIMD128
+#else
+#define MNIST_EDGE_ISA MNIST_EDGE_ISA_PORTABLE
+#endif
+#endif
+/* Kernels that work on two output positions x two output channels from an im2col patch. */
+#define MNIST_EDGE_PAIR_KERNELS (MNIST_EDGE_ISA == MNIST_EDGE_ISA_PORTABLE || MNIST_EDGE_ISA == MNIST_EDGE_ISA_ARM_DSP)
+#define MNIST_EDGE_X86_KERNELS (MNIST_EDGE_ISA >= MNIST_EDGE_ISA_X86_AVX2 && MNIST_EDGE_ISA <= MNIST_EDGE_ISA_X86_AVX512VNNI)
+
+/* Weights are laid out for every family at once: [blocks of 16 output channels][groups of 4
+ * taps][16 channels][4 taps] (emit.blocked_weights). A vector kernel reads a block's group as
+ * one 64-byte vector (or two or four narrower ones); a pair kernel reads its two channels' words. */
+#define ME_BLOCK 16
+
+ME_INLINE int32_t max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
+ME_INLINE int min_int(int a, int b) { return a < b ? a : b; }
+
+/* Four bytes as one little-endian word, at any alignment: one load where the target allows
+ * unaligned loads (a call of memcpy where it does not, e.g. the Cortex-M0: bytes there). */
+ME_INLINE uint32_t load32(const void *p) {
+#if defined(__GNUC__) && (!defined(__arm__) || defined(__ARM_FEATURE_UNALIGNED))
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+#else
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+#endif
+}
+
+/* Requantization: int32 accumulator -> uint8 output, in one of three arithmetics. */
 #if REQUANT_FIXED
-/* Integer-only requantization for cores without an FPU (--requant fixed): scale = multiplier *
- * 2^-shift with a Q31 multiplier in [2^30, 2^31) (exact: a float32 scale has 24 significant
- * bits), one exact 64-bit product, one rounding (half up), clamp, zero point. */
+/* Integer-only requantization (--requant fixed): scale = multiplier * 2^-shift with a Q31
+ * multiplier in [2^30, 2^31) (exact: a float32 scale has 24 significant bits), one exact 64-bit
+ * product, one rounding (half up), clamp, zero point. Within one step of onnxruntime. */
 typedef struct {
     int32_t multiplier;
     int32_t shift; /* 1 to 62 */
 } scale_t;
 
-static uint8_t requantize(int32_t acc, scale_t scale, int32_t zero) {
+ME_INLINE uint8_t requantize(int32_t acc, scale_t scale, int32_t zero, int small) {
     const int64_t product = (int64_t)acc * scale.multiplier + ((int64_t)1 << (scale.shift - 1));
     int32_t q = (int32_t)(product >> scale.shift); /* arithmetic shift: floor, so half rounds up */
+    (void)small;
     if (q < -zero) q = -zero;
     if (q > 255 - zero) q = 255 - zero;
     return (uint8_t)(q + zero);
+}
+#elif MNIST_EDGE_SOFT_FLOAT
+typedef float scale_t;
+
+/* onnxruntime's float32 requantization, emulated exactly with integers for cores without an FPU
+ * (Cortex-M0, M3): the same bits as the float path, at a fraction of libgcc's soft-float cost.
+ * float32(acc) * scale is two roundings to 24 significant bits (half to even): |acc| to float,
+ * where it has more than 24 bits (never in a layer whose accumulator bound the generator proved
+ * below 2^24: `small`), then the exact 48-bit product with the scale's mantissa. That value is
+ * rounded half to even to an integer and clamped: with integer bounds, clamping and rounding
+ * commute. `scale` is a positive normal float32 (checked when the graph is read). */
+ME_INLINE uint32_t float_bits(float f) {
+    union {
+        float f;
+        uint32_t u;
+    } pun;
+    pun.f = f;
+    return pun.u;
+}
+
+ME_INLINE int bit_length32(uint32_t v) {
+#if defined(__GNUC__)
+    return v ? 32 - __builtin_clz(v) : 0;
+#else
+    int n = 0;
+    while (v) { ++n; v >>= 1; }
+    return n;
+#endif
+}
+
+/* v / 2^s, rounded half to even; 1 <= s <= 31. */
+ME_INLINE uint32_t round_shift32(uint32_t v, int s) {
+    const uint32_t q = v >> s, rest = v & ((1u << s) - 1u), half = 1u << (s - 1);
+    return q + (uint32_t)(rest > half || (rest == half && (q & 1u)));
+}
+
+/* p (< 2^49) rounded to 24 significant bits: the mantissa q (<= 2^24) and how far it was shifted. */
+ME_INLINE uint32_t round_to_float(uint64_t p, int *shifted) {
+    const uint32_t hi = (uint32_t)(p >> 32);
+    const int s = (hi ? 32 + bit_length32(hi) : bit_length32((uint32_t)p)) - 24;
+    uint32_t q, rest, half;
+    if (s <= 0) {
+        *shifted = 0;
+        return (uint32_t)p;
+    }
+    *shifted = s;
+    q = (uint32_t)(p >> s);
+    /* the dropped bits and half of 2^s fit 32 bits: s <= 25 */
+    rest = (uint32_t)(p & ((((uint64_t)1) << s) - 1u));
+    half = 1u << (s - 1);
+    return q + (uint32_t)(rest > half || (rest == half && (q & 1u)));
+}
+
+/* A function, not inlined: at some 50 instructions, one copy is worth the call. */
+ME_STEP uint8_t requantize(int32_t acc, scale_t scale, int32_t zero, int small) {
+    const uint32_t bits = float_bits(scale);
+    uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc, q;
+    int shift = 150 - (int)(bits >> 23), s; /* scale = mantissa * 2^-shift */
+    int32_t v;
+    if (acc < 0 && zero == 0) return 0; /* below the lower bound (a ReLU): nothing to round */
+    if (!small && a > 0xFFFFFFu) {      /* (float)acc keeps 24 significant bits */
+        s = bit_length32(a) - 24;
+        a = round_shift32(a, s);
+        shift -= s;
+    }
+    q = round_to_float((uint64_t)a * ((bits & 0x7FFFFFu) | 0x800000u), &s);
+    shift -= s; /* the product is q * 2^-shift, q <= 2^24 */
+    if (shift <= 0) q = 256u;           /* at least 2^23: clamped below */
+    else if (shift > 26) q = 0u;        /* below 1/4: rounds to 0 */
+    else q = round_shift32(q, shift);
+    if (q > 256u) q = 256u;
+    v = acc < 0 ? -(int32_t)q : (int32_t)q;
+    if (v < -zero) v = -zero;
+    if (v > 255 - zero) v = 255 - zero;
+    return (uint8_t)(v + zero);
 }
 #else
 #include <float.h>
@@ -44,119 +198,663 @@ typedef float scale_t;
 
 /* Round half to even without libm: for |f| < 2^22, adding and subtracting 1.5 * 2^23 leaves the
  * integer that IEEE round-to-nearest-even gives (what _mm_cvtps_epi32 does in MLAS). */
-static int32_t round_half_even(float f) {
+ME_INLINE int32_t round_half_even(float f) {
     const float magic = 12582912.0f;
     float r = (f + magic) - magic;
     return (int32_t)r;
 }
 
-static uint8_t requantize(int32_t acc, scale_t scale, int32_t zero) {
+/* onnxruntime's requantization (MLAS MlasRequantizeOutput): float32(acc) * scale, max with the
+ * lower bound, min with the upper one, round half to even, zero point. The value is clamped to
+ * the uint8 range before the conversion, so no target's conversion ever traps or saturates. */
+ME_INLINE uint8_t requantize(int32_t acc, scale_t scale, int32_t zero, int small) {
     float f = (float)acc * scale;
     const float lo = (float)(0 - zero), hi = (float)(255 - zero);
-    if (f < lo) f = lo; /* MLAS: max with the lower bound, then min with the upper one */
+    (void)small;
+    if (f < lo) f = lo;
     if (f > hi) f = hi;
     return (uint8_t)(round_half_even(f) + zero);
 }
 #endif
 
-#if NEED_CONV_POOL
-/* Every output channel at one convolution position, requantized and folded into the running
- * maximum `best` (the max pooling; 0 is below every uint8). The input window is
- * first copied into `patch` (kh * kw * c bytes, in the weights' [kh][kw][c] order; maps are
- * channels-last, so each kernel row is one contiguous run), then each output channel is one dot
- * product of contiguous bytes, which compilers vectorize. `bias` holds bias - x_zero * sum(weights)
- * (folded at generation time), so the products are of raw uint8 values; a tap in the padding
- * reads x_zero, which the folded term cancels. */
-static void conv_at(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias,
-                    const scale_t *scale, int m, int kh, int kw, int y0, int x0, uint8_t x_zero, int32_t y_zero,
-                    uint8_t *patch, uint8_t *best) {
-    const int taps = kh * kw * c;
-    int o, i, j, k, n = 0;
+#if MNIST_EDGE_ISA == MNIST_EDGE_ISA_ARM_DSP
+/* Dot products with the Cortex-M DSP extension, the technique of CMSIS-NN's
+ * arm_nn_mat_mult_kernel_s8_s16: a patch holds one output position's input taps widened once to
+ * 16-bit lanes, two per 32-bit word (UXTB16), and each SMLAD adds two products. Four weights are
+ * read with one load and widened with SXTB16; the odd bytes go to the second word of each pair,
+ * for weights and patch alike, so no lane is ever swapped back. Two positions x two channels per
+ * pass: 8 SMLAD for 16 multiply-adds. The sums are exact: uint8 and int8 fit 16-bit lanes, and
+ * the generator proves the int32 accumulator cannot overflow. */
+#include <arm_acle.h>
+
+typedef uint32_t patch_t;  /* per group of 4 taps: {x0, x2} and {x1, x3} of position a, then of b */
+typedef uint32_t weight_t; /* per group: 4 weights of channel 0, the next word 4 of channel 1 */
+#define ME_WEIGHTS(array) ((array).words)
+
+/* The odd bytes: GCC does not fold a rotate into UXTB16/SXTB16, so the rotated forms are asm. */
+#if defined(__GNUC__)
+ME_INLINE uint32_t uxtb16_odd(uint32_t x) {
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+ME_INLINE int32_t sxtb16_odd(uint32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#else
+ME_INLINE uint32_t uxtb16_odd(uint32_t x) { return __uxtb16(x >> 8); }
+ME_INLINE int32_t sxtb16_odd(uint32_t x) { return __sxtb16((int32_t)(x >> 8)); }
+#endif
+
+/* Taps t..t+3 (t a multiple of 4) of position `slot` (0: a, 1: b), from one word of the map. */
+ME_INLINE void patch_load4(patch_t *patch, int t, int slot, const uint8_t *from) {
+    const uint32_t word = load32(from);
+    patch[t + 2 * slot] = __uxtb16(word);
+    patch[t + 2 * slot + 1] = uxtb16_odd(word);
+}
+
+ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    int g;
+    for (g = groups; g > 0; --g, patch += 4, w += ME_BLOCK) {
+        const int32_t xa_even = (int32_t)patch[0], xa_odd = (int32_t)patch[1];
+        const int32_t xb_even = (int32_t)patch[2], xb_odd = (int32_t)patch[3];
+        int32_t even = __sxtb16((int32_t)w[0]), odd = sxtb16_odd(w[0]);
+        a0 = __smlad(xa_even, even, a0);
+        a0 = __smlad(xa_odd, odd, a0);
+        b0 = __smlad(xb_even, even, b0);
+        b0 = __smlad(xb_odd, odd, b0);
+        even = __sxtb16((int32_t)w[1]);
+        odd = sxtb16_odd(w[1]);
+        a1 = __smlad(xa_even, even, a1);
+        a1 = __smlad(xa_odd, odd, a1);
+        b1 = __smlad(xb_even, even, b1);
+        b1 = __smlad(xb_odd, odd, b1);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* A dense layer's input is read straight from the map (no reuse across positions to pay for a
+ * patch): each word widened on the fly. */
+ME_INLINE void dot_1x2(const uint8_t *x, const weight_t *w, int groups, int32_t acc[2]) {
+    int32_t a0 = acc[0], a1 = acc[1];
+    int g;
+    for (g = groups; g > 0; --g, x += 4, w += ME_BLOCK) {
+        const uint32_t word = load32(x);
+        const int32_t even = (int32_t)__uxtb16(word), odd = (int32_t)uxtb16_odd(word);
+        a0 = __smlad(even, __sxtb16((int32_t)w[0]), a0);
+        a0 = __smlad(odd, sxtb16_odd(w[0]), a0);
+        a1 = __smlad(even, __sxtb16((int32_t)w[1]), a1);
+        a1 = __smlad(odd, sxtb16_odd(w[1]), a1);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#elif MNIST_EDGE_X86_KERNELS
+/* The layers' convolutions and dense layers with x86 SIMD (the technique of MLAS's and XNNPACK's
+ * int8 kernels): output channels across the vector's 32-bit lanes, four output positions per
+ * pass. Each group of 4 taps is one weight vector (16 channels x 4 int8, emit.blocked_weights)
+ * used for every position, and 4 input bytes broadcast to every lane, read straight from the map
+ * (no im2col patch): VPDPBUSD adds the four u8 x s8 products into each lane's int32, exactly.
+ * AVX2 has no VPDPBUSD: VPMADDUBSW adds two products into 16 bits, exact while
+ * 255 * (|w_a| + |w_b|) <= 32767 for every adjacent pair of taps (the 7-bit weights `quantize`
+ * writes always are; the generator checks it, MNIST_EDGE_PAIRS_FIT_16), else one product at a
+ * time. Requantization is vectorised with the very float32 steps of the scalar path, in its
+ * order: convert, multiply, max, min, round half to even (the default rounding mode), zero point. */
+#include <immintrin.h>
+
+typedef uint8_t patch_t; /* not used: these kernels read the map in place */
+typedef int8_t weight_t;
+#define ME_WEIGHTS(array) ((array).v)
+#define ME_POSITIONS 4
+
+#if MNIST_EDGE_ISA == MNIST_EDGE_ISA_X86_AVX512VNNI
+#define ME_LANES 16
+typedef __m512i vint_t;
+ME_INLINE vint_t v_load(const void *p) { return _mm512_loadu_si512(p); }
+ME_INLINE vint_t v_splat(int32_t v) { return _mm512_set1_epi32(v); }
+ME_INLINE vint_t v_max(vint_t a, vint_t b) { return _mm512_max_epi32(a, b); }
+ME_INLINE vint_t v_add(vint_t a, vint_t b) { return _mm512_add_epi32(a, b); }
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) {
+    return _mm512_dpbusd_epi32(acc, _mm512_set1_epi32((int32_t)x4), w);
+}
+ME_INLINE void v_requantize_store(vint_t acc, const float *scale, int32_t zero, uint8_t *out, int count) {
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(scale));
+    __m512i q;
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps((float)(0 - zero))), _mm512_set1_ps((float)(255 - zero)));
+    q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(zero));
+    _mm_mask_storeu_epi8(out, (__mmask16)((1u << count) - 1u), _mm512_cvtepi32_epi8(q));
+}
+#else
+#define ME_LANES 8
+typedef __m256i vint_t;
+ME_INLINE vint_t v_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+ME_INLINE vint_t v_splat(int32_t v) { return _mm256_set1_epi32(v); }
+ME_INLINE vint_t v_max(vint_t a, vint_t b) { return _mm256_max_epi32(a, b); }
+ME_INLINE vint_t v_add(vint_t a, vint_t b) { return _mm256_add_epi32(a, b); }
+#if MNIST_EDGE_ISA == MNIST_EDGE_ISA_X86_AVXVNNI && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) { /* the EVEX form (AVX-512 VNNI + VL) */
+    return _mm256_dpbusd_epi32(acc, _mm256_set1_epi32((int32_t)x4), w);
+}
+#elif MNIST_EDGE_ISA == MNIST_EDGE_ISA_X86_AVXVNNI
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) { /* the VEX form (AVX-VNNI) */
+    return _mm256_dpbusd_avx_epi32(acc, _mm256_set1_epi32((int32_t)x4), w);
+}
+#elif MNIST_EDGE_PAIRS_FIT_16
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi32((int32_t)x4), w); /* exact: checked */
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+#else
+ME_INLINE vint_t v_dot(vint_t acc, uint32_t x4, vint_t w) { /* one product per 16-bit sum: never saturates */
+    const __m256i x = _mm256_set1_epi32((int32_t)x4), even = _mm256_set1_epi16(0x00FF);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i a = _mm256_maddubs_epi16(x, _mm256_and_si256(w, even));
+    const __m256i b = _mm256_maddubs_epi16(x, _mm256_andnot_si256(even, w));
+    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(a, ones), _mm256_madd_epi16(b, ones)));
+}
+#endif
+ME_INLINE void v_requantize_store(vint_t acc, const float *scale, int32_t zero, uint8_t *out, int count) {
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(scale));
+    __m256i q;
+    __m128i bytes;
+    uint8_t all[16];
+    int i;
+    f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps((float)(0 - zero))), _mm256_set1_ps((float)(255 - zero)));
+    q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(zero));
+    bytes = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    bytes = _mm_packus_epi16(bytes, bytes);
+    if (count == 8) {
+        _mm_storel_epi64((__m128i *)(void *)out, bytes);
+        return;
+    }
+    _mm_storeu_si128((__m128i *)(void *)all, bytes);
+    for (i = 0; i < count; ++i) out[i] = all[i];
+}
+#endif
+
+/* The first group of lanes o..o+ME_LANES-1 in a layer's weights (their block, their lanes). */
+ME_INLINE const weight_t *lane_weights(const weight_t *w, int o, int groups) {
+    return w + (o / ME_BLOCK) * groups * ME_BLOCK * 4 + (o % ME_BLOCK) * 4;
+}
+
+/* acc[p] += the dot products of ME_POSITIONS positions with one vector of output channels:
+ * position p reads kernel row i at rows[p][i] + at[p]. The four positions' sums are named
+ * variables, so every compiler keeps them in registers. */
+ME_INLINE void dot_positions(vint_t *acc, const uint8_t *const *const *rows, const int *at, const weight_t *w,
+                             int kh, int row_groups) {
+    vint_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    int i, g;
     for (i = 0; i < kh; ++i) {
-        const int y = y0 + i;
-        for (j = 0; j < kw; ++j) {
-            const int xx = x0 + j;
-            const uint8_t *pixel = x + (y * w + xx) * c;
-            const int inside = y >= 0 && y < h && xx >= 0 && xx < w;
-            for (k = 0; k < c; ++k) patch[n++] = inside ? pixel[k] : x_zero;
+        const uint8_t *x0 = rows[0][i] + at[0], *x1 = rows[1][i] + at[1];
+        const uint8_t *x2 = rows[2][i] + at[2], *x3 = rows[3][i] + at[3];
+        for (g = 0; g < row_groups; ++g, w += ME_BLOCK * 4) {
+            const vint_t weights = v_load(w);
+            s0 = v_dot(s0, load32(x0 + 4 * g), weights);
+            s1 = v_dot(s1, load32(x1 + 4 * g), weights);
+            s2 = v_dot(s2, load32(x2 + 4 * g), weights);
+            s3 = v_dot(s3, load32(x3 + 4 * g), weights);
         }
     }
-    for (o = 0; o < m; ++o) {
-        const int8_t *row = wt + o * taps;
-        int32_t sum = bias[o];
-        uint8_t v;
-        for (k = 0; k < taps; ++k) sum += (int32_t)patch[k] * (int32_t)row[k];
-        v = requantize(sum, scale[o], y_zero);
-        if (v > best[o]) best[o] = v;
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+
+/* One output row of a convolution without pooling: ME_POSITIONS output positions per pass (the
+ * row's last pass repeats its last position), every vector of output channels. */
+ME_INLINE void conv_row(const uint8_t *const *rows, patch_t *patch, const weight_t *w, const int32_t *bias,
+                        const scale_t *scale, int c, int kh, int kw, int sx, int m, int out_w, int32_t y_zero,
+                        int small, uint8_t *out) {
+    const int row_groups = (kw * c + 3) / 4, groups = kh * row_groups;
+    const uint8_t *const *sets[ME_POSITIONS];
+    int x, o, p, at[ME_POSITIONS];
+    (void)patch;
+    (void)small;
+    for (p = 0; p < ME_POSITIONS; ++p) sets[p] = rows;
+    for (x = 0; x < out_w; x += ME_POSITIONS) {
+        for (p = 0; p < ME_POSITIONS; ++p) at[p] = min_int(x + p, out_w - 1) * sx * c;
+        for (o = 0; o < m; o += ME_LANES) {
+            vint_t acc[ME_POSITIONS];
+            for (p = 0; p < ME_POSITIONS; ++p) acc[p] = v_load(bias + o);
+            dot_positions(acc, sets, at, lane_weights(w, o, groups), kh, row_groups);
+            for (p = 0; p < ME_POSITIONS && x + p < out_w; ++p)
+                v_requantize_store(acc[p], scale + o, y_zero, out + (x + p) * m + o, min_int(ME_LANES, m - o));
+        }
     }
 }
 
-/* Convolution followed by max pooling (pool 1 / stride 1 when there is none): each pooled value
- * is the maximum of its requantized convolution outputs, so the full convolution output never
- * exists. */
-static void conv_pool(const uint8_t *x, int h, int w, int c, const int8_t *wt, const int32_t *bias,
-                      const scale_t *scale, int m, int kh, int kw, int sy, int sx, int pt, int pl, int32_t x_zero,
-                      int32_t y_zero, int pk, int ps, uint8_t *out, int out_h, int out_w) {
-    uint8_t best[CONV_MAX_CHANNELS];
-    uint8_t patch[CONV_MAX_TAPS];
-    int o, py, px, i, j;
-    for (py = 0; py < out_h; ++py) {
-        for (px = 0; px < out_w; ++px) {
-            for (o = 0; o < m; ++o) best[o] = 0;
-            for (i = 0; i < pk; ++i) {
-                for (j = 0; j < pk; ++j) {
-                    conv_at(x, h, w, c, wt, bias, scale, m, kh, kw, (py * ps + i) * sy - pt,
-                            (px * ps + j) * sx - pl, (uint8_t)x_zero, y_zero, patch, best);
+/* One output row of a convolution with the max pooling after it fused: the window's positions
+ * ME_POSITIONS at a time (the last pass repeats its last position: the maximum does not mind),
+ * the maximum taken on the int32 sums, one requantization per pooled output. */
+ME_INLINE void conv_pool_row(const uint8_t *const *rows, patch_t *patch, int32_t *best, const weight_t *w,
+                             const int32_t *bias, const scale_t *scale, int c, int kh, int kw, int sx, int m, int pk,
+                             int ps, int out_w, int32_t y_zero, int small, uint8_t *out) {
+    const int row_groups = (kw * c + 3) / 4, groups = kh * row_groups, window = pk * pk;
+    const uint8_t *const *sets[ME_POSITIONS];
+    int x, o, p, q, at[ME_POSITIONS];
+    (void)patch;
+    (void)best;
+    (void)small;
+    for (x = 0; x < out_w; ++x)
+        for (o = 0; o < m; o += ME_LANES) {
+            vint_t most = v_splat(INT32_MIN);
+            for (q = 0; q < window; q += ME_POSITIONS) {
+                vint_t acc[ME_POSITIONS];
+                for (p = 0; p < ME_POSITIONS; ++p) {
+                    const int at_window = min_int(q + p, window - 1);
+                    sets[p] = rows + (at_window / pk) * kh;
+                    at[p] = (x * ps + at_window % pk) * sx * c;
+                    acc[p] = v_load(bias + o);
+                }
+                dot_positions(acc, sets, at, lane_weights(w, o, groups), kh, row_groups);
+                for (p = 0; p < ME_POSITIONS; ++p) most = v_max(most, acc[p]);
+            }
+            v_requantize_store(most, scale + o, y_zero, out + x * m + o, min_int(ME_LANES, m - o));
+        }
+}
+
+/* A dense layer over a flat input of `taps` bytes: one vector of output channels at a time, the
+ * groups split over ME_POSITIONS accumulators so the additions do not wait on each other. */
+ME_INLINE void gemm(const uint8_t *x, const weight_t *w, const int32_t *bias, const scale_t *scale, int taps,
+                    int n, int32_t y_zero, int small, uint8_t *out) {
+    const int groups = (taps + 3) / 4;
+    int o, g, p;
+    (void)small;
+    for (o = 0; o < n; o += ME_LANES) {
+        const weight_t *wo = lane_weights(w, o, groups);
+        vint_t acc[ME_POSITIONS];
+        acc[0] = v_load(bias + o);
+        for (p = 1; p < ME_POSITIONS; ++p) acc[p] = v_splat(0);
+        for (g = 0; g < groups; ++g, wo += ME_BLOCK * 4)
+            acc[g % ME_POSITIONS] = v_dot(acc[g % ME_POSITIONS], load32(x + 4 * g), v_load(wo));
+        for (p = 1; p < ME_POSITIONS; ++p) acc[0] = v_add(acc[0], acc[p]);
+        v_requantize_store(acc[0], scale + o, y_zero, out + o, min_int(ME_LANES, n - o));
+    }
+}
+#elif MNIST_EDGE_ISA == MNIST_EDGE_ISA_WASM_SIMD128
+/* The layers' convolutions and dense layers with WebAssembly SIMD (128-bit, no relaxed SIMD, no
+ * FMA: the same bits in every engine): four output channels across the lanes, four output
+ * positions per pass. Four input bytes are broadcast and widened to 16 bits (x0..x3 twice), the
+ * four channels' weights (16 int8, emit.blocked_weights) widened to two vectors of 16-bit lanes,
+ * and i32x4.dot_i16x8_s adds products in pairs: each channel's sum is kept as two partial sums
+ * (taps 0-1 and 2-3) and folded once at the end, exactly (int32, no saturation). Requantization
+ * in float32 vectors with the scalar path's steps in its order: convert, multiply, clamp with
+ * pmax/pmin (C's `f < lo ? lo : f`), round half to even (f32x4.nearest), zero point. */
+#include <wasm_simd128.h>
+
+typedef uint8_t patch_t; /* not used: these kernels read the map in place */
+typedef int8_t weight_t;
+#define ME_WEIGHTS(array) ((array).v)
+#define ME_POSITIONS 4
+#define ME_LANES 4
+
+/* Four channels' partial sums for one position: {c0 taps 0-1, c0 taps 2-3, c1 ...} and c2, c3. */
+typedef struct {
+    v128_t low, high;
+} pairs_t;
+
+ME_INLINE pairs_t pairs_dot(pairs_t acc, const uint8_t *x, v128_t w_low, v128_t w_high) {
+    const v128_t x16 = wasm_u16x8_extend_low_u8x16(wasm_v128_load32_splat(x));
+    acc.low = wasm_i32x4_add(acc.low, wasm_i32x4_dot_i16x8(x16, w_low));
+    acc.high = wasm_i32x4_add(acc.high, wasm_i32x4_dot_i16x8(x16, w_high));
+    return acc;
+}
+
+/* The four channels' sums, each its two partial sums added, plus the bias. */
+ME_INLINE v128_t pairs_sum(pairs_t acc, const int32_t *bias) {
+    const v128_t even = wasm_i32x4_shuffle(acc.low, acc.high, 0, 2, 4, 6);
+    const v128_t odd = wasm_i32x4_shuffle(acc.low, acc.high, 1, 3, 5, 7);
+    return wasm_i32x4_add(wasm_v128_load(bias), wasm_i32x4_add(even, odd));
+}
+
+ME_INLINE void requantize_store(v128_t acc, const float *scale, int32_t zero, uint8_t *out, int count) {
+    v128_t f = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(acc), wasm_v128_load(scale));
+    v128_t q;
+    uint8_t all[16];
+    int i;
+    f = wasm_f32x4_pmax(f, wasm_f32x4_splat((float)(0 - zero)));
+    f = wasm_f32x4_pmin(f, wasm_f32x4_splat((float)(255 - zero)));
+    q = wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(f)), wasm_i32x4_splat(zero));
+    q = wasm_u8x16_narrow_i16x8(wasm_u16x8_narrow_i32x4(q, q), wasm_u16x8_narrow_i32x4(q, q));
+    if (count == 4) {
+        wasm_v128_store32_lane(out, q, 0);
+        return;
+    }
+    wasm_v128_store(all, q);
+    for (i = 0; i < count; ++i) out[i] = all[i];
+}
+
+/* The first group of channels o..o+3 in a layer's weights (their block, their lanes). */
+ME_INLINE const weight_t *lane_weights(const weight_t *w, int o, int groups) {
+    return w + (o / ME_BLOCK) * groups * ME_BLOCK * 4 + (o % ME_BLOCK) * 4;
+}
+
+/* acc[p] += ME_POSITIONS positions x four channels: position p reads kernel row i at rows[p][i] + at[p].
+ * The four positions' sums are named variables, not an array: WebAssembly keeps them in locals
+ * (registers), where an indexed array would live in linear memory. */
+ME_INLINE void dot_positions(pairs_t *acc, const uint8_t *const *const *rows, const int *at, const weight_t *w,
+                             int kh, int row_groups) {
+    pairs_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    int i, g;
+    for (i = 0; i < kh; ++i) {
+        const uint8_t *x0 = rows[0][i] + at[0], *x1 = rows[1][i] + at[1];
+        const uint8_t *x2 = rows[2][i] + at[2], *x3 = rows[3][i] + at[3];
+        for (g = 0; g < row_groups; ++g, w += ME_BLOCK * 4) {
+            const v128_t weights = wasm_v128_load(w);
+            const v128_t low = wasm_i16x8_extend_low_i8x16(weights), high = wasm_i16x8_extend_high_i8x16(weights);
+            s0 = pairs_dot(s0, x0 + 4 * g, low, high);
+            s1 = pairs_dot(s1, x1 + 4 * g, low, high);
+            s2 = pairs_dot(s2, x2 + 4 * g, low, high);
+            s3 = pairs_dot(s3, x3 + 4 * g, low, high);
+        }
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+
+ME_INLINE void clear(pairs_t *acc) {
+    int p;
+    for (p = 0; p < ME_POSITIONS; ++p) acc[p].low = acc[p].high = wasm_i32x4_splat(0);
+}
+
+/* One output row of a convolution without pooling: ME_POSITIONS output positions per pass (the
+ * row's last pass repeats its last position), four output channels at a time. */
+ME_INLINE void conv_row(const uint8_t *const *rows, patch_t *patch, const weight_t *w, const int32_t *bias,
+                        const scale_t *scale, int c, int kh, int kw, int sx, int m, int out_w, int32_t y_zero,
+                        int small, uint8_t *out) {
+    const int row_groups = (kw * c + 3) / 4, groups = kh * row_groups;
+    const uint8_t *const *sets[ME_POSITIONS];
+    int x, o, p, at[ME_POSITIONS];
+    (void)patch;
+    (void)small;
+    for (p = 0; p < ME_POSITIONS; ++p) sets[p] = rows;
+    for (x = 0; x < out_w; x += ME_POSITIONS) {
+        for (p = 0; p < ME_POSITIONS; ++p) at[p] = min_int(x + p, out_w - 1) * sx * c;
+        for (o = 0; o < m; o += ME_LANES) {
+            pairs_t acc[ME_POSITIONS];
+            clear(acc);
+            dot_positions(acc, sets, at, lane_weights(w, o, groups), kh, row_groups);
+            for (p = 0; p < ME_POSITIONS && x + p < out_w; ++p)
+                requantize_store(pairs_sum(acc[p], bias + o), scale + o, y_zero, out + (x + p) * m + o,
+                                 min_int(ME_LANES, m - o));
+        }
+    }
+}
+
+/* One output row of a convolution with the max pooling after it fused: the window's positions
+ * ME_POSITIONS at a time (the last pass repeats its last position: the maximum does not mind),
+ * the maximum taken on the int32 sums, one requantization per pooled output. */
+ME_INLINE void conv_pool_row(const uint8_t *const *rows, patch_t *patch, int32_t *best, const weight_t *w,
+                             const int32_t *bias, const scale_t *scale, int c, int kh, int kw, int sx, int m, int pk,
+                             int ps, int out_w, int32_t y_zero, int small, uint8_t *out) {
+    const int row_groups = (kw * c + 3) / 4, groups = kh * row_groups, window = pk * pk;
+    const uint8_t *const *sets[ME_POSITIONS];
+    int x, o, p, q, at[ME_POSITIONS];
+    (void)patch;
+    (void)best;
+    (void)small;
+    for (x = 0; x < out_w; ++x)
+        for (o = 0; o < m; o += ME_LANES) {
+            v128_t most = wasm_i32x4_splat(INT32_MIN);
+            for (q = 0; q < window; q += ME_POSITIONS) {
+                pairs_t acc[ME_POSITIONS];
+                for (p = 0; p < ME_POSITIONS; ++p) {
+                    const int at_window = min_int(q + p, window - 1);
+                    sets[p] = rows + (at_window / pk) * kh;
+                    at[p] = (x * ps + at_window % pk) * sx * c;
+                }
+                clear(acc);
+                dot_positions(acc, sets, at, lane_weights(w, o, groups), kh, row_groups);
+                for (p = 0; p < ME_POSITIONS; ++p) most = wasm_i32x4_max(most, pairs_sum(acc[p], bias + o));
+            }
+            requantize_store(most, scale + o, y_zero, out + x * m + o, min_int(ME_LANES, m - o));
+        }
+}
+
+/* A dense layer over a flat input of `taps` bytes: four output channels at a time, the groups
+ * split over ME_POSITIONS accumulators so the additions do not wait on each other. */
+ME_INLINE void gemm(const uint8_t *x, const weight_t *w, const int32_t *bias, const scale_t *scale, int taps,
+                    int n, int32_t y_zero, int small, uint8_t *out) {
+    const int groups = (taps + 3) / 4;
+    int o, g, p;
+    (void)small;
+    for (o = 0; o < n; o += ME_LANES) {
+        const weight_t *wo = lane_weights(w, o, groups);
+        pairs_t acc[ME_POSITIONS];
+        clear(acc);
+        for (g = 0; g < groups; ++g, wo += ME_BLOCK * 4) {
+            const v128_t weights = wasm_v128_load(wo);
+            acc[g % ME_POSITIONS] = pairs_dot(acc[g % ME_POSITIONS], x + 4 * g, wasm_i16x8_extend_low_i8x16(weights),
+                                              wasm_i16x8_extend_high_i8x16(weights));
+        }
+        for (p = 1; p < ME_POSITIONS; ++p) {
+            acc[0].low = wasm_i32x4_add(acc[0].low, acc[p].low);
+            acc[0].high = wasm_i32x4_add(acc[0].high, acc[p].high);
+        }
+        requantize_store(pairs_sum(acc[0], bias + o), scale + o, y_zero, out + o, min_int(ME_LANES, n - o));
+    }
+}
+#else
+/* Dot products in portable C (any core: Cortex-M0/M3, hosts without SIMD). A patch holds two
+ * output positions' input taps, copied from the map as bytes, per group of 4 taps position a's
+ * then position b's; register blocking uses each input byte for two output channels and each
+ * weight for two positions, so a multiply-add costs one load instead of two. A channel pair's
+ * weights: 4 taps of each channel per group, a block's row apart (common.c). */
+typedef uint8_t patch_t;
+typedef int8_t weight_t;
+#define ME_WEIGHTS(array) ((array).v)
+
+/* Taps t..t+3 (t a multiple of 4) of position `slot` (0: a, 1: b), copied from the map. */
+ME_INLINE void patch_load4(patch_t *patch, int t, int slot, const uint8_t *from) {
+    patch_t *to = patch + 2 * t + 4 * slot;
+    to[0] = from[0];
+    to[1] = from[1];
+    to[2] = from[2];
+    to[3] = from[3];
+}
+
+#define ME_TAP_2X2(t)                                                          \
+    {                                                                          \
+        const int32_t xa_ = patch[t], xb_ = patch[4 + t], w0_ = w[t], w1_ = w[4 + t]; \
+        a0 += xa_ * w0_;                                                       \
+        a1 += xa_ * w1_;                                                       \
+        b0 += xb_ * w0_;                                                       \
+        b1 += xb_ * w1_;                                                       \
+    }
+
+/* acc {a0, a1, b0, b1} += positions a and b x channels 0 and 1 over `groups` groups of 4 taps. */
+ME_INLINE void dot_2x2(const patch_t *patch, const weight_t *w, int groups, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    int g;
+    for (g = groups; g > 0; --g, patch += 8, w += 4 * ME_BLOCK) {
+        ME_TAP_2X2(0)
+        ME_TAP_2X2(1)
+        ME_TAP_2X2(2)
+        ME_TAP_2X2(3)
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* acc {0, 1} += one flat input x channels 0 and 1 over `groups` groups of 4 taps (a dense layer). */
+ME_INLINE void dot_1x2(const uint8_t *x, const weight_t *w, int groups, int32_t acc[2]) {
+    int32_t a0 = acc[0], a1 = acc[1];
+    int g, t;
+    for (g = 0; g < groups; ++g, x += 4, w += 4 * ME_BLOCK)
+        for (t = 0; t < 4; ++t) {
+            a0 += x[t] * w[t];
+            a1 += x[t] * w[4 + t];
+        }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#endif
+
+#if MNIST_EDGE_PAIR_KERNELS
+/* The layers' convolutions and dense layers for the pair kernels (portable C, Cortex-M DSP):
+ * two output positions x two output channels per pass over an im2col patch (dot_*.c). */
+
+/* Channel pair o's weights (o even): in its block of 16 channels, its two channels' 4 taps of the
+ * first group; the next group is a block's row further (ME_GROUP_STRIDE). */
+#define PAIR_WEIGHTS(w, o, groups) \
+    ((w) + (((o) / ME_BLOCK) * (groups) * ME_BLOCK * 4 + ((o) % ME_BLOCK) * 4) / (int)sizeof(weight_t))
+
+/* One position's taps into its slot of a patch (0: position a, 1: b): kh kernel rows from x in
+ * each row, each row's kw * c taps rounded up to whole groups of 4 and copied a word at a time.
+ * The bytes past a row's taps (a first layer's 3 x 1 rows, say) meet zero weights; they are still
+ * inside the arena or the padding row, which both end with a word to spare. */
+ME_INLINE void load_patch(patch_t *patch, int slot, const uint8_t *const *rows, int x, int kh, int row_taps) {
+    const int row_groups = (row_taps + 3) / 4;
+    int i, g;
+    for (i = 0; i < kh; ++i)
+        for (g = 0; g < row_groups; ++g) patch_load4(patch, (i * row_groups + g) * 4, slot, rows[i] + x + 4 * g);
+}
+
+/* One output row of a convolution without pooling: output positions in pairs (an odd width's
+ * last pair overlaps the one before it), each pair's patches loaded once for every output
+ * channel pair. */
+ME_INLINE void conv_row(const uint8_t *const *rows, patch_t *patch, const weight_t *w, const int32_t *bias,
+                        const scale_t *scale, int c, int kh, int kw, int sx, int m, int out_w, int32_t y_zero,
+                        int small, uint8_t *out) {
+    const int groups = kh * ((kw * c + 3) / 4), pair = out_w > 1;
+    int x, o;
+    for (x = 0; x < out_w; x += 2) {
+        const int xa = pair ? min_int(x, out_w - 2) : 0, xb = xa + pair;
+        load_patch(patch, 0, rows, xa * sx * c, kh, kw * c);
+        load_patch(patch, 1, rows, xb * sx * c, kh, kw * c);
+        for (o = 0; o < m; o += 2) {
+            int32_t acc[4];
+            acc[0] = acc[2] = bias[o];
+            acc[1] = acc[3] = bias[o + 1];
+            dot_2x2(patch, PAIR_WEIGHTS(w, o, groups), groups, acc);
+            out[xa * m + o] = requantize(acc[0], scale[o], y_zero, small);
+            out[xb * m + o] = requantize(acc[2], scale[o], y_zero, small);
+            if (o + 1 < m) {
+                out[xa * m + o + 1] = requantize(acc[1], scale[o + 1], y_zero, small);
+                out[xb * m + o + 1] = requantize(acc[3], scale[o + 1], y_zero, small);
+            }
+        }
+    }
+}
+
+/* One output row of a convolution with the max pooling after it fused: each row of the window in
+ * pairs of positions (an odd window's last pair overlaps: the maximum does not mind), the maximum
+ * kept on the int32 accumulators in `best`, and one requantization per pooled output. Exact:
+ * requantization never decreases as the accumulator grows (its scale is positive), so max then
+ * requantize equals requantize then max. */
+ME_INLINE void conv_pool_row(const uint8_t *const *rows, patch_t *patch, int32_t *best, const weight_t *w,
+                             const int32_t *bias, const scale_t *scale, int c, int kh, int kw, int sx, int m, int pk,
+                             int ps, int out_w, int32_t y_zero, int small, uint8_t *out) {
+    const int groups = kh * ((kw * c + 3) / 4), pair = pk > 1;
+    int x, o, i, j;
+    for (x = 0; x < out_w; ++x) {
+        for (o = 0; o < m + m % 2; ++o) best[o] = INT32_MIN;
+        for (i = 0; i < pk; ++i)
+            for (j = 0; j < pk; j += 2) {
+                const int xa = (x * ps + (pair ? min_int(j, pk - 2) : 0)) * sx * c;
+                load_patch(patch, 0, rows + i * kh, xa, kh, kw * c);
+                load_patch(patch, 1, rows + i * kh, xa + pair * sx * c, kh, kw * c);
+                for (o = 0; o < m; o += 2) {
+                    int32_t acc[4];
+                    acc[0] = acc[2] = bias[o];
+                    acc[1] = acc[3] = bias[o + 1];
+                    dot_2x2(patch, PAIR_WEIGHTS(w, o, groups), groups, acc);
+                    best[o] = max_i32(best[o], max_i32(acc[0], acc[2]));
+                    best[o + 1] = max_i32(best[o + 1], max_i32(acc[1], acc[3]));
                 }
             }
-            for (o = 0; o < m; ++o) out[(py * out_w + px) * m + o] = best[o];
+        for (o = 0; o < m; ++o) out[x * m + o] = requantize(best[o], scale[o], y_zero, small);
+    }
+}
+
+/* A dense layer over a flat input of `taps` bytes, output channels in pairs. */
+ME_INLINE void gemm(const uint8_t *x, const weight_t *w, const int32_t *bias, const scale_t *scale, int taps,
+                    int n, int32_t y_zero, int small, uint8_t *out) {
+    const int groups = (taps + 3) / 4;
+    int o, k;
+    for (o = 0; o < n; o += 2) {
+        int32_t acc[2];
+        acc[0] = bias[o];
+        acc[1] = bias[o + 1];
+        dot_1x2(x, PAIR_WEIGHTS(w, o, groups), groups, acc);
+        for (k = 0; k < 2 && o + k < n; ++k) out[o + k] = requantize(acc[k], scale[o + k], y_zero, small);
+    }
+}
+
+#endif
+
+/* The layers, one output row at a time, over maps stored channels-last (HWC) as rings of rows
+ * (plan.py). Each is inlined into its step with constant shapes. A convolution's `bias` holds
+ * bias - x_zero * sum(weights) (folded at generation time), so the products are of raw uint8
+ * values; a padding tap holds x_zero, which the folded term cancels. */
+
+/* The input rows one output row reads: rows[i * kh + j] is map row (row * ps + i) * sy - pt + j
+ * of the window's i-th convolution row, in a ring of `ring` rows, or the padding row outside it. */
+ME_INLINE void window_rows(const uint8_t **rows, const uint8_t *map, int ring, int stride, int height,
+                           const uint8_t *pad_row, int row, int pk, int ps, int kh, int sy, int pt) {
+    int i, j;
+    for (i = 0; i < pk; ++i)
+        for (j = 0; j < kh; ++j) {
+            const int y = (row * ps + i) * sy - pt + j;
+            rows[i * kh + j] = y < 0 || y >= height ? pad_row : map + (y % ring) * stride;
         }
-    }
 }
-#endif
 
-#if NEED_MAX_POOL
-static void max_pool(const uint8_t *x, int w, int c, int k, int s, uint8_t *out, int out_h, int out_w) {
-    int ci, py, px, i, j;
-    for (py = 0; py < out_h; ++py)
-        for (px = 0; px < out_w; ++px)
-            for (ci = 0; ci < c; ++ci) {
-                uint8_t best = 0;
-                for (i = 0; i < k; ++i)
-                    for (j = 0; j < k; ++j) {
-                        const uint8_t v = x[((py * s + i) * w + px * s + j) * c + ci];
-                        if (v > best) best = v;
-                    }
-                out[(py * out_w + px) * c + ci] = best;
-            }
+/* One output row of a max pooling (no padding): rows are the k input rows it reads. */
+ME_INLINE void max_pool_row(const uint8_t *const *rows, int c, int k, int s, int out_w, uint8_t *out) {
+    int x, ci, i, j;
+    for (x = 0; x < out_w; ++x)
+        for (ci = 0; ci < c; ++ci) {
+            uint8_t best = 0;
+            for (i = 0; i < k; ++i)
+                for (j = 0; j < k; ++j) {
+                    const uint8_t v = rows[i][(x * s + j) * c + ci];
+                    if (v > best) best = v;
+                }
+            out[x * c + ci] = best;
+        }
 }
-#endif
 
-#if NEED_GLOBAL_AVERAGE_POOL
 /* QLinearGlobalAveragePool: the sum less x_zero per pixel, times x_scale / (y_scale * pixels). */
-static void global_average_pool(const uint8_t *x, int c, int pixels, int32_t x_zero, scale_t scale, int32_t y_zero,
-                                uint8_t *out) {
-    int ci, i;
+ME_INLINE void global_average_pool(const uint8_t *map, int stride, int h, int w, int c, int32_t x_zero,
+                                   scale_t scale, int32_t y_zero, int small, uint8_t *out) {
+    int ci, y, x;
     for (ci = 0; ci < c; ++ci) {
-        int32_t acc = -x_zero * pixels;
-        for (i = 0; i < pixels; ++i) acc += x[i * c + ci]; /* channels-last */
-        out[ci] = requantize(acc, scale, y_zero);
+        int32_t acc = -x_zero * h * w;
+        for (y = 0; y < h; ++y)
+            for (x = 0; x < w; ++x) acc += map[y * stride + x * c + ci];
+        out[ci] = requantize(acc, scale, y_zero, small);
     }
 }
 
-#endif
+/* One row of the model's input: raw pixels through the table (normalization and quantization,
+ * as onnxruntime computes them), written between the row's padding columns. */
+ME_INLINE void input_row(const uint8_t *pixels, int row, int width, const uint8_t *table, uint8_t *out) {
+    int i;
+    for (i = 0; i < width; ++i) out[i] = table[pixels[row * width + i]];
+}
 
-#if NEED_GEMM
-static void gemm(const uint8_t *x, int k, const int8_t *wt, const int32_t *bias, const scale_t *scale, int n,
-                 int32_t x_zero, int32_t y_zero, uint8_t *out) {
-    int o, i;
-    for (o = 0; o < n; ++o) {
-        int32_t acc = bias[o];
-        for (i = 0; i < k; ++i) acc += ((int32_t)x[i] - x_zero) * (int32_t)wt[o * k + i];
-        out[o] = requantize(acc, scale[o], y_zero);
+/* The padding columns of every row of a ring, set to the map's zero point (by the step that writes
+ * the map, before its first row). */
+ME_INLINE void fill_padding(uint8_t *map, int rows, int stride, int left, int right, int width, int c,
+                            uint8_t zero) {
+    int r, i;
+    for (r = 0; r < rows; ++r) {
+        for (i = 0; i < left * c; ++i) map[r * stride + i] = zero;
+        for (i = (left + width) * c; i < (left + width + right) * c; ++i) map[r * stride + i] = zero;
     }
 }
-#endif
 
 static const uint8_t input_table[256] = {
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
@@ -176,593 +874,707 @@ static const uint8_t input_table[256] = {
     224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234, 235, 236, 237, 238, 239,
     240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253, 254, 255
 };
-static const int8_t w0[72] = {
-    7, -49, -37, -64, -7, 43, 49, 47, 12, 28, 4, -42, 23, -64, -7, -50,
-    -21, 33, 21, -53, -47, 64, -9, -39, 28, 28, 40, -38, 27, 18, -43, -41,
-    25, 0, -29, -64, 63, 43, 64, -39, 7, 36, -62, -55, -54, -29, -33, 61,
-    -49, -15, 64, -32, 1, 27, -44, -42, 21, 27, -64, -17, 43, 12, -60, 2,
-    11, 43, -6, 14, 25, 36, 41, 64
-};
-static const int32_t b0[8] = {
-    792, 5171, -171, 6780, -29, 12, 3078, -26182
-};
-static const scale_t s0[8] = {
-    0x1.aea2a60000000p-8f, 0x1.43efa40000000p-7f, 0x1.55bdaa0000000p-8f, 0x1.2971340000000p-7f, 0x1.16c98e0000000p-8f, 0x1.64eb760000000p-8f, 0x1.44e7080000000p-7f, 0x1.9fc5a80000000p-9f
-};
-static const int8_t w1[1152] = {
-    41, -22, 19, -18, 21, -16, 13, -48, 5, 2, 25, -21, -35, -12, -20, -22,
-    21, 10, 16, -19, -11, -5, -27, -18, 38, 21, -10, -31, -16, -4, -10, 4,
-    -3, -10, -1, -24, -8, -24, -21, -13, -12, -5, 27, -2, 14, -2, 19, -20,
-    29, -6, -2, -64, 4, -43, -23, 34, -12, -9, 0, -12, 48, -11, -10, -24,
-    -18, -33, 44, 20, 4, 39, 6, -2, -12, -1, -1, -5, -10, 13, -5, -5,
-    -10, 4, 6, -5, -3, 13, 3, 8, 3, 8, -2, -3, 5, 5, -6, -5,
-    -14, -5, 7, 19, 1, 4, 10, -4, -19, 2, 4, 18, 10, 12, 17, 10,
-    -15, 17, -6, 5, 6, -26, 5, -5, -31, -4, -64, 38, 62, -29, -18, -20,
-    31, 45, -52, 6, -11, -26, -13, -13, 24, 27, -46, -13, -31, -11, -40, 5,
-    9, -1, 7, 27, 27, -25, 1, -32, 13, -22, -2, 8, 33, -2, 1, -5,
-    -10, -31, 22, 6, 9, 24, 15, 20, 25, -10, -17, 19, 28, -41, 0, -22,
-    5, -4, -25, 4, 7, -19, -5, 18, -34, 17, -49, -34, -8, 38, -24, 40,
-    50, 16, -35, -13, -7, -1, -20, 25, 5, 15, -29, -18, 2, 10, -25, 28,
-    12, 31, -8, -64, -7, 6, -40, -18, 12, -8, 17, -7, 19, -10, 8, 2,
-    0, -12, 3, -5, 5, 2, -8, -5, -5, 17, -21, -12, -9, 0, -10, 6,
-    6, 6, 6, 0, 2, -21, -10, 1, 2, 0, -9, -1, 7, -15, -22, -6,
-    11, 35, -4, -9, 12, -24, -14, -13, -14, -4, 6, 7, 18, -40, -5, -1,
-    15, -9, -7, 1, 5, -42, 0, -2, -8, -12, -1, 1, -2, -64, 9, -2,
-    -2, 3, 16, -56, -2, 25, 2, 20, -41, 11, -17, -42, 1, 61, -6, -11,
-    -18, 3, 32, -37, -34, 54, -2, -1, -39, -37, 64, 21, 23, -16, 24, -42,
-    2, -56, 30, 25, -31, 32, -3, -17, 14, -19, 11, -40, 6, 23, -24, -5,
-    27, -15, 53, 16, 37, -8, 13, -30, 32, -8, 2, -34, -12, -44, -46, -7,
-    12, 19, -5, -36, 35, -31, -32, -6, -11, -7, -28, 32, -53, -32, 36, 10,
-    24, 4, 2, 25, -33, -63, 1, -13, -13, -33, -3, 19, -31, -52, 38, -32,
-    -9, 2, -10, -4, 1, 17, 26, 6, 1, -7, 21, 4, -26, 9, -3, 17,
-    -28, -32, -4, 17, -40, -4, 6, -20, -33, -6, 1, 3, -26, 33, 15, 16,
-    -33, 6, 15, 0, -35, 23, -11, 31, -31, 11, -4, 31, -64, -55, -1, -5,
-    -9, -19, 12, -11, -10, 15, 0, 5, 5, 15, -7, -45, -17, 1, -52, 4,
-    7, 14, -9, 1, 27, -30, -15, -8, -8, 5, 1, -51, -29, 34, -34, 35,
-    -12, -3, -25, -11, 5, -8, -15, -4, 5, -5, 5, 34, 32, -8, 36, -8,
-    -64, 4, 39, -7, -19, 22, 10, -10, -11, -20, 37, 12, 9, -19, 18, -20,
-    28, -21, -8, 20, 9, 17, 17, -2, 7, 19, 7, -25, -2, 5, 27, 10,
-    3, 0, 1, -12, -26, -7, -18, -9, 35, 14, -32, -18, 14, -23, -46, 0,
-    -53, -17, 11, 6, -32, 5, 23, -6, 10, -23, 34, -5, -55, 13, 12, -15,
-    56, -11, 1, -42, -32, -26, -24, 15, -42, -2, -24, 8, 50, -8, 1, -25,
-    -28, -22, -22, 12, 58, -18, -1, -23, 15, -18, -1, 17, 64, -8, 5, 13,
-    -14, 2, 25, -18, 22, 16, 28, 29, -32, -19, 16, -13, -6, 4, 33, 13,
-    -64, 26, 13, 9, -33, -12, 6, -18, 18, 12, -2, -13, -6, 38, -14, 11,
-    -26, 5, 3, -7, -9, -4, -5, -8, 5, 42, 7, 17, -32, 5, -22, -26,
-    -5, 21, 14, -9, -10, 3, 3, 12, -10, 29, -10, -2, -7, -29, -17, -2,
-    21, 24, -21, 18, -17, 15, -3, -13, -2, 6, -20, 7, -35, 15, -18, 7,
-    -19, 7, -12, 4, -4, -13, -1, -2, -22, 37, -7, 8, -64, -41, 0, -33,
-    -15, 18, -25, -4, -10, 7, -9, 11, -11, 19, -3, 3, -10, 0, -2, -2,
-    5, -1, 7, 11, -19, -7, -8, 8, 11, 3, 6, -8, -22, -10, 4, 0,
-    30, -2, -4, -14, -10, 0, 0, -5, 32, -11, -8, -13, 7, -16, -9, 1,
-    32, 11, -46, 34, -15, 0, -20, -16, -6, 15, -42, 9, 3, 7, -13, 3,
-    -48, -9, -39, 18, 24, 25, -7, 2, 40, 0, 16, 37, 4, -40, -9, -2,
-    -3, 3, 23, 28, 16, -29, -8, -16, -9, -11, 2, 10, 14, -22, 14, -3,
-    31, -7, 15, -17, 20, -26, 2, -19, -1, -22, 47, -10, -1, -26, 15, -16,
-    11, -44, 46, -9, -35, -22, 7, 64, -11, -4, 16, -2, 2, -5, 22, -5,
-    1, 0, 6, 8, 5, 3, 3, -11, 21, 1, 1, 3, 15, -8, 3, -6,
-    -12, -5, 10, 8, -9, 17, 12, 12, 9, 7, -10, 16, 7, 4, -20, 18,
-    6, 7, -21, 0, 28, -22, -23, 5, -16, -26, 13, 24, -14, 7, 15, 14,
-    -22, -6, 8, 27, -16, -12, 11, 8, -32, -7, -17, 20, -15, -64, 27, -15,
-    -3, -4, 14, -8, 45, -15, -12, -1, -40, -34, -10, 8, 1, -25, 3, 26,
-    -41, -17, 37, -6, -6, 51, -3, 4, -27, 29, -28, 1, 14, -6, 2, -13,
-    -36, -23, -18, 4, 13, 15, 4, 11, -45, -18, 9, -10, -16, 5, 2, -12,
-    -33, 21, -29, 1, -27, 11, -21, -23, -39, -3, 5, 29, 5, 20, 2, -10,
-    -64, -10, -3, 38, 3, -19, 12, -2, 12, 10, 9, 1, 25, -4, -9, -17,
-    -3, -36, 8, 18, 24, -26, 18, -27, 0, -53, 48, 1, -4, -27, 27, -11,
-    12, 17, 1, -51, 0, 10, -13, -16, 1, 8, -38, -7, 12, -2, -22, 2,
-    -41, -17, -1, 8, -6, 18, 9, 8, -14, -35, 51, 6, 6, -9, 16, -44,
-    64, 3, 6, -19, -39, -19, -31, 2, 1, 42, -33, -30, -3, 17, -40, -14,
-    -36, -25, 27, 15, 6, 23, 34, -26, -22, 12, 11, 0, -14, 32, 29, -41,
-    -4, 2, 27, -14, -30, 11, 5, -52, -12, -30, 18, 29, 1, 8, 34, -6,
-    -25, -14, -13, -1, -47, 35, 17, 3, -4, -10, 28, -26, -64, 8, -9, 4,
-    -17, -28, 6, 15, -7, 24, 25, 16, -27, -24, 6, 13, -40, 19, 15, 37,
-    11, -29, 19, -34, -25, 17, 15, 43, -23, -21, 12, 20, -26, -20, 25, -19,
-    10, -23, 17, 39, -9, -39, 2, -8, 41, -2, -13, -12, -21, -8, -46, 23,
-    -5, -7, 7, 38, 22, -10, 26, -3, 22, 3, -30, -18, -13, 8, -27, -1,
-    7, 43, -28, -64, 10, -18, -60, -6, -14, 18, -54, 8, -19, 40, -12, 16,
-    -56, 23, -40, -41, -27, 26, -35, -10, -34, 22, 15, -50, -12, -2, -21, -49
-};
+static const union {
+    int8_t v[192];
+    uint32_t words[48];
+} w1 = {{
+        7, -49, -37, 0, 28, 4, -42, 0, 21, -53, -47, 0, -38, 27, 18, 0,
+        63, 43, 64, 0, -29, -33, 61, 0, -44, -42, 21, 0, 2, 11, 43, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        -64, -7, 43, 0, 23, -64, -7, 0, 64, -9, -39, 0, -43, -41, 25, 0,
+        -39, 7, 36, 0, -49, -15, 64, 0, 27, -64, -17, 0, -6, 14, 25, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        49, 47, 12, 0, -50, -21, 33, 0, 28, 28, 40, 0, 0, -29, -64, 0,
+        -62, -55, -54, 0, -32, 1, 27, 0, 43, 12, -60, 0, 36, 41, 64, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+}};
 static const int32_t b1[16] = {
-    7147, 74, 2230, 4937, 493, 7259, 2044, 6019, -2998, 4528, -522, -567, 9384, 8152, 3553, 12092
+    792, 5171, -171, 6780, -29, 12, 3078, -26182, -26182, -26182, -26182, -26182, -26182, -26182, -26182, -26182
 };
 static const scale_t s1[16] = {
+    0x1.aea2a60000000p-8f, 0x1.43efa40000000p-7f, 0x1.55bdaa0000000p-8f, 0x1.2971340000000p-7f, 0x1.16c98e0000000p-8f, 0x1.64eb760000000p-8f, 0x1.44e7080000000p-7f, 0x1.9fc5a80000000p-9f,
+    0x1.9fc5a80000000p-9f, 0x1.9fc5a80000000p-9f, 0x1.9fc5a80000000p-9f, 0x1.9fc5a80000000p-9f, 0x1.9fc5a80000000p-9f, 0x1.9fc5a80000000p-9f, 0x1.9fc5a80000000p-9f, 0x1.9fc5a80000000p-9f
+};
+static const union {
+    int8_t v[1152];
+    uint32_t words[288];
+} w2 = {{
+        41, -22, 19, -18, -12, -1, -1, -5, 9, -1, 7, 27, 12, -8, 17, -7,
+        -2, 3, 16, -56, -11, -7, -28, 32, -9, -19, 12, -11, 7, 19, 7, -25,
+        -14, 2, 25, -18, -2, 6, -20, 7, 32, 11, -46, 34, -11, -4, 16, -2,
+        -3, -4, 14, -8, 12, 10, 9, 1, -36, -25, 27, 15, -23, -21, 12, 20,
+        21, -16, 13, -48, -10, 13, -5, -5, 27, -25, 1, -32, 19, -10, 8, 2,
+        -2, 25, 2, 20, -53, -32, 36, 10, -10, 15, 0, 5, -2, 5, 27, 10,
+        22, 16, 28, 29, -35, 15, -18, 7, -15, 0, -20, -16, 2, -5, 22, -5,
+        45, -15, -12, -1, 25, -4, -9, -17, 6, 23, 34, -26, -26, -20, 25, -19,
+        5, 2, 25, -21, -10, 4, 6, -5, 13, -22, -2, 8, 0, -12, 3, -5,
+        -41, 11, -17, -42, 24, 4, 2, 25, 5, 15, -7, -45, 3, 0, 1, -12,
+        -32, -19, 16, -13, -19, 7, -12, 4, -6, 15, -42, 9, 1, 0, 6, 8,
+        -40, -34, -10, 8, -3, -36, 8, 18, -22, 12, 11, 0, 10, -23, 17, 39,
+        -35, -12, -20, -22, -3, 13, 3, 8, 33, -2, 1, -5, 5, 2, -8, -5,
+        1, 61, -6, -11, -33, -63, 1, -13, -17, 1, -52, 4, -26, -7, -18, -9,
+        -6, 4, 33, 13, -4, -13, -1, -2, 3, 7, -13, 3, 5, 3, 3, -11,
+        1, -25, 3, 26, 24, -26, 18, -27, -14, 32, 29, -41, -9, -39, 2, -8,
+        21, 10, 16, -19, 3, 8, -2, -3, -10, -31, 22, 6, -5, 17, -21, -12,
+        -18, 3, 32, -37, -13, -33, -3, 19, 7, 14, -9, 1, 35, 14, -32, -18,
+        -64, 26, 13, 9, -22, 37, -7, 8, -48, -9, -39, 18, 21, 1, 1, 3,
+        -41, -17, 37, -6, 0, -53, 48, 1, -4, 2, 27, -14, 41, -2, -13, -12,
+        -11, -5, -27, -18, 5, 5, -6, -5, 9, 24, 15, 20, -9, 0, -10, 6,
+        -34, 54, -2, -1, -31, -52, 38, -32, 27, -30, -15, -8, 14, -23, -46, 0,
+        -33, -12, 6, -18, -64, -41, 0, -33, 24, 25, -7, 2, 15, -8, 3, -6,
+        -6, 51, -3, 4, -4, -27, 27, -11, -30, 11, 5, -52, -21, -8, -46, 23,
+        38, 21, -10, -31, -14, -5, 7, 19, 25, -10, -17, 19, 6, 6, 6, 0,
+        -39, -37, 64, 21, -9, 2, -10, -4, -8, 5, 1, -51, -53, -17, 11, 6,
+        18, 12, -2, -13, -15, 18, -25, -4, 40, 0, 16, 37, -12, -5, 10, 8,
+        -27, 29, -28, 1, 12, 17, 1, -51, -12, -30, 18, 29, -5, -7, 7, 38,
+        -16, -4, -10, 4, 1, 4, 10, -4, 28, -41, 0, -22, 2, -21, -10, 1,
+        23, -16, 24, -42, 1, 17, 26, 6, -29, 34, -34, 35, -32, 5, 23, -6,
+        -6, 38, -14, 11, -10, 7, -9, 11, 4, -40, -9, -2, -9, 17, 12, 12,
+        14, -6, 2, -13, 0, 10, -13, -16, 1, 8, 34, -6, 22, -10, 26, -3,
+        -3, -10, -1, -24, -19, 2, 4, 18, 5, -4, -25, 4, 2, 0, -9, -1,
+        2, -56, 30, 25, 1, -7, 21, 4, -12, -3, -25, -11, 10, -23, 34, -5,
+        -26, 5, 3, -7, -11, 19, -3, 3, -3, 3, 23, 28, 9, 7, -10, 16,
+        -36, -23, -18, 4, 1, 8, -38, -7, -25, -14, -13, -1, 22, 3, -30, -18,
+        -8, -24, -21, -13, 10, 12, 17, 10, 7, -19, -5, 18, 7, -15, -22, -6,
+        -31, 32, -3, -17, -26, 9, -3, 17, 5, -8, -15, -4, -55, 13, 12, -15,
+        -9, -4, -5, -8, -10, 0, -2, -2, 16, -29, -8, -16, 7, 4, -20, 18,
+        13, 15, 4, 11, 12, -2, -22, 2, -47, 35, 17, 3, -13, 8, -27, -1,
+        -12, -5, 27, -2, -15, 17, -6, 5, -34, 17, -49, -34, 11, 35, -4, -9,
+        14, -19, 11, -40, -28, -32, -4, 17, 5, -5, 5, 34, 56, -11, 1, -42,
+        5, 42, 7, 17, 5, -1, 7, 11, -9, -11, 2, 10, 6, 7, -21, 0,
+        -45, -18, 9, -10, -41, -17, -1, 8, -4, -10, 28, -26, 7, 43, -28, -64,
+        14, -2, 19, -20, 6, -26, 5, -5, -8, 38, -24, 40, 12, -24, -14, -13,
+        6, 23, -24, -5, -40, -4, 6, -20, 32, -8, 36, -8, -32, -26, -24, 15,
+        -32, 5, -22, -26, -19, -7, -8, 8, 14, -22, 14, -3, 28, -22, -23, 5,
+        -16, 5, 2, -12, -6, 18, 9, 8, -64, 8, -9, 4, 10, -18, -60, -6,
+        29, -6, -2, -64, -31, -4, -64, 38, 50, 16, -35, -13, -14, -4, 6, 7,
+        27, -15, 53, 16, -33, -6, 1, 3, -64, 4, 39, -7, -42, -2, -24, 8,
+        -5, 21, 14, -9, 11, 3, 6, -8, 31, -7, 15, -17, -16, -26, 13, 24,
+        -33, 21, -29, 1, -14, -35, 51, 6, -17, -28, 6, 15, -14, 18, -54, 8,
+        4, -43, -23, 34, 62, -29, -18, -20, -7, -1, -20, 25, 18, -40, -5, -1,
+        37, -8, 13, -30, -26, 33, 15, 16, -19, 22, 10, -10, 50, -8, 1, -25,
+        -10, 3, 3, 12, -22, -10, 4, 0, 20, -26, 2, -19, -14, 7, 15, 14,
+        -27, 11, -21, -23, 6, -9, 16, -44, -7, 24, 25, 16, -19, 40, -12, 16,
+        -12, -9, 0, -12, 31, 45, -52, 6, 5, 15, -29, -18, 15, -9, -7, 1,
+        32, -8, 2, -34, -33, 6, 15, 0, -11, -20, 37, 12, -28, -22, -22, 12,
+        -10, 29, -10, -2, 30, -2, -4, -14, -1, -22, 47, -10, -22, -6, 8, 27,
+        -39, -3, 5, 29, 64, 3, 6, -19, -27, -24, 6, 13, -56, 23, -40, -41,
+        48, -11, -10, -24, -11, -26, -13, -13, 2, 10, -25, 28, 5, -42, 0, -2,
+        -12, -44, -46, -7, -35, 23, -11, 31, 9, -19, 18, -20, 58, -18, -1, -23,
+        -7, -29, -17, -2, -10, 0, 0, -5, -1, -26, 15, -16, -16, -12, 11, 8,
+        5, 20, 2, -10, -39, -19, -31, 2, -40, 19, 15, 37, -27, 26, -35, -10,
+        -18, -33, 44, 20, 24, 27, -46, -13, 12, 31, -8, -64, -8, -12, -1, 1,
+        12, 19, -5, -36, -31, 11, -4, 31, 28, -21, -8, 20, 15, -18, -1, 17,
+        21, 24, -21, 18, 32, -11, -8, -13, 11, -44, 46, -9, -32, -7, -17, 20,
+        -64, -10, -3, 38, 1, 42, -33, -30, 11, -29, 19, -34, -34, 22, 15, -50,
+        4, 39, 6, -2, -31, -11, -40, 5, -7, 6, -40, -18, -2, -64, 9, -2,
+        35, -31, -32, -6, -64, -55, -1, -5, 9, 17, 17, -2, 64, -8, 5, 13,
+        -17, 15, -3, -13, 7, -16, -9, 1, -35, -22, 7, 64, -15, -64, 27, -15,
+        3, -19, 12, -2, -3, 17, -40, -14, -25, 17, 15, 43, -12, -2, -21, -49
+}};
+static const int32_t b2[16] = {
+    7147, 74, 2230, 4937, 493, 7259, 2044, 6019, -2998, 4528, -522, -567, 9384, 8152, 3553, 12092
+};
+static const scale_t s2[16] = {
     0x1.d09c440000000p-9f, 0x1.ab949e0000000p-8f, 0x1.1311ce0000000p-8f, 0x1.02870e0000000p-7f, 0x1.203baa0000000p-8f, 0x1.2cddbe0000000p-8f, 0x1.6e3a960000000p-8f, 0x1.ba9afc0000000p-9f,
     0x1.3e4f640000000p-8f, 0x1.8cd60e0000000p-8f, 0x1.01ec4a0000000p-8f, 0x1.c098860000000p-8f, 0x1.daf29e0000000p-9f, 0x1.5c4be20000000p-8f, 0x1.ee7f040000000p-9f, 0x1.226b020000000p-8f
 };
-static const int8_t w2[2304] = {
-    13, -9, -4, -4, 13, 15, 3, 4, -30, -11, 16, 10, -22, 5, 49, 3,
-    -9, 0, -18, 12, 32, -15, -13, -25, -23, 0, 6, 14, 8, 2, 8, -13,
-    10, -19, 22, -5, 44, -55, 19, 11, -21, -20, -64, -1, 39, -24, 2, 33,
-    36, -32, 33, 0, -20, -14, 17, -15, -5, -18, -22, -12, -33, 24, 27, 4,
-    -2, -27, -5, 20, 11, -12, 21, -11, -17, -16, -23, 16, 0, -4, -4, -4,
-    10, -21, 22, -21, -26, -11, 26, 0, -20, -32, -35, 8, 24, -14, -5, 18,
-    7, -16, 9, 3, -53, -16, 30, -35, 22, -35, -41, -35, 27, 21, -25, 12,
-    -9, 3, -17, -30, -24, -2, 6, -16, 16, -26, -29, -6, 32, -2, -27, 8,
-    -26, -55, -16, -62, 12, 0, 3, -26, 4, -12, -42, 2, 37, 16, 30, -17,
-    -11, -10, -12, 6, -8, -15, -1, -1, -23, 3, -10, -23, -5, -3, -3, 18,
-    -2, 5, -4, -11, 0, -4, -12, -6, -25, -30, -11, -5, -5, -2, -4, -3,
-    13, -12, -8, -25, -19, -7, -5, -26, -16, -64, -13, -3, 0, 15, -2, -13,
-    -13, 2, -4, 1, -3, 8, 6, -4, -2, 6, 8, -8, -1, 6, -1, 4,
-    1, 8, 4, -4, -3, 2, -9, -1, -1, 0, -6, -12, 6, -7, 0, -9,
-    0, -14, 6, -7, -8, -3, -32, -16, 8, -35, -15, -11, 10, 1, 11, -9,
-    5, 1, -17, 7, -3, -5, -6, -2, 1, 36, 3, -20, 1, -3, 8, 0,
-    4, 13, -5, 14, -2, -10, -22, 5, -4, 9, -16, -15, -7, -5, -6, 2,
-    2, 7, 7, 36, -14, -1, -16, -18, 16, -12, -26, -7, -7, -11, -26, -1,
-    -41, -7, 17, -5, -36, 35, -7, -25, 7, 45, -30, -18, -9, -53, 18, 4,
-    -31, -6, 16, 13, -30, 22, -11, 7, 24, 23, 17, -8, -29, -23, 4, -5,
-    -23, 11, 6, 24, -29, 33, -4, -20, 21, 17, -7, -14, -6, -38, 3, -5,
-    -31, 2, -18, -11, -26, -6, -6, -47, -8, 3, -15, -4, -15, -50, 14, 2,
-    -13, -10, -1, 6, -10, -17, 0, -10, 1, -25, 15, 16, -25, -9, -9, -14,
-    -28, -13, 5, 14, -10, -11, 9, -23, 19, 11, -15, -12, 12, -17, -13, -2,
-    -32, 22, 9, -9, -31, 22, -14, -27, -1, 9, -10, -16, 17, -64, 22, -6,
-    -6, -31, 21, 20, -20, 2, 0, -7, -5, -12, 6, 6, 31, -36, 3, -6,
-    -11, 12, -6, 38, -32, 15, 8, -28, 24, -4, -40, -8, 46, -38, 15, -6,
-    -7, -9, 3, 14, 6, -22, -7, 12, -5, 19, 3, -11, -11, 2, 16, -5,
-    -14, -2, -5, 8, 16, -10, -16, 3, -5, -8, 4, 10, -10, -7, -1, 2,
-    -10, 0, -9, -14, 13, 6, -22, -12, 5, 1, -30, -21, 5, 6, 8, -16,
-    -1, -1, -14, 22, 24, -15, -10, 35, -11, 7, 1, 5, -15, -3, -3, -4,
-    -8, 8, -13, -6, -1, -1, -12, -19, -7, -8, 2, 19, -8, -2, -12, -6,
-    -8, -10, 20, -49, 5, 9, -18, -33, -9, -12, -29, -32, 9, -21, -9, 8,
-    6, 40, -4, 16, -3, -10, -27, 27, -11, -19, -29, 2, -5, -22, -33, 0,
-    7, -4, -1, -35, -18, 6, -18, -13, 8, -7, -11, -18, 28, -12, -23, 26,
-    -6, -46, 7, -64, -27, 9, -1, -43, 6, -17, -29, 12, 7, -29, 4, 29,
-    -7, 7, -11, 14, -16, -7, 22, -8, 5, 1, 4, 25, 2, -8, 26, -9,
-    -9, -6, 8, 17, -1, 12, 20, -17, 10, -11, -9, -1, 4, -1, 24, 3,
-    -3, 1, 20, -21, -14, 24, 17, -22, 17, -9, -12, -10, 19, 16, 0, -3,
-    -5, 39, -7, 1, -14, 5, -6, -19, 30, -1, 0, 11, 20, 1, -4, -5,
-    1, -1, -3, 2, -11, 18, 15, -35, 30, 5, -16, -7, 1, -12, -18, 4,
-    -2, 18, 1, -4, -1, 9, -6, -34, 18, 12, -4, -10, -6, 2, 2, -10,
-    21, 64, 10, -6, 8, 1, -42, -19, 13, -33, 12, -22, 6, -24, -18, -25,
-    19, 25, 8, 1, 2, -6, -36, -24, 24, -7, 3, -9, -21, -23, -24, -2,
-    6, 45, 11, 10, 13, -5, -28, -27, 21, -7, -2, -11, -24, -22, 2, 14,
-    2, -35, -31, -11, 7, 5, 26, -9, -18, 10, -19, 10, 2, 4, 18, 6,
-    12, -5, -3, 0, -1, -19, 14, 14, -37, -2, -16, 10, -6, 10, -14, -2,
-    -8, 18, -15, 23, -25, -25, 16, 16, -41, 11, -9, 5, -23, -6, -25, 9,
-    4, -59, -7, -16, 8, -4, 17, -17, -1, -14, -21, -9, 7, 9, 19, 12,
-    12, 18, -20, 2, 2, -22, 4, 16, 1, -17, -14, -10, -3, 0, -6, -21,
-    -7, 25, -35, 21, -6, -16, -24, 16, -11, 2, 4, 7, -3, -1, -21, -14,
-    3, -64, -25, -5, 3, -3, 37, -7, 7, -8, -18, -21, -1, 18, 24, 13,
-    7, -1, -25, 2, 2, -9, 1, 4, -6, -16, -10, 1, -20, 8, -3, -6,
-    15, -7, -35, 19, -3, -1, -12, -6, -16, -25, 3, 27, -13, -4, -31, -16,
-    8, 19, 18, -39, -17, 31, -38, 7, -64, 34, 46, -4, 11, -10, -8, -5,
-    7, 2, -15, 12, 1, 40, -24, 10, -28, -1, -7, 6, 0, 13, 0, -14,
-    -11, 4, -37, 19, 33, 41, -42, 19, -19, 10, 31, 9, 24, -2, 16, -34,
-    32, 16, 16, -6, -25, -7, -7, -29, -43, 36, 28, 5, -4, -8, -19, 19,
-    -8, -5, 22, -2, -5, 2, 3, -19, -27, 11, 10, 10, 8, 17, -3, 5,
-    9, -2, -14, -11, 13, 15, -16, 21, -18, 28, 8, 1, 0, -7, 13, -31,
-    -2, 0, 20, -1, -17, -27, 39, -31, -15, 3, -19, -16, 17, 0, -3, 26,
-    -16, 1, 25, -2, 1, 4, 36, -5, -11, -16, 0, 5, -8, -2, 16, 15,
-    17, -1, 21, -33, -5, 21, 15, -6, -34, 19, -18, -29, -23, -17, -14, 3,
-    41, 12, 15, 18, -14, -23, 5, -16, 15, 14, -16, -36, -11, -12, 11, -7,
-    -6, -20, 34, -20, 1, 14, 18, -21, 27, -28, -40, -26, -1, -4, -26, 7,
-    -31, 2, 0, 4, -18, -2, 3, -43, 9, 35, -43, 19, 13, 1, -9, -9,
-    39, 12, 35, 28, -10, -32, 19, -17, 8, 17, -33, -21, 11, -28, 1, 29,
-    22, -2, -5, -22, 0, -3, -1, -15, -9, -8, -13, -23, 21, -3, -2, -11,
-    -11, 0, -52, 11, 11, -5, 18, -5, -6, 24, 19, 3, 27, -16, 7, -25,
-    46, 24, -2, 5, -24, -33, 27, 21, -14, 8, -6, 24, 40, -10, -32, 24,
-    12, 1, -41, 3, -6, -24, 15, 23, -31, 14, 33, -17, 45, 9, -13, -9,
-    9, 0, -64, 8, 13, -33, 6, 18, -18, 9, 37, 17, 29, -5, -15, -18,
-    -9, 22, 11, -19, -10, -15, 11, -27, 3, 21, -5, 1, -4, -1, 26, 17,
-    -4, 28, 12, -18, 6, -26, 9, -3, 1, 18, -1, 4, -23, -9, 14, -1,
-    20, 25, -1, 1, 1, -16, 5, 13, -4, 53, 20, 7, -16, -7, 15, 1,
-    6, -30, 13, 2, -7, -18, 30, -47, 0, 18, -3, 6, -3, -7, -1, 14,
-    6, 8, 16, 17, -20, -21, 1, -25, -8, -10, 1, 10, -10, -18, -2, 12,
-    33, 4, -8, -14, -23, 0, 14, 3, -18, -5, -9, -14, 1, 21, -7, -5,
-    -18, -64, -25, 14, -36, -7, 34, -33, -15, -7, -28, -1, 18, 7, 21, 8,
-    0, -36, -8, 7, -16, 9, -5, -3, -17, 7, -14, -18, 9, 17, 22, 6,
-    27, -12, -47, -26, 18, 10, -18, 3, -20, 4, 15, -36, -19, 40, -10, 3,
-    1, 3, -21, 19, -11, -57, 9, 10, -4, -28, 3, 16, -2, 8, 24, 11,
-    3, 11, -2, 21, 8, -41, 13, 3, -11, -14, -4, 13, 0, 21, -8, -4,
-    -14, 11, -3, 22, 7, -11, -6, -7, 8, -10, -15, 12, -14, -3, -32, -1,
-    12, -13, -26, -9, -4, -22, -4, 18, -6, 16, 8, 11, 4, 21, 12, -24,
-    10, -3, -1, -7, 10, -19, -4, 4, -21, 1, -9, 19, -10, -15, -2, -5,
-    0, 16, 2, 21, -27, 11, 26, -30, 6, 14, 11, 19, -12, -13, -14, 6,
-    38, 19, -4, 6, 16, -5, -19, 25, -26, 5, 6, 9, -12, 6, -20, -15,
-    11, -6, 3, -3, -26, 2, 4, -7, -4, -11, -4, 8, -19, 6, -16, 10,
-    -1, -37, -3, -12, -35, 64, -12, -34, 7, -13, -17, 9, -10, -9, -7, -2,
-    -4, -4, -8, 0, 1, -24, 25, -3, -20, -1, -16, -1, 7, 10, 7, 21,
-    16, 0, -19, 5, 15, -10, -2, -5, -14, 3, -5, -4, 6, 13, -12, 10,
-    23, -11, -5, -6, 7, -4, 11, 6, -37, -15, 16, 7, 5, 17, -3, -5,
-    -27, 10, -7, -6, 6, -10, 10, 5, 6, -11, -5, 15, 16, 14, 0, 12,
-    -2, 11, -4, -6, 4, -2, 5, 11, -5, -4, -20, -10, 11, 12, -17, 4,
-    -11, -6, -17, -22, 2, 13, -5, -1, 4, -23, 11, -15, 0, 8, -8, -7,
-    -29, 7, -9, 10, 16, -14, 3, 3, 0, 1, 1, 6, 6, 2, 8, -15,
-    -13, -5, 1, 6, 6, -8, 1, 17, -17, 5, -9, -14, -11, 11, -5, 3,
-    -3, -3, 16, -5, 0, 9, -26, -7, 20, -2, 6, -64, -32, 8, 5, 11,
-    1, 26, -1, 19, -10, 26, -11, 6, -33, 44, 14, -6, 26, -12, 35, -35,
-    10, -1, -2, -23, -10, 2, -1, 2, 0, -8, -8, -6, -10, 5, 34, -22,
-    7, 1, -46, 16, -17, -1, 6, 35, -2, 36, 14, 31, -23, -13, -13, -6,
-    -15, 10, -24, 9, -17, 33, -2, 10, -20, 9, 7, -6, 3, -10, -28, -18,
-    -24, -27, -6, 1, -14, -5, -11, 19, -22, -4, -12, 7, -18, -6, -12, 1,
-    -11, 6, -64, 50, -18, -35, -1, 51, -15, 58, 19, 42, 5, -30, -13, -12,
-    5, 44, -21, 29, 18, 18, -45, 51, -22, 42, 59, 12, 22, -37, -4, 5,
-    3, 21, -18, 13, -5, -5, -44, 6, -12, 19, 30, 12, 5, -17, 17, 4,
-    12, 20, -59, 28, -32, 15, -26, 38, -17, 29, 46, 43, 63, 16, -20, -31,
-    -3, -5, -18, -11, 31, 14, -20, 8, -8, 3, -2, -1, 24, 14, 8, -8,
-    17, -4, -24, 18, 8, -13, -8, 18, -23, 3, 1, 2, 16, 4, 13, 18,
-    -35, 13, -22, 13, -7, -31, 10, 6, -26, 21, 2, 12, -14, 6, -2, 30,
-    6, 12, -20, 6, 4, -4, -6, 12, -19, -19, 10, 11, 37, 6, -7, 15,
-    -12, 9, -13, 19, 0, -17, -7, 3, -15, -35, 10, -4, -4, 22, -8, -1,
-    -30, -2, 22, 12, -13, -27, -17, -9, -6, -20, -10, 11, -4, 3, -22, 20,
-    -22, 5, -20, -12, -18, -2, 29, -8, -3, -23, -34, -18, 46, -10, 8, -4,
-    -16, -9, 10, -16, 10, 0, 18, -14, -8, -10, 3, -13, -14, 28, -9, -6,
-    4, 19, 12, 31, 17, 4, -30, -11, 3, -7, -2, 64, 2, -37, -43, 27,
-    -35, -2, -17, 7, -5, 46, -26, -16, 5, 4, 24, -6, -20, -19, 13, 1,
-    -16, -9, -18, 15, 10, 13, -19, -19, 22, -20, -13, -16, -15, -1, 19, 0,
-    -15, -15, -7, -14, 40, 21, -44, -53, 40, 0, -64, -46, -5, -7, 49, -2,
-    19, -6, 19, 16, -21, 28, 5, -13, 2, -1, -5, -1, -23, -8, 13, -18,
-    -16, 0, -8, -7, 14, -2, -4, -29, -8, 0, -16, 7, -6, 4, -2, -17,
-    -19, 0, 5, -32, 22, -19, -22, -38, -2, 7, -37, -23, 5, -10, -32, 11,
-    56, -25, 35, 19, -20, 29, 12, -16, -5, -12, -22, 11, 13, 31, 8, -23,
-    47, -7, -12, -6, 4, -8, 13, -9, -15, 4, 16, 12, 7, 20, -8, 6,
-    31, -24, -21, -32, 5, -64, 15, -8, -9, 21, 1, -29, -20, 21, 25, 41,
-    -26, -16, -7, -4, -25, -10, 4, 2, 25, -28, -23, -18, -8, 2, -41, 27,
-    -8, -41, -25, -6, -5, -4, -9, -17, 3, 5, 2, -6, -8, 27, -31, 32,
-    7, -1, -21, -30, 13, -19, -23, -18, -21, -38, -38, -17, -8, 8, -8, 14,
-    -23, -19, -28, -12, -22, 39, -31, 32, -17, -7, -31, 12, 20, -21, 10, -9,
-    12, -43, -48, 11, 11, 31, -24, -3, -9, 2, -24, -15, 10, 2, 35, 10,
-    4, -35, -23, 24, 19, -34, -6, -16, 6, -16, -5, -13, -26, -7, -8, 2,
-    -27, 14, 10, -47, 4, 64, -46, 39, -57, -1, 21, -15, 7, 7, -27, -52,
-    -3, -4, -8, -20, -12, -10, -16, -5, -50, 12, -22, 7, 12, 14, -7, -17,
-    -20, 0, -31, 49, -6, -54, -6, 40, -29, 0, -5, 22, 9, -31, -37, 36,
-    -10, 11, 18, -10, 32, -8, -25, 33, -25, 14, 2, -2, 15, -27, -26, 7,
-    9, -7, -22, 32, 8, -2, -7, 37, 5, -16, -9, -15, 32, -6, -8, -2,
-    6, 37, -3, 29, -16, 19, -8, 22, 8, -43, -17, 11, 2, -3, 2, 11,
-    -12, 55, 19, -20, 12, 6, -39, -13, -2, 11, 38, -21, -17, -10, -38, -33,
-    -21, 28, -9, -10, 26, 18, -29, -14, 9, -9, -1, -20, -23, -11, -56, -36,
-    -25, 15, -2, -6, 28, 28, -30, 17, -15, -31, -4, -14, -21, -19, -48, -47,
-    11, -14, -15, -43, -56, 8, -4, -19, 7, 0, -7, 9, -53, -30, 22, -12,
-    4, -64, -44, -19, -27, -6, 7, 14, -8, 0, 4, 36, -42, -18, 26, -17,
-    -7, -48, -61, -19, -1, -7, 2, 40, -24, 14, 41, 11, -32, -22, -2, 16
-};
-static const int32_t b2[16] = {
+static const union {
+    int8_t v[2304];
+    uint32_t words[576];
+} w3 = {{
+        13, -9, -4, -4, -11, -10, -12, 6, -41, -7, 17, -5, -7, -9, 3, 14,
+        -7, 7, -11, 14, 2, -35, -31, -11, 8, 19, 18, -39, 41, 12, 15, 18,
+        -9, 22, 11, -19, 1, 3, -21, 19, -4, -4, -8, 0, 1, 26, -1, 19,
+        -3, -5, -18, -11, -35, -2, -17, 7, -26, -16, -7, -4, -10, 11, 18, -10,
+        13, 15, 3, 4, -8, -15, -1, -1, -36, 35, -7, -25, 6, -22, -7, 12,
+        -16, -7, 22, -8, 7, 5, 26, -9, -17, 31, -38, 7, -14, -23, 5, -16,
+        -10, -15, 11, -27, -11, -57, 9, 10, 1, -24, 25, -3, -10, 26, -11, 6,
+        31, 14, -20, 8, -5, 46, -26, -16, -25, -10, 4, 2, 32, -8, -25, 33,
+        -30, -11, 16, 10, -23, 3, -10, -23, 7, 45, -30, -18, -5, 19, 3, -11,
+        5, 1, 4, 25, -18, 10, -19, 10, -64, 34, 46, -4, 15, 14, -16, -36,
+        3, 21, -5, 1, -4, -28, 3, 16, -20, -1, -16, -1, -33, 44, 14, -6,
+        -8, 3, -2, -1, 5, 4, 24, -6, 25, -28, -23, -18, -25, 14, 2, -2,
+        -22, 5, 49, 3, -5, -3, -3, 18, -9, -53, 18, 4, -11, 2, 16, -5,
+        2, -8, 26, -9, 2, 4, 18, 6, 11, -10, -8, -5, -11, -12, 11, -7,
+        -4, -1, 26, 17, -2, 8, 24, 11, 7, 10, 7, 21, 26, -12, 35, -35,
+        24, 14, 8, -8, -20, -19, 13, 1, -8, 2, -41, 27, 15, -27, -26, 7,
+        -9, 0, -18, 12, -2, 5, -4, -11, -31, -6, 16, 13, -14, -2, -5, 8,
+        -9, -6, 8, 17, 12, -5, -3, 0, 7, 2, -15, 12, -6, -20, 34, -20,
+        -4, 28, 12, -18, 3, 11, -2, 21, 16, 0, -19, 5, 10, -1, -2, -23,
+        17, -4, -24, 18, -16, -9, -18, 15, -8, -41, -25, -6, 9, -7, -22, 32,
+        32, -15, -13, -25, 0, -4, -12, -6, -30, 22, -11, 7, 16, -10, -16, 3,
+        -1, 12, 20, -17, -1, -19, 14, 14, 1, 40, -24, 10, 1, 14, 18, -21,
+        6, -26, 9, -3, 8, -41, 13, 3, 15, -10, -2, -5, -10, 2, -1, 2,
+        8, -13, -8, 18, 10, 13, -19, -19, -5, -4, -9, -17, 8, -2, -7, 37,
+        -23, 0, 6, 14, -25, -30, -11, -5, 24, 23, 17, -8, -5, -8, 4, 10,
+        10, -11, -9, -1, -37, -2, -16, 10, -28, -1, -7, 6, 27, -28, -40, -26,
+        1, 18, -1, 4, -11, -14, -4, 13, -14, 3, -5, -4, 0, -8, -8, -6,
+        -23, 3, 1, 2, 22, -20, -13, -16, 3, 5, 2, -6, 5, -16, -9, -15,
+        8, 2, 8, -13, -5, -2, -4, -3, -29, -23, 4, -5, -10, -7, -1, 2,
+        4, -1, 24, 3, -6, 10, -14, -2, 0, 13, 0, -14, -1, -4, -26, 7,
+        -23, -9, 14, -1, 0, 21, -8, -4, 6, 13, -12, 10, -10, 5, 34, -22,
+        16, 4, 13, 18, -15, -1, 19, 0, -8, 27, -31, 32, 32, -6, -8, -2,
+        10, -19, 22, -5, 13, -12, -8, -25, -23, 11, 6, 24, -10, 0, -9, -14,
+        -3, 1, 20, -21, -8, 18, -15, 23, -11, 4, -37, 19, -31, 2, 0, 4,
+        20, 25, -1, 1, -14, 11, -3, 22, 23, -11, -5, -6, 7, 1, -46, 16,
+        -35, 13, -22, 13, -15, -15, -7, -14, 7, -1, -21, -30, 6, 37, -3, 29,
+        44, -55, 19, 11, -19, -7, -5, -26, -29, 33, -4, -20, 13, 6, -22, -12,
+        -14, 24, 17, -22, -25, -25, 16, 16, 33, 41, -42, 19, -18, -2, 3, -43,
+        1, -16, 5, 13, 7, -11, -6, -7, 7, -4, 11, 6, -17, -1, 6, 35,
+        -7, -31, 10, 6, 40, 21, -44, -53, 13, -19, -23, -18, -16, 19, -8, 22,
+        -21, -20, -64, -1, -16, -64, -13, -3, 21, 17, -7, -14, 5, 1, -30, -21,
+        17, -9, -12, -10, -41, 11, -9, 5, -19, 10, 31, 9, 9, 35, -43, 19,
+        -4, 53, 20, 7, 8, -10, -15, 12, -37, -15, 16, 7, -2, 36, 14, 31,
+        -26, 21, 2, 12, 40, 0, -64, -46, -21, -38, -38, -17, 8, -43, -17, 11,
+        39, -24, 2, 33, 0, 15, -2, -13, -6, -38, 3, -5, 5, 6, 8, -16,
+        19, 16, 0, -3, -23, -6, -25, 9, 24, -2, 16, -34, 13, 1, -9, -9,
+        -16, -7, 15, 1, -14, -3, -32, -1, 5, 17, -3, -5, -23, -13, -13, -6,
+        -14, 6, -2, 30, -5, -7, 49, -2, -8, 8, -8, 14, 2, -3, 2, 11,
+        36, -32, 33, 0, -13, 2, -4, 1, -31, 2, -18, -11, -1, -1, -14, 22,
+        -5, 39, -7, 1, 4, -59, -7, -16, 32, 16, 16, -6, 39, 12, 35, 28,
+        6, -30, 13, 2, 12, -13, -26, -9, -27, 10, -7, -6, -15, 10, -24, 9,
+        6, 12, -20, 6, 19, -6, 19, 16, -23, -19, -28, -12, -12, 55, 19, -20,
+        -20, -14, 17, -15, -3, 8, 6, -4, -26, -6, -6, -47, 24, -15, -10, 35,
+        -14, 5, -6, -19, 8, -4, 17, -17, -25, -7, -7, -29, -10, -32, 19, -17,
+        -7, -18, 30, -47, -4, -22, -4, 18, 6, -10, 10, 5, -17, 33, -2, 10,
+        4, -4, -6, 12, -21, 28, 5, -13, -22, 39, -31, 32, 12, 6, -39, -13,
+        -5, -18, -22, -12, -2, 6, 8, -8, -8, 3, -15, -4, -11, 7, 1, 5,
+        30, -1, 0, 11, -1, -14, -21, -9, -43, 36, 28, 5, 8, 17, -33, -21,
+        0, 18, -3, 6, -6, 16, 8, 11, 6, -11, -5, 15, -20, 9, 7, -6,
+        -19, -19, 10, 11, 2, -1, -5, -1, -17, -7, -31, 12, -2, 11, 38, -21,
+        -33, 24, 27, 4, -1, 6, -1, 4, -15, -50, 14, 2, -15, -3, -3, -4,
+        20, 1, -4, -5, 7, 9, 19, 12, -4, -8, -19, 19, 11, -28, 1, 29,
+        -3, -7, -1, 14, 4, 21, 12, -24, 16, 14, 0, 12, 3, -10, -28, -18,
+        37, 6, -7, 15, -23, -8, 13, -18, 20, -21, 10, -9, -17, -10, -38, -33,
+        -2, -27, -5, 20, 1, 8, 4, -4, -13, -10, -1, 6, -8, 8, -13, -6,
+        1, -1, -3, 2, 12, 18, -20, 2, -8, -5, 22, -2, 22, -2, -5, -22,
+        6, 8, 16, 17, 10, -3, -1, -7, -2, 11, -4, -6, -24, -27, -6, 1,
+        -12, 9, -13, 19, -16, 0, -8, -7, 12, -43, -48, 11, -21, 28, -9, -10,
+        11, -12, 21, -11, -3, 2, -9, -1, -10, -17, 0, -10, -1, -1, -12, -19,
+        -11, 18, 15, -35, 2, -22, 4, 16, -5, 2, 3, -19, 0, -3, -1, -15,
+        -20, -21, 1, -25, 10, -19, -4, 4, 4, -2, 5, 11, -14, -5, -11, 19,
+        0, -17, -7, 3, 14, -2, -4, -29, 11, 31, -24, -3, 26, 18, -29, -14,
+        -17, -16, -23, 16, -1, 0, -6, -12, 1, -25, 15, 16, -7, -8, 2, 19,
+        30, 5, -16, -7, 1, -17, -14, -10, -27, 11, 10, 10, -9, -8, -13, -23,
+        -8, -10, 1, 10, -21, 1, -9, 19, -5, -4, -20, -10, -22, -4, -12, 7,
+        -15, -35, 10, -4, -8, 0, -16, 7, -9, 2, -24, -15, 9, -9, -1, -20,
+        0, -4, -4, -4, 6, -7, 0, -9, -25, -9, -9, -14, -8, -2, -12, -6,
+        1, -12, -18, 4, -3, 0, -6, -21, 8, 17, -3, 5, 21, -3, -2, -11,
+        -10, -18, -2, 12, -10, -15, -2, -5, 11, 12, -17, 4, -18, -6, -12, 1,
+        -4, 22, -8, -1, -6, 4, -2, -17, 10, 2, 35, 10, -23, -11, -56, -36,
+        10, -21, 22, -21, 0, -14, 6, -7, -28, -13, 5, 14, -8, -10, 20, -49,
+        -2, 18, 1, -4, -7, 25, -35, 21, 9, -2, -14, -11, -11, 0, -52, 11,
+        33, 4, -8, -14, 0, 16, 2, 21, -11, -6, -17, -22, -11, 6, -64, 50,
+        -30, -2, 22, 12, -19, 0, 5, -32, 4, -35, -23, 24, -25, 15, -2, -6,
+        -26, -11, 26, 0, -8, -3, -32, -16, -10, -11, 9, -23, 5, 9, -18, -33,
+        -1, 9, -6, -34, -6, -16, -24, 16, 13, 15, -16, 21, 11, -5, 18, -5,
+        -23, 0, 14, 3, -27, 11, 26, -30, 2, 13, -5, -1, -18, -35, -1, 51,
+        -13, -27, -17, -9, 22, -19, -22, -38, 19, -34, -6, -16, 28, 28, -30, 17,
+        -20, -32, -35, 8, 8, -35, -15, -11, 19, 11, -15, -12, -9, -12, -29, -32,
+        18, 12, -4, -10, -11, 2, 4, 7, -18, 28, 8, 1, -6, 24, 19, 3,
+        -18, -5, -9, -14, 6, 14, 11, 19, 4, -23, 11, -15, -15, 58, 19, 42,
+        -6, -20, -10, 11, -2, 7, -37, -23, 6, -16, -5, -13, -15, -31, -4, -14,
+        24, -14, -5, 18, 10, 1, 11, -9, 12, -17, -13, -2, 9, -21, -9, 8,
+        -6, 2, 2, -10, -3, -1, -21, -14, 0, -7, 13, -31, 27, -16, 7, -25,
+        1, 21, -7, -5, -12, -13, -14, 6, 0, 8, -8, -7, 5, -30, -13, -12,
+        -4, 3, -22, 20, 5, -10, -32, 11, -26, -7, -8, 2, -21, -19, -48, -47,
+        7, -16, 9, 3, 5, 1, -17, 7, -32, 22, 9, -9, 6, 40, -4, 16,
+        21, 64, 10, -6, 3, -64, -25, -5, -2, 0, 20, -1, 46, 24, -2, 5,
+        -18, -64, -25, 14, 38, 19, -4, 6, -29, 7, -9, 10, 5, 44, -21, 29,
+        -22, 5, -20, -12, 56, -25, 35, 19, -27, 14, 10, -47, 11, -14, -15, -43,
+        -53, -16, 30, -35, -3, -5, -6, -2, -31, 22, -14, -27, -3, -10, -27, 27,
+        8, 1, -42, -19, 3, -3, 37, -7, -17, -27, 39, -31, -24, -33, 27, 21,
+        -36, -7, 34, -33, 16, -5, -19, 25, 16, -14, 3, 3, 18, 18, -45, 51,
+        -18, -2, 29, -8, -20, 29, 12, -16, 4, 64, -46, 39, -56, 8, -4, -19,
+        22, -35, -41, -35, 1, 36, 3, -20, -1, 9, -10, -16, -11, -19, -29, 2,
+        13, -33, 12, -22, 7, -8, -18, -21, -15, 3, -19, -16, -14, 8, -6, 24,
+        -15, -7, -28, -1, -26, 5, 6, 9, 0, 1, 1, 6, -22, 42, 59, 12,
+        -3, -23, -34, -18, -5, -12, -22, 11, -57, -1, 21, -15, 7, 0, -7, 9,
+        27, 21, -25, 12, 1, -3, 8, 0, 17, -64, 22, -6, -5, -22, -33, 0,
+        6, -24, -18, -25, -1, 18, 24, 13, 17, 0, -3, 26, 40, -10, -32, 24,
+        18, 7, 21, 8, -12, 6, -20, -15, 6, 2, 8, -15, 22, -37, -4, 5,
+        46, -10, 8, -4, 13, 31, 8, -23, 7, 7, -27, -52, -53, -30, 22, -12,
+        -9, 3, -17, -30, 4, 13, -5, 14, -6, -31, 21, 20, 7, -4, -1, -35,
+        19, 25, 8, 1, 7, -1, -25, 2, -16, 1, 25, -2, 12, 1, -41, 3,
+        0, -36, -8, 7, 11, -6, 3, -3, -13, -5, 1, 6, 3, 21, -18, 13,
+        -16, -9, 10, -16, 47, -7, -12, -6, -3, -4, -8, -20, 4, -64, -44, -19,
+        -24, -2, 6, -16, -2, -10, -22, 5, -20, 2, 0, -7, -18, 6, -18, -13,
+        2, -6, -36, -24, 2, -9, 1, 4, 1, 4, 36, -5, -6, -24, 15, 23,
+        -16, 9, -5, -3, -26, 2, 4, -7, 6, -8, 1, 17, -5, -5, -44, 6,
+        10, 0, 18, -14, 4, -8, 13, -9, -12, -10, -16, -5, -27, -6, 7, 14,
+        16, -26, -29, -6, -4, 9, -16, -15, -5, -12, 6, 6, 8, -7, -11, -18,
+        24, -7, 3, -9, -6, -16, -10, 1, -11, -16, 0, 5, -31, 14, 33, -17,
+        -17, 7, -14, -18, -4, -11, -4, 8, -17, 5, -9, -14, -12, 19, 30, 12,
+        -8, -10, 3, -13, -15, 4, 16, 12, -50, 12, -22, 7, -8, 0, 4, 36,
+        32, -2, -27, 8, -7, -5, -6, 2, 31, -36, 3, -6, 28, -12, -23, 26,
+        -21, -23, -24, -2, -20, 8, -3, -6, -8, -2, 16, 15, 45, 9, -13, -9,
+        9, 17, 22, 6, -19, 6, -16, 10, -11, 11, -5, 3, 5, -17, 17, 4,
+        -14, 28, -9, -6, 7, 20, -8, 6, 12, 14, -7, -17, -42, -18, 26, -17,
+        -26, -55, -16, -62, 2, 7, 7, 36, -11, 12, -6, 38, -6, -46, 7, -64,
+        6, 45, 11, 10, 15, -7, -35, 19, 17, -1, 21, -33, 9, 0, -64, 8,
+        27, -12, -47, -26, -1, -37, -3, -12, -3, -3, 16, -5, 12, 20, -59, 28,
+        4, 19, 12, 31, 31, -24, -21, -32, -20, 0, -31, 49, -7, -48, -61, -19,
+        12, 0, 3, -26, -14, -1, -16, -18, -32, 15, 8, -28, -27, 9, -1, -43,
+        13, -5, -28, -27, -3, -1, -12, -6, -5, 21, 15, -6, 13, -33, 6, 18,
+        18, 10, -18, 3, -35, 64, -12, -34, 0, 9, -26, -7, -32, 15, -26, 38,
+        17, 4, -30, -11, 5, -64, 15, -8, -6, -54, -6, 40, -1, -7, 2, 40,
+        4, -12, -42, 2, 16, -12, -26, -7, 24, -4, -40, -8, 6, -17, -29, 12,
+        21, -7, -2, -11, -16, -25, 3, 27, -34, 19, -18, -29, -18, 9, 37, 17,
+        -20, 4, 15, -36, 7, -13, -17, 9, 20, -2, 6, -64, -17, 29, 46, 43,
+        3, -7, -2, 64, -9, 21, 1, -29, -29, 0, -5, 22, -24, 14, 41, 11,
+        37, 16, 30, -17, -7, -11, -26, -1, 46, -38, 15, -6, 7, -29, 4, 29,
+        -24, -22, 2, 14, -13, -4, -31, -16, -23, -17, -14, 3, 29, -5, -15, -18,
+        -19, 40, -10, 3, -10, -9, -7, -2, -32, 8, 5, 11, 63, 16, -20, -31,
+        2, -37, -43, 27, -20, 21, 25, 41, 9, -31, -37, 36, -32, -22, -2, 16
+}};
+static const int32_t b3[16] = {
     6600, 9846, 6061, 7537, -3649, 5958, -2505, 691, 1333, 1256, 1518, -5819, -20, 4663, 14741, 6953
 };
-static const scale_t s2[16] = {
+static const scale_t s3[16] = {
     0x1.657d900000000p-8f, 0x1.15f42e0000000p-7f, 0x1.eb34f00000000p-8f, 0x1.365bfe0000000p-7f, 0x1.0f24b60000000p-7f, 0x1.e1739a0000000p-8f, 0x1.f962800000000p-8f, 0x1.46234c0000000p-8f,
     0x1.1703b60000000p-7f, 0x1.069b320000000p-7f, 0x1.2734300000000p-7f, 0x1.2f83180000000p-8f, 0x1.fd781e0000000p-8f, 0x1.d536420000000p-8f, 0x1.82011e0000000p-8f, 0x1.219b180000000p-7f
 };
-static const int8_t w3[2304] = {
-    -40, 5, 2, -1, -5, -15, -26, -31, -6, -12, 21, -24, -13, 0, -47, -23,
-    -36, 22, 2, -8, -7, -8, -59, -5, -10, -1, 11, -23, -27, 10, -2, -10,
-    -56, -47, 8, -13, -7, 37, -64, 37, 32, 41, -33, 9, -12, -3, 2, 36,
-    -48, 16, 0, -7, 16, 11, -36, -7, 47, -16, -11, -31, -13, 1, -2, -3,
-    -41, -5, -19, -6, 22, 14, -16, 0, -1, -6, -20, -18, -34, 22, 20, 3,
-    -37, -60, -13, 7, -12, 3, 1, 9, 52, 34, -29, 27, -25, -3, 11, 40,
-    -29, -27, -36, -35, -23, 13, -31, -11, 24, 0, -48, 1, -7, 12, -17, 2,
-    -5, -30, -30, -36, -16, -9, -8, -48, -8, 24, -18, 24, -17, 3, -4, 25,
-    38, -11, -14, 2, -26, -18, 9, -23, 34, 36, 19, 1, 3, -38, -9, 43,
-    12, 23, 18, -11, 20, -10, -11, 19, 21, -24, 0, 1, -22, -11, -13, 22,
-    -8, 24, -7, 8, 0, -1, 6, -2, 8, -8, -16, 4, -3, 2, -8, 1,
-    -3, -19, 5, -14, 11, -4, -2, 14, 24, -20, -26, 29, -2, -12, -18, 19,
-    -8, 19, 13, -14, 2, -4, 1, 8, 38, 7, 13, 5, -4, 2, -1, 10,
-    -5, 15, -14, -12, -12, 8, 0, -2, 13, 2, 1, 3, -16, -7, -17, 2,
-    28, -14, -14, -3, -22, 4, 8, 4, 14, -24, 5, 26, 12, 3, -20, 22,
-    -17, 16, -16, -31, -1, 11, 9, 0, 59, 55, -3, 7, 2, 10, 22, -4,
-    2, 13, -39, -9, 8, 0, 12, 6, 35, 10, -11, 8, -6, 2, -19, 1,
-    56, 24, -64, -6, -10, -33, 11, 16, 58, -15, -14, 35, 8, 15, -15, 12,
-    2, -13, -47, 11, -4, -19, 3, 12, -11, 3, -4, 8, 29, 1, 12, -2,
-    4, 5, -22, 8, 2, -3, 13, 3, 1, -9, -13, 9, 10, -3, 5, -4,
-    3, 4, -4, 29, -18, 2, -8, 5, -8, -15, -33, -17, 8, 0, -7, -7,
-    3, -18, -8, 16, 5, -8, 10, 6, -17, 2, -2, -11, 25, -20, 1, 4,
-    -1, -4, -12, 11, -2, 8, -6, 4, 4, -7, -14, -17, -6, -8, 4, -10,
-    -3, 1, -16, 28, -22, 6, -13, 5, -33, -22, -45, -14, 5, -5, -7, -15,
-    4, -9, 22, 37, 1, -17, 1, 20, -16, -21, -14, -28, 12, -14, -5, 2,
-    -10, -6, 6, 45, -11, 10, -22, 20, -12, -27, -12, -29, -7, -15, -15, 5,
-    2, 5, 4, 52, -17, 11, -30, 1, -64, -26, -40, -19, 14, -5, -7, -13,
-    3, 13, -64, -10, -7, 0, 3, 6, 1, -19, 5, 5, 1, -3, -10, 0,
-    0, 13, -43, 0, 12, -25, 5, -17, 0, -21, 5, 10, 2, -20, 21, 10,
-    -5, 31, -11, -2, -5, -47, 5, -10, -20, -30, 7, -18, 2, -8, 23, -10,
-    10, 6, -61, -10, 8, -21, -2, -4, -9, -9, -6, -5, -6, -17, 0, 3,
-    6, -8, -31, -5, 5, -11, 2, -8, -13, -4, 4, -6, -15, -15, 16, 1,
-    -17, 2, -1, 6, -2, 0, -9, -7, -28, -5, -3, -35, -28, -6, 31, -14,
-    4, 2, -11, 6, 25, -30, 12, 2, -14, -10, 5, -6, -10, 3, -3, 5,
-    -2, -1, 3, 6, 9, -4, 3, 8, 0, -2, 1, -22, -16, 14, 7, -7,
-    -23, 20, 9, -6, 14, 34, 4, 20, -18, -9, -6, -21, -11, 10, 3, -25,
-    -2, -16, -56, 34, 12, -12, 4, -12, -44, 3, 16, 23, 14, -3, 10, 20,
-    -5, -7, -29, 17, 1, -20, 24, -16, -3, -1, -11, -13, -1, -3, 11, -10,
-    -42, 14, -5, 5, -12, -9, 9, 12, -31, -5, -35, -9, 14, -6, -16, 13,
-    12, 0, -31, 31, -13, -20, 32, 6, -32, -7, -12, 4, 10, -6, -6, 20,
-    -23, -8, -3, 10, -2, -7, 11, 9, -25, -29, 5, -13, -9, -5, 17, -4,
-    -41, 5, 15, -4, 2, 23, 9, 19, -33, -14, -28, -12, 20, -9, -16, -6,
-    -14, 1, -26, -19, 7, -38, 7, 26, -41, -11, -22, 25, -5, -1, -1, 19,
-    -20, -8, 0, -30, -2, 3, 4, 23, -40, -19, -5, -6, -2, 3, 15, -5,
-    -55, 10, -2, -44, 8, 15, -1, -10, -64, -8, -35, -5, 25, -12, -28, 5,
-    1, -25, 39, -15, -4, 41, -21, 32, 33, 8, -18, 34, -17, 7, 35, -45,
-    -7, -7, -16, -20, -8, 43, -16, 8, 13, -5, 4, 2, -15, 12, -7, -14,
-    -9, 12, -41, -27, 10, 0, -24, -11, -7, -14, 15, -38, -16, 4, 11, -1,
-    -23, 2, -5, 9, -22, 6, -10, 11, 32, 4, 4, 12, -17, 2, 12, -62,
-    -3, 17, -20, -11, -25, 1, -10, -12, 8, -9, 4, -14, -9, 6, 24, -20,
-    -23, -4, -17, -31, -11, -19, -19, -21, 19, 3, 0, -48, -15, 11, 15, 8,
-    -21, 8, -30, 12, -64, 7, 10, -2, 37, 3, 21, -19, 14, -1, 17, -53,
-    -14, 1, -40, 6, -48, -24, -8, -6, -3, 5, -10, -2, -3, 10, 30, -19,
-    -27, 4, 20, 16, -21, -1, -10, -22, -25, -14, -32, -3, 7, 0, 18, 0,
-    -29, -2, 8, -30, -51, -11, 6, 11, -1, 17, -47, -17, -17, 41, 2, 6,
-    -10, -15, -4, -4, -24, -5, 7, 14, 1, 31, -50, -19, -1, 34, 22, -19,
-    -23, -32, 24, 14, 5, 8, -28, 25, -24, 9, -58, -29, 16, 43, 16, -19,
-    11, 20, 3, -20, -34, -29, 9, 26, 16, 24, -5, -1, 3, 31, 24, -18,
-    -1, -13, -39, -13, -11, -7, -5, 0, 1, 15, 3, -11, 7, 17, 6, 5,
-    4, -36, -15, -13, -25, -18, -31, -14, -12, 0, 0, -8, 17, 52, 1, -4,
-    -24, 20, -7, -41, -6, -38, -20, 60, 14, 11, -9, 2, 17, 16, -7, -24,
-    -11, -9, -64, -20, -1, -40, -10, -3, 16, 3, 1, 1, 0, 39, 13, 8,
-    -12, -13, -42, -38, -28, -25, -33, 12, 0, -3, -14, 12, 14, 53, 27, 8,
-    46, 11, -10, 11, 4, 37, 28, -28, -20, 11, 10, 23, 39, -13, 2, -5,
-    21, -2, -64, -4, 0, 19, 18, -27, 9, -2, 8, 10, 39, -21, -40, -3,
-    39, -14, -58, -8, 25, 53, 5, -8, -1, 13, 25, 53, 48, -10, -40, 2,
-    53, 15, -10, 0, 36, 45, 27, -13, -18, 1, 16, 4, 19, -12, -17, -15,
-    7, 11, -42, 14, 4, 42, 20, -7, -3, -1, 5, 11, -7, -7, -28, 21,
-    5, 13, -23, 10, -15, 42, -5, -1, 6, 39, 1, 30, 39, -4, -31, 1,
-    41, 2, 10, -6, 35, 39, -8, 5, -25, 0, -15, -5, 6, -42, 7, -15,
-    24, -5, -9, -4, -2, 42, 0, -14, -26, -4, -8, 11, 24, -4, 13, -9,
-    14, 41, 41, 23, 21, 38, 4, -41, -47, 25, -11, 10, 55, 1, 7, -27,
-    -20, 17, 24, -16, -12, -36, 50, -9, -31, -16, -28, -3, -14, -11, 28, 59,
-    5, -4, -5, -10, 1, 8, 18, -1, -4, 13, -13, 11, 6, -18, 16, 30,
-    16, -2, -16, -28, 9, 19, -2, -22, -2, 42, 6, 19, 12, -50, -17, 15,
-    -42, 11, -20, -15, 10, -51, 16, -26, -24, -16, -15, 1, 35, 26, 16, 48,
-    3, 8, 4, -11, 7, -5, 11, 10, -6, -7, -2, -1, 14, -11, 1, 33,
-    7, 19, 11, -18, 25, -6, -4, -32, 11, 5, 13, -22, -39, -38, -9, 63,
-    -53, 2, -18, -9, 64, -36, 8, -22, -1, -8, 9, -19, 29, -11, 5, 32,
-    -8, -8, -5, 18, 23, 0, -4, -35, 7, -12, 50, -28, 0, -6, 7, 28,
-    -28, -8, -12, -16, 0, 12, -5, -15, -1, -19, 45, -35, -30, -17, 3, 49,
-    14, -18, 37, 6, -22, 14, -14, 31, 1, -14, -13, -19, 8, 11, -2, -24,
-    1, -5, 13, -4, -13, 2, -10, 12, -3, -19, -8, -5, 2, 14, -24, -17,
-    -9, -4, 1, 14, 6, -5, -23, 56, -1, -26, -21, -9, -2, 16, -55, -1,
-    -8, 1, 18, 3, -21, 0, 3, -1, 9, -37, -3, -8, -4, 10, -14, -18,
-    -2, 6, -6, -20, -10, 11, -7, -28, 2, -41, -3, 24, 15, 13, -33, -4,
-    -26, -6, 4, -19, -5, 7, -17, 2, -5, 0, -18, 8, 12, 12, -48, 12,
-    3, -5, 26, 27, -37, 1, -19, 25, 2, -64, -19, -4, -19, -2, -7, -12,
-    2, 0, 24, 9, -10, 4, -25, 1, -8, -25, -31, 6, 23, -5, -13, -8,
-    -25, -15, 10, -10, 6, 3, 1, -3, 2, -8, -32, -4, 15, 16, -9, -2,
-    -21, -2, 18, 0, 1, -1, -34, 10, -4, 17, 5, 2, -9, 9, 23, -50,
-    0, 0, 15, -3, -11, 11, -24, 6, 8, 10, 0, -9, -12, 8, 11, 9,
-    -15, 2, -13, -20, -8, 17, -25, -1, 12, 19, -2, -10, -5, 5, -11, 18,
-    -12, 8, -9, 4, -17, -22, -6, -3, -29, 11, 4, -16, -6, 5, -7, -37,
-    3, 11, -5, 12, -31, -5, -23, -1, -2, -17, 12, 11, -10, -1, 4, -17,
-    -14, 2, -9, -4, -15, 19, 1, -13, -16, 4, -22, 10, -17, 0, 34, 1,
-    -11, 24, -34, -3, 17, -20, 34, -11, -21, 3, -19, 6, 27, 2, -36, -3,
-    8, 12, -18, 4, -9, -6, 12, 9, -6, -16, 11, -21, -2, -14, -26, -12,
-    9, -3, 11, 31, -6, 19, 12, -1, -19, -1, 10, -64, -21, -16, -17, -17,
-    -23, -23, -25, 1, 41, 18, -16, 21, -9, -1, 8, -15, 5, 15, 20, -8,
-    2, -24, -15, -6, 28, -8, -2, 0, 7, -22, -17, -45, -16, -1, 18, -12,
-    48, -31, 14, -5, 21, 12, 15, -3, 39, 17, -30, -15, -24, 4, 9, -18,
-    10, -22, -17, 32, 55, 14, 54, -12, 7, -16, -6, 7, -13, 12, 28, -42,
-    0, -11, -12, -7, 1, 0, 19, -24, 29, -6, -10, -10, -27, 8, 1, -27,
-    22, 33, -2, -15, -7, 20, -14, -6, 2, 17, 19, 12, -27, -8, -5, -32,
-    15, -22, 37, 18, 34, 30, 61, 8, 53, -14, -8, 18, -15, 11, 22, -64,
-    26, 19, 22, -18, -14, 25, -6, -4, 41, -4, -11, 17, -10, 4, -9, -26,
-    24, 31, 12, -43, -14, 24, -18, 12, 31, 18, 13, 11, 31, 1, 19, -18,
-    -13, 39, -48, 24, 0, -45, 17, -35, -64, -12, -4, -20, 24, -30, 11, 11,
-    -7, 15, -7, 16, -5, 5, 0, -28, -42, -2, -12, -50, -6, -4, 8, 6,
-    -28, 16, 15, 4, -18, -3, -13, 6, -30, 0, -29, -56, -20, 28, 23, -25,
-    -2, 0, 1, 1, -5, -1, 34, 7, -14, -10, -18, -16, -4, 10, 7, 5,
-    10, -22, 3, -4, -10, 4, 5, 17, 13, 2, -17, 1, -7, 3, 14, -23,
-    26, -36, -12, 1, -35, 7, -38, 6, -6, 15, -16, 26, 14, -8, 8, -28,
-    21, 4, -16, -9, 6, 28, -17, 0, -1, 11, 11, -9, -19, -40, 12, -12,
-    -4, 9, -12, 6, 0, 7, -18, -25, 2, 3, -1, 4, -13, -38, 2, -9,
-    1, 5, -24, 13, -24, 9, -10, -37, 1, 11, 26, -10, -15, -38, 0, -21,
-    15, 26, -8, 21, -5, -1, 2, -5, 23, -4, 44, 29, -14, -64, -1, 1,
-    2, 47, -26, -6, -3, -23, 2, -34, 0, 13, 1, -6, -24, -48, 0, -7,
-    -37, 61, -15, -12, 9, -14, 31, -38, 13, 1, 12, 7, -35, -38, -15, 31,
-    27, 1, -5, 2, -2, -18, -9, -24, 20, 19, 32, -17, -16, -19, 3, 0,
-    20, 16, -12, 2, -1, -5, 4, -10, 21, 11, -3, -51, -17, -13, 13, -8,
-    -19, 37, 12, -9, 20, -6, 1, -4, 13, 29, 18, -10, -42, -3, 0, 3,
-    -5, 6, -30, 5, -6, -5, -10, -30, 3, 29, 13, 16, -1, -32, 52, 10,
-    -28, 17, -36, -10, -12, -1, 15, -39, 28, 33, 0, -3, 45, -11, 15, -13,
-    -15, 52, -6, 28, -2, -16, -5, -13, 43, 45, 26, -6, 14, 7, -10, -18,
-    -12, 5, 1, -11, -15, 1, -38, -15, -16, -5, -53, -29, -3, -9, 18, -7,
-    9, -1, -9, -3, 0, -8, -39, 18, -1, 17, -35, -12, -11, 5, 23, -6,
-    18, -2, -22, -18, -16, -14, -14, 36, 12, 29, -35, 24, 7, -11, 2, -8,
-    -14, -14, 0, -22, 11, 4, -35, -29, 0, -13, -25, -11, -24, -15, 25, -6,
-    2, -20, 7, 5, -6, 7, -13, -14, -7, 1, -32, -3, -14, -32, 32, -18,
-    30, -25, 18, -1, -12, 16, 9, -13, 64, 19, -9, 33, 11, -45, 16, -2,
-    -28, 47, -37, -28, 26, -6, 0, -60, 5, 6, 5, -13, 3, 1, -13, 12,
-    -22, 17, -16, -6, -4, -21, 14, -36, -10, 3, 18, -33, -22, 0, -8, -2,
-    -30, 21, 5, -35, 3, 0, 9, -36, 45, 13, 24, -40, -62, -28, 3, -5,
-    13, -1, 2, -13, -28, 20, -20, 17, -6, -13, -13, 13, -28, -5, -6, -11,
-    -5, -15, -13, -11, -1, 4, -15, -3, -18, -3, -15, 23, -22, 8, -10, 8,
-    -13, 22, -20, -18, -3, -6, -19, -12, -18, -7, 7, -3, -5, -7, 0, -9,
-    13, 8, 19, -11, -12, 2, -43, 4, 2, 8, -26, -2, -14, -14, 1, -2,
-    8, 7, -14, 2, -11, -15, -31, -3, 2, -1, -9, 21, -16, 13, -14, 13,
-    -9, 26, -6, 0, 7, -16, -12, -26, -5, -4, 17, -4, -25, 15, -7, 17,
-    16, 9, 5, -27, -37, -15, -64, -13, -2, 10, -2, -8, -11, 2, -3, -7,
-    2, 4, -17, -24, -14, -15, -34, -21, 7, 2, 5, 22, -24, 9, -15, 16,
-    -20, 17, -11, -50, 5, -24, 4, -21, -8, -11, 22, 11, -21, 6, 3, 20
-};
-static const int32_t b3[16] = {
+static const union {
+    int8_t v[2304];
+    uint32_t words[576];
+} w4 = {{
+        -40, 5, 2, -1, 12, 23, 18, -11, 2, -13, -47, 11, 3, 13, -64, -10,
+        -2, -16, -56, 34, 1, -25, 39, -15, -29, -2, 8, -30, 46, 11, -10, 11,
+        -20, 17, 24, -16, 14, -18, 37, 6, -21, -2, 18, 0, -23, -23, -25, 1,
+        -13, 39, -48, 24, 15, 26, -8, 21, -12, 5, 1, -11, 13, -1, 2, -13,
+        -5, -15, -26, -31, 20, -10, -11, 19, -4, -19, 3, 12, -7, 0, 3, 6,
+        12, -12, 4, -12, -4, 41, -21, 32, -51, -11, 6, 11, 4, 37, 28, -28,
+        -12, -36, 50, -9, -22, 14, -14, 31, 1, -1, -34, 10, 41, 18, -16, 21,
+        0, -45, 17, -35, -5, -1, 2, -5, -15, 1, -38, -15, -28, 20, -20, 17,
+        -6, -12, 21, -24, 21, -24, 0, 1, -11, 3, -4, 8, 1, -19, 5, 5,
+        -44, 3, 16, 23, 33, 8, -18, 34, -1, 17, -47, -17, -20, 11, 10, 23,
+        -31, -16, -28, -3, 1, -14, -13, -19, -4, 17, 5, 2, -9, -1, 8, -15,
+        -64, -12, -4, -20, 23, -4, 44, 29, -16, -5, -53, -29, -6, -13, -13, 13,
+        -13, 0, -47, -23, -22, -11, -13, 22, 29, 1, 12, -2, 1, -3, -10, 0,
+        14, -3, 10, 20, -17, 7, 35, -45, -17, 41, 2, 6, 39, -13, 2, -5,
+        -14, -11, 28, 59, 8, 11, -2, -24, -9, 9, 23, -50, 5, 15, 20, -8,
+        24, -30, 11, 11, -14, -64, -1, 1, -3, -9, 18, -7, -28, -5, -6, -11,
+        -36, 22, 2, -8, -8, 24, -7, 8, 4, 5, -22, 8, 0, 13, -43, 0,
+        -5, -7, -29, 17, -7, -7, -16, -20, -10, -15, -4, -4, 21, -2, -64, -4,
+        5, -4, -5, -10, 1, -5, 13, -4, 0, 0, 15, -3, 2, -24, -15, -6,
+        -7, 15, -7, 16, 2, 47, -26, -6, 9, -1, -9, -3, -5, -15, -13, -11,
+        -7, -8, -59, -5, 0, -1, 6, -2, 2, -3, 13, 3, 12, -25, 5, -17,
+        1, -20, 24, -16, -8, 43, -16, 8, -24, -5, 7, 14, 0, 19, 18, -27,
+        1, 8, 18, -1, -13, 2, -10, 12, -11, 11, -24, 6, 28, -8, -2, 0,
+        -5, 5, 0, -28, -3, -23, 2, -34, 0, -8, -39, 18, -1, 4, -15, -3,
+        -10, -1, 11, -23, 8, -8, -16, 4, 1, -9, -13, 9, 0, -21, 5, 10,
+        -3, -1, -11, -13, 13, -5, 4, 2, 1, 31, -50, -19, 9, -2, 8, 10,
+        -4, 13, -13, 11, -3, -19, -8, -5, 8, 10, 0, -9, 7, -22, -17, -45,
+        -42, -2, -12, -50, 0, 13, 1, -6, -1, 17, -35, -12, -18, -3, -15, 23,
+        -27, 10, -2, -10, -3, 2, -8, 1, 10, -3, 5, -4, 2, -20, 21, 10,
+        -1, -3, 11, -10, -15, 12, -7, -14, -1, 34, 22, -19, 39, -21, -40, -3,
+        6, -18, 16, 30, 2, 14, -24, -17, -12, 8, 11, 9, -16, -1, 18, -12,
+        -6, -4, 8, 6, -24, -48, 0, -7, -11, 5, 23, -6, -22, 8, -10, 8,
+        -56, -47, 8, -13, -3, -19, 5, -14, 3, 4, -4, 29, -5, 31, -11, -2,
+        -42, 14, -5, 5, -9, 12, -41, -27, -23, -32, 24, 14, 39, -14, -58, -8,
+        16, -2, -16, -28, -9, -4, 1, 14, -15, 2, -13, -20, 48, -31, 14, -5,
+        -28, 16, 15, 4, -37, 61, -15, -12, 18, -2, -22, -18, -13, 22, -20, -18,
+        -7, 37, -64, 37, 11, -4, -2, 14, -18, 2, -8, 5, -5, -47, 5, -10,
+        -12, -9, 9, 12, 10, 0, -24, -11, 5, 8, -28, 25, 25, 53, 5, -8,
+        9, 19, -2, -22, 6, -5, -23, 56, -8, 17, -25, -1, 21, 12, 15, -3,
+        -18, -3, -13, 6, 9, -14, 31, -38, -16, -14, -14, 36, -3, -6, -19, -12,
+        32, 41, -33, 9, 24, -20, -26, 29, -8, -15, -33, -17, -20, -30, 7, -18,
+        -31, -5, -35, -9, -7, -14, 15, -38, -24, 9, -58, -29, -1, 13, 25, 53,
+        -2, 42, 6, 19, -1, -26, -21, -9, 12, 19, -2, -10, 39, 17, -30, -15,
+        -30, 0, -29, -56, 13, 1, 12, 7, 12, 29, -35, 24, -18, -7, 7, -3,
+        -12, -3, 2, 36, -2, -12, -18, 19, 8, 0, -7, -7, 2, -8, 23, -10,
+        14, -6, -16, 13, -16, 4, 11, -1, 16, 43, 16, -19, 48, -10, -40, 2,
+        12, -50, -17, 15, -2, 16, -55, -1, -5, 5, -11, 18, -24, 4, 9, -18,
+        -20, 28, 23, -25, -35, -38, -15, 31, 7, -11, 2, -8, -5, -7, 0, -9,
+        -48, 16, 0, -7, -8, 19, 13, -14, 3, -18, -8, 16, 10, 6, -61, -10,
+        12, 0, -31, 31, -23, 2, -5, 9, 11, 20, 3, -20, 53, 15, -10, 0,
+        -42, 11, -20, -15, -8, 1, 18, 3, -12, 8, -9, 4, 10, -22, -17, 32,
+        -2, 0, 1, 1, 27, 1, -5, 2, -14, -14, 0, -22, 13, 8, 19, -11,
+        16, 11, -36, -7, 2, -4, 1, 8, 5, -8, 10, 6, 8, -21, -2, -4,
+        -13, -20, 32, 6, -22, 6, -10, 11, -34, -29, 9, 26, 36, 45, 27, -13,
+        10, -51, 16, -26, -21, 0, 3, -1, -17, -22, -6, -3, 55, 14, 54, -12,
+        -5, -1, 34, 7, -2, -18, -9, -24, 11, 4, -35, -29, -12, 2, -43, 4,
+        47, -16, -11, -31, 38, 7, 13, 5, -17, 2, -2, -11, -9, -9, -6, -5,
+        -32, -7, -12, 4, 32, 4, 4, 12, 16, 24, -5, -1, -18, 1, 16, 4,
+        -24, -16, -15, 1, 9, -37, -3, -8, -29, 11, 4, -16, 7, -16, -6, 7,
+        -14, -10, -18, -16, 20, 19, 32, -17, 0, -13, -25, -11, 2, 8, -26, -2,
+        -13, 1, -2, -3, -4, 2, -1, 10, 25, -20, 1, 4, -6, -17, 0, 3,
+        10, -6, -6, 20, -17, 2, 12, -62, 3, 31, 24, -18, 19, -12, -17, -15,
+        35, 26, 16, 48, -4, 10, -14, -18, -6, 5, -7, -37, -13, 12, 28, -42,
+        -4, 10, 7, 5, -16, -19, 3, 0, -24, -15, 25, -6, -14, -14, 1, -2,
+        -41, -5, -19, -6, -5, 15, -14, -12, -1, -4, -12, 11, 6, -8, -31, -5,
+        -23, -8, -3, 10, -3, 17, -20, -11, -1, -13, -39, -13, 7, 11, -42, 14,
+        3, 8, 4, -11, -2, 6, -6, -20, 3, 11, -5, 12, 0, -11, -12, -7,
+        10, -22, 3, -4, 20, 16, -12, 2, 2, -20, 7, 5, 8, 7, -14, 2,
+        22, 14, -16, 0, -12, 8, 0, -2, -2, 8, -6, 4, 5, -11, 2, -8,
+        -2, -7, 11, 9, -25, 1, -10, -12, -11, -7, -5, 0, 4, 42, 20, -7,
+        7, -5, 11, 10, -10, 11, -7, -28, -31, -5, -23, -1, 1, 0, 19, -24,
+        -10, 4, 5, 17, -1, -5, 4, -10, -6, 7, -13, -14, -11, -15, -31, -3,
+        -1, -6, -20, -18, 13, 2, 1, 3, 4, -7, -14, -17, -13, -4, 4, -6,
+        -25, -29, 5, -13, 8, -9, 4, -14, 1, 15, 3, -11, -3, -1, 5, 11,
+        -6, -7, -2, -1, 2, -41, -3, 24, -2, -17, 12, 11, 29, -6, -10, -10,
+        13, 2, -17, 1, 21, 11, -3, -51, -7, 1, -32, -3, 2, -1, -9, 21,
+        -34, 22, 20, 3, -16, -7, -17, 2, -6, -8, 4, -10, -15, -15, 16, 1,
+        -9, -5, 17, -4, -9, 6, 24, -20, 7, 17, 6, 5, -7, -7, -28, 21,
+        14, -11, 1, 33, 15, 13, -33, -4, -10, -1, 4, -17, -27, 8, 1, -27,
+        -7, 3, 14, -23, -17, -13, 13, -8, -14, -32, 32, -18, -16, 13, -14, 13,
+        -37, -60, -13, 7, 28, -14, -14, -3, -3, 1, -16, 28, -17, 2, -1, 6,
+        -41, 5, 15, -4, -23, -4, -17, -31, 4, -36, -15, -13, 5, 13, -23, 10,
+        7, 19, 11, -18, -26, -6, 4, -19, -14, 2, -9, -4, 22, 33, -2, -15,
+        26, -36, -12, 1, -19, 37, 12, -9, 30, -25, 18, -1, -9, 26, -6, 0,
+        -12, 3, 1, 9, -22, 4, 8, 4, -22, 6, -13, 5, -2, 0, -9, -7,
+        2, 23, 9, 19, -11, -19, -19, -21, -25, -18, -31, -14, -15, 42, -5, -1,
+        25, -6, -4, -32, -5, 7, -17, 2, -15, 19, 1, -13, -7, 20, -14, -6,
+        -35, 7, -38, 6, 20, -6, 1, -4, -12, 16, 9, -13, 7, -16, -12, -26,
+        52, 34, -29, 27, 14, -24, 5, 26, -33, -22, -45, -14, -28, -5, -3, -35,
+        -33, -14, -28, -12, 19, 3, 0, -48, -12, 0, 0, -8, 6, 39, 1, 30,
+        11, 5, 13, -22, -5, 0, -18, 8, -16, 4, -22, 10, 2, 17, 19, 12,
+        -6, 15, -16, 26, 13, 29, 18, -10, 64, 19, -9, 33, -5, -4, 17, -4,
+        -25, -3, 11, 40, 12, 3, -20, 22, 5, -5, -7, -15, -28, -6, 31, -14,
+        20, -9, -16, -6, -15, 11, 15, 8, 17, 52, 1, -4, 39, -4, -31, 1,
+        -39, -38, -9, 63, 12, 12, -48, 12, -17, 0, 34, 1, -27, -8, -5, -32,
+        14, -8, 8, -28, -42, -3, 0, 3, 11, -45, 16, -2, -25, 15, -7, 17,
+        -29, -27, -36, -35, -17, 16, -16, -31, 4, -9, 22, 37, 4, 2, -11, 6,
+        -14, 1, -26, -19, -21, 8, -30, 12, -24, 20, -7, -41, 41, 2, 10, -6,
+        -53, 2, -18, -9, 3, -5, 26, 27, -11, 24, -34, -3, 15, -22, 37, 18,
+        21, 4, -16, -9, -5, 6, -30, 5, -28, 47, -37, -28, 16, 9, 5, -27,
+        -23, 13, -31, -11, -1, 11, 9, 0, 1, -17, 1, 20, 25, -30, 12, 2,
+        7, -38, 7, 26, -64, 7, 10, -2, -6, -38, -20, 60, 35, 39, -8, 5,
+        64, -36, 8, -22, -37, 1, -19, 25, 17, -20, 34, -11, 34, 30, 61, 8,
+        6, 28, -17, 0, -6, -5, -10, -30, 26, -6, 0, -60, -37, -15, -64, -13,
+        24, 0, -48, 1, 59, 55, -3, 7, -16, -21, -14, -28, -14, -10, 5, -6,
+        -41, -11, -22, 25, 37, 3, 21, -19, 14, 11, -9, 2, -25, 0, -15, -5,
+        -1, -8, 9, -19, 2, -64, -19, -4, -21, 3, -19, 6, 53, -14, -8, 18,
+        -1, 11, 11, -9, 3, 29, 13, 16, 5, 6, 5, -13, -2, 10, -2, -8,
+        -7, 12, -17, 2, 2, 10, 22, -4, 12, -14, -5, 2, -10, 3, -3, 5,
+        -5, -1, -1, 19, 14, -1, 17, -53, 17, 16, -7, -24, 6, -42, 7, -15,
+        29, -11, 5, 32, -19, -2, -7, -12, 27, 2, -36, -3, -15, 11, 22, -64,
+        -19, -40, 12, -12, -1, -32, 52, 10, 3, 1, -13, 12, -11, 2, -3, -7,
+        -5, -30, -30, -36, 2, 13, -39, -9, -10, -6, 6, 45, -2, -1, 3, 6,
+        -20, -8, 0, -30, -14, 1, -40, 6, -11, -9, -64, -20, 24, -5, -9, -4,
+        -8, -8, -5, 18, 2, 0, 24, 9, 8, 12, -18, 4, 26, 19, 22, -18,
+        -4, 9, -12, 6, -28, 17, -36, -10, -22, 17, -16, -6, 2, 4, -17, -24,
+        -16, -9, -8, -48, 8, 0, 12, 6, -11, 10, -22, 20, 9, -4, 3, 8,
+        -2, 3, 4, 23, -48, -24, -8, -6, -1, -40, -10, -3, -2, 42, 0, -14,
+        23, 0, -4, -35, -10, 4, -25, 1, -9, -6, 12, 9, -14, 25, -6, -4,
+        0, 7, -18, -25, -12, -1, 15, -39, -4, -21, 14, -36, -14, -15, -34, -21,
+        -8, 24, -18, 24, 35, 10, -11, 8, -12, -27, -12, -29, 0, -2, 1, -22,
+        -40, -19, -5, -6, -3, 5, -10, -2, 16, 3, 1, 1, -26, -4, -8, 11,
+        7, -12, 50, -28, -8, -25, -31, 6, -6, -16, 11, -21, 41, -4, -11, 17,
+        2, 3, -1, 4, 28, 33, 0, -3, -10, 3, 18, -33, 7, 2, 5, 22,
+        -17, 3, -4, 25, -6, 2, -19, 1, -7, -15, -15, 5, -16, 14, 7, -7,
+        -2, 3, 15, -5, -3, 10, 30, -19, 0, 39, 13, 8, 24, -4, 13, -9,
+        0, -6, 7, 28, 23, -5, -13, -8, -2, -14, -26, -12, -10, 4, -9, -26,
+        -13, -38, 2, -9, 45, -11, 15, -13, -22, 0, -8, -2, -24, 9, -15, 16,
+        38, -11, -14, 2, 56, 24, -64, -6, 2, 5, 4, 52, -23, 20, 9, -6,
+        -55, 10, -2, -44, -27, 4, 20, 16, -12, -13, -42, -38, 14, 41, 41, 23,
+        -28, -8, -12, -16, -25, -15, 10, -10, 9, -3, 11, 31, 24, 31, 12, -43,
+        1, 5, -24, 13, -15, 52, -6, 28, -30, 21, 5, -35, -20, 17, -11, -50,
+        -26, -18, 9, -23, -10, -33, 11, 16, -17, 11, -30, 1, 14, 34, 4, 20,
+        8, 15, -1, -10, -21, -1, -10, -22, -28, -25, -33, 12, 21, 38, 4, -41,
+        0, 12, -5, -15, 6, 3, 1, -3, -6, 19, 12, -1, -14, 24, -18, 12,
+        -24, 9, -10, -37, -2, -16, -5, -13, 3, 0, 9, -36, 5, -24, 4, -21,
+        34, 36, 19, 1, 58, -15, -14, 35, -64, -26, -40, -19, -18, -9, -6, -21,
+        -64, -8, -35, -5, -25, -14, -32, -3, 0, -3, -14, 12, -47, 25, -11, 10,
+        -1, -19, 45, -35, 2, -8, -32, -4, -19, -1, 10, -64, 31, 18, 13, 11,
+        1, 11, 26, -10, 43, 45, 26, -6, 45, 13, 24, -40, -8, -11, 22, 11,
+        3, -38, -9, 43, 8, 15, -15, 12, 14, -5, -7, -13, -11, 10, 3, -25,
+        25, -12, -28, 5, 7, 0, 18, 0, 14, 53, 27, 8, 55, 1, 7, -27,
+        -30, -17, 3, 49, 15, 16, -9, -2, -21, -16, -17, -17, 31, 1, 19, -18,
+        -15, -38, 0, -21, 14, 7, -10, -18, -62, -28, 3, -5, -21, 6, 3, 20
+}};
+static const int32_t b4[16] = {
     11350, -5799, 5445, 12427, 7614, 4610, 3028, -4659, 2345, 1952, 1776, -9789, 5337, -5609, 4605, 7658
 };
-static const scale_t s3[16] = {
+static const scale_t s4[16] = {
     0x1.1d07320000000p-8f, 0x1.67e1d80000000p-8f, 0x1.2374400000000p-7f, 0x1.8980b00000000p-8f, 0x1.a423900000000p-8f, 0x1.434c6a0000000p-8f, 0x1.7042a40000000p-8f, 0x1.93f2f20000000p-9f,
     0x1.0bfe6c0000000p-8f, 0x1.e473780000000p-8f, 0x1.5058900000000p-7f, 0x1.32a9260000000p-8f, 0x1.f091780000000p-8f, 0x1.3cac160000000p-8f, 0x1.0c9b8c0000000p-7f, 0x1.1506ac0000000p-7f
 };
-static const int8_t w4[2304] = {
-    -4, -1, 18, 14, -6, -45, -5, 0, -5, -5, 1, 2, -14, -8, 14, -12,
-    1, 18, 5, 17, 2, -21, -8, -6, -3, -6, -17, -17, -14, -14, -5, -5,
-    16, 4, -3, 21, -4, -14, -4, -27, -6, 4, -16, -12, -17, 1, -27, 2,
-    -5, 12, -2, 4, 1, -33, 3, -5, 16, 0, -8, -1, 2, 0, 3, -11,
-    17, -14, -2, 11, 0, -33, -4, -4, 4, -8, -32, 0, 1, -7, -29, -15,
-    17, -3, -4, -28, -6, -13, -7, -5, -7, -1, -26, 5, 4, 1, -53, 0,
-    -3, 0, -5, -3, 6, -14, -12, 5, 8, 7, -28, -8, 13, -6, -12, -32,
-    3, -4, 3, 2, 6, -1, -14, -5, 5, -1, -23, 7, 3, 9, -64, -63,
-    33, -3, 5, -1, 16, -7, 19, 12, -24, -16, -12, 8, 4, -21, -43, -24,
-    1, -4, 22, 11, 7, -30, -26, -18, -4, -5, -8, -24, 42, 9, 8, -25,
-    -17, 8, 7, 24, 3, -20, -6, -39, 6, -1, -5, -3, 39, 13, 2, -2,
-    -38, -21, 11, 7, -4, -1, 7, -64, 5, 7, 2, -17, 31, 47, -3, 19,
-    10, -8, 11, 15, 8, -15, -12, -23, -14, -1, 10, -36, 10, -10, 2, -13,
-    -12, 21, 14, -4, -14, -10, -6, -6, 5, -10, 6, -13, 11, 2, -4, -12,
-    -33, -7, 10, 1, -15, -13, -12, -27, 4, -7, 13, -22, 42, 5, 17, -1,
-    1, -12, -19, 0, 17, -5, 9, -12, 7, -26, 17, -36, 12, -8, -1, 5,
-    14, 6, -25, 2, 10, -11, -15, -7, 6, -43, 14, -51, 13, -8, 10, 5,
-    27, -7, -33, 8, 4, -6, -20, -20, 6, -24, 7, -18, 10, 3, 21, 18,
-    -5, -22, 16, -44, -25, 1, -7, 5, 17, -22, 2, -6, -6, -15, 10, -16,
-    6, -12, 15, -46, -35, -3, -18, 8, -3, -12, 8, 1, -16, -16, 5, 0,
-    8, -8, -1, -64, 4, -16, -18, 20, -21, -16, 18, -2, -27, -30, 7, 5,
-    12, -4, -2, -21, -3, -8, -3, -4, 19, -22, 6, -14, 5, 5, 4, -7,
-    -4, -9, 2, -15, -19, -30, -29, -17, -15, -19, -7, -9, -15, -1, -2, -13,
-    2, -14, -32, -41, -15, -38, -5, 4, -18, 3, 10, 0, -23, -15, -3, -5,
-    1, -13, -30, -15, 21, -9, 25, -13, 33, -1, 8, -30, 15, -7, 12, 3,
-    4, -26, -53, -6, 4, -48, -2, -8, -2, 3, 14, -48, -2, 5, -7, -18,
-    20, -31, -39, -14, 9, -39, 30, 19, 3, 12, 4, -39, -16, 6, -13, 1,
-    -11, -3, 11, 4, -11, 25, -22, 2, -8, -32, -12, 30, 0, 27, -12, -11,
-    -19, -12, 4, 5, 10, 9, -19, -19, -4, -28, 8, 0, -3, 14, -4, 8,
-    -28, 13, -5, 8, 2, 14, -17, 6, 4, -35, 12, -5, -2, 14, -8, 14,
-    -9, -4, -4, -4, 6, 22, -12, -3, -14, 7, -8, -9, -15, 13, 3, 4,
-    -9, 13, 2, -18, 7, 5, -14, -19, 3, -9, 14, -32, -8, 1, 8, 8,
-    -30, 18, -8, 14, 2, -1, -32, -3, 1, -16, 16, -24, -11, 7, -10, 14,
-    -5, -31, 3, 7, 12, 13, 10, -9, -3, 20, -4, -35, -29, 1, 19, 8,
-    -4, -2, -8, -9, 15, 13, 5, 1, 23, -6, 16, -64, -9, 1, 16, 16,
-    -27, -29, -3, 20, 3, 15, -25, -14, 10, -21, 16, -54, -16, -14, -9, 21,
-    4, 2, -22, 23, -16, 26, -13, -9, -31, -40, 20, 18, -29, 17, -16, -21,
-    -13, 9, -14, 34, 2, 16, -13, -47, 1, -54, 30, -3, 4, 17, -11, 6,
-    -17, 0, -5, 11, -15, 43, -10, -14, 7, -19, 23, 3, -14, 16, -43, 6,
-    -4, 9, -6, 0, 7, 23, -10, -4, -12, -33, 15, 11, 2, 14, -9, -7,
-    13, -10, -12, -20, -2, 10, -12, -12, -6, -30, 12, -20, 7, -3, -25, -10,
-    -12, 8, -18, -39, -7, 21, 2, 4, -32, -8, -4, -4, 13, 6, -35, -5,
-    -9, 20, -8, 5, -27, 17, 2, 24, -12, -11, 21, 6, 4, 16, -17, -30,
-    5, 30, 7, 4, -11, 7, 13, -5, -16, -18, 2, -30, 5, 7, -49, -41,
-    24, 64, 17, 3, -17, 4, 46, -2, -24, -33, -9, -35, 15, -12, -17, -15,
-    27, 11, -2, 16, 3, -48, 5, -35, -6, 0, -51, -17, 1, 34, 4, -7,
-    21, -7, -30, 29, 6, -19, 2, -32, -1, 18, -55, 2, 2, 4, 11, 3,
-    25, -26, -17, -4, -12, -24, 4, -61, 0, 6, -19, 0, -7, 14, 30, -7,
-    13, 3, -26, -5, 23, -31, -4, -23, 7, -29, -60, -18, 3, 25, 9, -7,
-    11, -18, -3, -22, -5, -25, -20, -19, -1, -6, -38, -8, 12, 20, -11, -29,
-    14, 18, -25, -35, -2, -12, -8, -48, -4, -2, 4, 8, 13, 26, 4, -15,
-    -6, 22, -35, -19, 10, -1, -1, -3, -25, -22, -31, -5, -14, 31, 11, -21,
-    13, 8, -34, 0, -2, -10, 2, -2, -2, -46, -2, -44, -8, -1, -1, -28,
-    36, 64, -52, 14, 4, 11, 63, -15, 17, -30, 11, -27, 5, -10, -13, -10,
-    -1, -4, 5, 9, -8, 5, -9, 0, 0, -40, 2, -28, -1, 4, 0, -19,
-    -2, -9, -14, -5, -26, 1, 12, -18, 3, -38, 11, -1, 12, -2, 3, 13,
-    -1, -14, -4, -11, -8, 12, 12, 16, 10, -32, 23, 1, 13, -3, 9, 2,
-    -3, -6, 5, 6, -5, 3, 8, -6, -4, -42, 18, -13, 10, -8, 6, -7,
-    -8, -5, -9, -5, -25, 0, -13, -4, 6, -25, 2, -20, 2, 0, -6, -4,
-    -10, -22, -20, -3, -12, 3, -7, 6, -11, -29, 21, -17, 11, -25, 22, 6,
-    0, -9, -5, 4, -18, -4, 10, 11, -5, -17, 37, -18, 13, 8, 16, -1,
-    17, -8, -46, 5, -43, -11, -8, 3, -2, -55, 11, -13, 17, -8, 4, -1,
-    17, -14, -56, -3, -24, -6, -26, 21, 20, -64, 6, -6, 12, 9, 16, 24,
-    -1, 5, 26, -58, -19, -11, -10, -12, -24, 22, -22, 15, 11, -9, 3, 14,
-    -7, -10, 31, -29, -21, 3, -6, 5, -17, -7, -34, 9, -10, 12, -9, 5,
-    -3, 1, 3, -38, -6, 3, -7, -27, 0, 3, -27, 11, -10, 2, -13, 8,
-    -5, 1, 2, -10, 23, 12, -18, 2, -38, -5, -42, 10, 0, -7, 1, 19,
-    5, -6, 19, -1, -4, -10, -5, -9, -30, -17, -33, 17, -7, -2, 1, -3,
-    -8, 2, 11, 2, -11, 2, -24, -48, 6, -4, -14, 17, -28, 9, -22, 25,
-    -5, -8, 1, -14, 26, 19, -18, -4, -59, 17, -64, -1, -6, 5, -3, 20,
-    7, 1, -15, 2, 19, 11, 12, 12, -50, -6, -44, 0, -9, -3, 1, 22,
-    9, -14, -61, 9, 29, 11, 10, -2, -18, 1, -10, 4, -18, 4, -11, -1,
-    52, 15, -26, -21, 7, 8, 17, -22, -17, 32, -2, -9, 14, -32, -7, 45,
-    30, -19, 0, -17, -45, 17, 17, -50, 6, -1, -8, 22, -2, -39, 10, -22,
-    52, -16, 23, -35, -3, 44, 16, -58, 30, -18, -11, 19, 8, -64, 13, -28,
-    5, -6, -8, 21, -15, 0, 5, 14, -42, 13, -4, -3, 11, -45, -1, 17,
-    35, -4, -14, 27, 15, 31, 8, 2, -10, -23, -15, -4, -4, -19, -1, -2,
-    40, 5, 9, -1, 1, 54, 20, -17, 7, -11, -25, -1, 0, -60, -5, -10,
-    21, -13, 6, 27, 1, -3, 2, 23, -61, -1, 8, 11, 4, -24, -2, -10,
-    21, 18, 46, 55, 2, 40, 11, 35, -45, -6, -12, 0, -12, -27, -2, -10,
-    40, 16, 26, 9, -22, 4, 11, 20, 4, -17, -8, 11, 3, -30, -3, -24,
-    -26, 16, 4, 34, -9, -52, -28, -5, -5, -31, 1, 5, -26, 2, 2, -12,
-    -37, 10, -18, 49, 3, -12, 3, 6, -13, -27, -31, -23, -15, -11, -15, 17,
-    -55, 31, -7, 45, -11, -4, 0, 11, -6, -36, -12, -25, -30, -13, -32, 11,
-    2, -3, 7, 9, -7, -19, 5, 5, -4, 2, -22, -4, 3, -14, 4, 11,
-    2, -2, -4, 14, 1, -28, 10, 7, -2, -11, -34, -4, -4, -7, -21, -1,
-    -26, -6, 3, 37, 5, 18, -8, -1, -13, -2, -25, -1, -22, -8, -48, 13,
-    -9, 3, 3, 3, -36, 0, -8, 12, -58, 5, -64, 4, -1, 3, -13, -15,
-    0, 15, -26, 14, -4, 22, 6, 16, -14, -22, -44, 9, -3, 0, -39, 7,
-    -11, 6, -54, 29, 36, 33, 3, 40, -18, -19, -38, 7, -13, -33, -29, 2,
-    -6, -11, 25, 18, -1, -39, -2, 3, 7, -8, -24, -1, 4, -2, 14, -9,
-    -1, 9, 5, 18, -1, -24, 20, 7, 5, -28, -34, 1, 8, -19, 9, -4,
-    6, 4, 11, 11, 0, -16, -5, -17, 4, -23, -17, -21, 17, -8, 22, 0,
-    4, -11, 1, 16, 3, -44, 2, 3, 11, -4, -7, -4, 2, -23, -2, -4,
-    2, -7, -4, 30, -1, -18, -12, 5, 14, -1, -20, -2, -2, -22, -2, -7,
-    8, -12, 6, 28, -8, -11, -15, -13, 1, -5, -11, -5, 4, -19, 11, -1,
-    0, -25, 0, 6, 3, -24, -1, -1, 11, 1, 1, -20, 11, -13, 2, -13,
-    3, -28, 6, 15, 2, 2, -37, 8, 12, 7, 6, -5, 3, -8, 10, -5,
-    -4, -57, 12, 13, -6, -2, -64, 18, 10, -7, 8, 14, 6, -9, 0, 3,
-    -13, 4, 24, -42, -40, -16, 25, -8, -8, -14, 3, 0, 26, -44, 10, -1,
-    -43, -5, 17, -18, -31, -4, 14, -8, -13, -19, -13, -7, -5, -39, -30, 6,
-    -50, -21, 8, -6, -32, 4, 27, -38, -9, -1, 10, -4, 3, -63, -45, -5,
-    6, 11, 6, -14, -5, 12, -10, 2, -35, -3, 0, -9, 26, -64, 4, 7,
-    -26, 1, -12, -13, 0, 4, -11, -15, -43, -2, 3, 9, 8, -40, -14, 11,
-    -36, -59, -4, 35, -16, -2, -4, -6, -16, -8, -8, 2, -6, -42, -47, 8,
-    29, -12, -3, 7, 15, 9, -10, 4, -35, 19, 2, -5, 13, -37, -9, 24,
-    6, -15, -15, 16, 8, -3, 7, 11, -31, 0, -2, -17, 3, -27, -40, 32,
-    -6, -42, -17, 28, 14, 3, 8, 38, -18, -6, 2, 2, -12, -15, -29, 7,
-    17, -1, -3, -18, -45, 42, -6, -17, -23, -14, 20, -7, 8, 1, -14, -5,
-    -1, -7, 2, -20, -36, 14, 2, -37, 3, -30, 42, 10, -6, -1, -11, -13,
-    1, -14, -15, -23, -15, 17, -10, -12, 11, -18, 25, 5, -3, -41, -8, -3,
-    1, 11, 5, -12, 4, 20, -9, -4, -1, -17, 10, -15, -9, -9, -1, -7,
-    4, 9, -15, -18, 15, 22, -24, -24, -8, -3, 24, -18, -9, -25, 2, 6,
-    0, 3, -21, -31, -4, 4, -8, 9, -19, 8, 17, -11, -14, -36, -19, -10,
-    25, -51, 11, -4, 10, -2, 13, -3, 30, 9, 35, -21, -8, -16, 13, -5,
-    10, -31, 29, 11, 7, -8, 0, -1, 23, 23, 27, -36, -6, -17, -11, -24,
-    13, -19, 64, -10, -20, -26, -16, -7, -7, -5, 27, -64, -9, -21, -31, -19,
-    3, 6, -3, -16, -4, 15, -20, -10, -29, 19, 13, -16, 6, 3, 1, 1,
-    4, -12, -7, -21, -34, 8, -13, -24, -18, 6, 13, 6, 21, -1, 8, 11,
-    -1, -11, 12, -22, -5, 15, -2, -26, 17, -8, -2, 7, 8, 12, 23, -8,
-    1, -5, 1, 4, 1, 16, -3, -3, -33, -20, 6, 5, 23, -4, 3, -5,
-    -3, -17, 2, -5, -56, 0, -12, -11, -28, -11, -5, 3, 13, 2, -6, -24,
-    -4, -21, 5, -36, -27, 16, 2, -23, -7, -28, -4, 6, 15, 8, 30, 0,
-    -1, 13, -9, 11, -23, 9, -9, 13, -38, -10, 11, 12, 7, 7, 0, -9,
-    8, 1, -36, 2, -47, -13, -8, -15, -50, -39, -20, 20, 11, 5, 0, -19,
-    13, 1, -64, -23, -26, -11, -12, 2, 5, -43, -8, 11, 10, 8, 21, -3,
-    -25, -3, 25, 7, -16, 11, -32, 5, 1, -1, -1, 23, -12, -4, 8, 0,
-    -17, 1, 17, -3, 0, 10, -58, -10, -11, -21, 3, -8, -5, -1, -4, -1,
-    -10, 13, 17, -9, 3, 13, -34, -10, 18, -18, -6, -10, -2, 17, -11, 4,
-    -13, -9, 3, 5, 11, -3, -14, 8, -3, 4, -9, 3, -4, 0, -4, -4,
-    8, -2, -11, 15, -4, -6, -24, -19, -10, 2, -19, 4, -3, -9, -7, -15,
-    6, 0, 3, -17, -9, -4, -24, -10, -10, 3, -10, -12, -14, 24, -25, 16,
-    -7, -40, 9, 2, 1, -11, -11, -17, 22, 5, 4, -22, 7, -8, -7, -19,
-    9, -33, 24, 0, -4, -18, -23, 7, 17, 16, -9, -5, 6, 12, -42, -53,
-    3, -64, 39, -6, -25, -23, -60, -3, -24, 2, 8, -6, 5, 1, -21, -22,
-    18, -12, -8, -58, -27, 26, 7, 5, 11, -10, -12, -8, -25, 2, 1, 7,
-    18, -25, -5, -46, -30, 11, -4, -14, 3, 5, -11, 14, -46, 7, -1, 9,
-    34, -1, 0, -60, 21, 4, -6, 37, -2, -8, 12, 12, -42, -20, 9, -1,
-    7, -5, -17, -8, -10, 1, 0, 8, 7, -25, -9, -9, -12, 17, 5, 2,
-    1, -2, 8, 7, -10, -1, 0, -3, -10, -11, -15, -16, -50, 9, -3, -4,
-    20, 24, -1, -19, 12, 6, 4, 23, -12, -5, 2, 2, -64, -19, 4, 9,
-    4, -16, -12, -1, -5, 0, 11, 12, 0, -15, -3, -23, -6, 5, 14, -9,
-    7, 8, -27, 26, -1, 16, 4, 24, 1, -30, -9, -19, -24, -3, 11, 4,
-    16, 18, -36, 14, 8, 6, -4, 0, 20, -19, -5, -2, -46, -2, 3, 4
-};
-static const int32_t b4[16] = {
+static const union {
+    int8_t v[2304];
+    uint32_t words[576];
+} w5 = {{
+        -4, -1, 18, 14, 1, -4, 22, 11, -5, -22, 16, -44, -11, -3, 11, 4,
+        4, 2, -22, 23, 27, 11, -2, 16, -1, -4, 5, 9, -1, 5, 26, -58,
+        52, 15, -26, -21, -26, 16, 4, 34, -6, -11, 25, 18, -13, 4, 24, -42,
+        17, -1, -3, -18, 3, 6, -3, -16, -25, -3, 25, 7, 18, -12, -8, -58,
+        -6, -45, -5, 0, 7, -30, -26, -18, -25, 1, -7, 5, -11, 25, -22, 2,
+        -16, 26, -13, -9, 3, -48, 5, -35, -8, 5, -9, 0, -19, -11, -10, -12,
+        7, 8, 17, -22, -9, -52, -28, -5, -1, -39, -2, 3, -40, -16, 25, -8,
+        -45, 42, -6, -17, -4, 15, -20, -10, -16, 11, -32, 5, -27, 26, 7, 5,
+        -5, -5, 1, 2, -4, -5, -8, -24, 17, -22, 2, -6, -8, -32, -12, 30,
+        -31, -40, 20, 18, -6, 0, -51, -17, 0, -40, 2, -28, -24, 22, -22, 15,
+        -17, 32, -2, -9, -5, -31, 1, 5, 7, -8, -24, -1, -8, -14, 3, 0,
+        -23, -14, 20, -7, -29, 19, 13, -16, 1, -1, -1, 23, 11, -10, -12, -8,
+        -14, -8, 14, -12, 42, 9, 8, -25, -6, -15, 10, -16, 0, 27, -12, -11,
+        -29, 17, -16, -21, 1, 34, 4, -7, -1, 4, 0, -19, 11, -9, 3, 14,
+        14, -32, -7, 45, -26, 2, 2, -12, 4, -2, 14, -9, 26, -44, 10, -1,
+        8, 1, -14, -5, 6, 3, 1, 1, -12, -4, 8, 0, -25, 2, 1, 7,
+        1, 18, 5, 17, -17, 8, 7, 24, 6, -12, 15, -46, -19, -12, 4, 5,
+        -13, 9, -14, 34, 21, -7, -30, 29, -2, -9, -14, -5, -7, -10, 31, -29,
+        30, -19, 0, -17, -37, 10, -18, 49, -1, 9, 5, 18, -43, -5, 17, -18,
+        -1, -7, 2, -20, 4, -12, -7, -21, -17, 1, 17, -3, 18, -25, -5, -46,
+        2, -21, -8, -6, 3, -20, -6, -39, -35, -3, -18, 8, 10, 9, -19, -19,
+        2, 16, -13, -47, 6, -19, 2, -32, -26, 1, 12, -18, -21, 3, -6, 5,
+        -45, 17, 17, -50, 3, -12, 3, 6, -1, -24, 20, 7, -31, -4, 14, -8,
+        -36, 14, 2, -37, -34, 8, -13, -24, 0, 10, -58, -10, -30, 11, -4, -14,
+        -3, -6, -17, -17, 6, -1, -5, -3, -3, -12, 8, 1, -4, -28, 8, 0,
+        1, -54, 30, -3, -1, 18, -55, 2, 3, -38, 11, -1, -17, -7, -34, 9,
+        6, -1, -8, 22, -13, -27, -31, -23, 5, -28, -34, 1, -13, -19, -13, -7,
+        3, -30, 42, 10, -18, 6, 13, 6, -11, -21, 3, -8, 3, 5, -11, 14,
+        -14, -14, -5, -5, 39, 13, 2, -2, -16, -16, 5, 0, -3, 14, -4, 8,
+        4, 17, -11, 6, 2, 4, 11, 3, 12, -2, 3, 13, -10, 12, -9, 5,
+        -2, -39, 10, -22, -15, -11, -15, 17, 8, -19, 9, -4, -5, -39, -30, 6,
+        -6, -1, -11, -13, 21, -1, 8, 11, -5, -1, -4, -1, -46, 7, -1, 9,
+        16, 4, -3, 21, -38, -21, 11, 7, 8, -8, -1, -64, -28, 13, -5, 8,
+        -17, 0, -5, 11, 25, -26, -17, -4, -1, -14, -4, -11, -3, 1, 3, -38,
+        52, -16, 23, -35, -55, 31, -7, 45, 6, 4, 11, 11, -50, -21, 8, -6,
+        1, -14, -15, -23, -1, -11, 12, -22, -10, 13, 17, -9, 34, -1, 0, -60,
+        -4, -14, -4, -27, -4, -1, 7, -64, 4, -16, -18, 20, 2, 14, -17, 6,
+        -15, 43, -10, -14, -12, -24, 4, -61, -8, 12, 12, 16, -6, 3, -7, -27,
+        -3, 44, 16, -58, -11, -4, 0, 11, 0, -16, -5, -17, -32, 4, 27, -38,
+        -15, 17, -10, -12, -5, 15, -2, -26, 3, 13, -34, -10, 21, 4, -6, 37,
+        -6, 4, -16, -12, 5, 7, 2, -17, -21, -16, 18, -2, 4, -35, 12, -5,
+        7, -19, 23, 3, 0, 6, -19, 0, 10, -32, 23, 1, 0, 3, -27, 11,
+        30, -18, -11, 19, -6, -36, -12, -25, 4, -23, -17, -21, -9, -1, 10, -4,
+        11, -18, 25, 5, 17, -8, -2, 7, 18, -18, -6, -10, -2, -8, 12, 12,
+        -17, 1, -27, 2, 31, 47, -3, 19, -27, -30, 7, 5, -2, 14, -8, 14,
+        -14, 16, -43, 6, -7, 14, 30, -7, 13, -3, 9, 2, -10, 2, -13, 8,
+        8, -64, 13, -28, -30, -13, -32, 11, 17, -8, 22, 0, 3, -63, -45, -5,
+        -3, -41, -8, -3, 8, 12, 23, -8, -2, 17, -11, 4, -42, -20, 9, -1,
+        -5, 12, -2, 4, 10, -8, 11, 15, 12, -4, -2, -21, -9, -4, -4, -4,
+        -4, 9, -6, 0, 13, 3, -26, -5, -3, -6, 5, 6, -5, 1, 2, -10,
+        5, -6, -8, 21, 2, -3, 7, 9, 4, -11, 1, 16, 6, 11, 6, -14,
+        1, 11, 5, -12, 1, -5, 1, 4, -13, -9, 3, 5, 7, -5, -17, -8,
+        1, -33, 3, -5, 8, -15, -12, -23, -3, -8, -3, -4, 6, 22, -12, -3,
+        7, 23, -10, -4, 23, -31, -4, -23, -5, 3, 8, -6, 23, 12, -18, 2,
+        -15, 0, 5, 14, -7, -19, 5, 5, 3, -44, 2, 3, -5, 12, -10, 2,
+        4, 20, -9, -4, 1, 16, -3, -3, 11, -3, -14, 8, -10, 1, 0, 8,
+        16, 0, -8, -1, -14, -1, 10, -36, 19, -22, 6, -14, -14, 7, -8, -9,
+        -12, -33, 15, 11, 7, -29, -60, -18, -4, -42, 18, -13, -38, -5, -42, 10,
+        -42, 13, -4, -3, -4, 2, -22, -4, 11, -4, -7, -4, -35, -3, 0, -9,
+        -1, -17, 10, -15, -33, -20, 6, 5, -3, 4, -9, 3, 7, -25, -9, -9,
+        2, 0, 3, -11, 10, -10, 2, -13, 5, 5, 4, -7, -15, 13, 3, 4,
+        2, 14, -9, -7, 3, 25, 9, -7, 10, -8, 6, -7, 0, -7, 1, 19,
+        11, -45, -1, 17, 3, -14, 4, 11, 2, -23, -2, -4, 26, -64, 4, 7,
+        -9, -9, -1, -7, 23, -4, 3, -5, -4, 0, -4, -4, -12, 17, 5, 2,
+        17, -14, -2, 11, -12, 21, 14, -4, -4, -9, 2, -15, -9, 13, 2, -18,
+        13, -10, -12, -20, 11, -18, -3, -22, -8, -5, -9, -5, 5, -6, 19, -1,
+        35, -4, -14, 27, 2, -2, -4, 14, 2, -7, -4, 30, -26, 1, -12, -13,
+        4, 9, -15, -18, -3, -17, 2, -5, 8, -2, -11, 15, 1, -2, 8, 7,
+        0, -33, -4, -4, -14, -10, -6, -6, -19, -30, -29, -17, 7, 5, -14, -19,
+        -2, 10, -12, -12, -5, -25, -20, -19, -25, 0, -13, -4, -4, -10, -5, -9,
+        15, 31, 8, 2, 1, -28, 10, 7, -1, -18, -12, 5, 0, 4, -11, -15,
+        15, 22, -24, -24, -56, 0, -12, -11, -4, -6, -24, -19, -10, -1, 0, -3,
+        4, -8, -32, 0, 5, -10, 6, -13, -15, -19, -7, -9, 3, -9, 14, -32,
+        -6, -30, 12, -20, -1, -6, -38, -8, 6, -25, 2, -20, -30, -17, -33, 17,
+        -10, -23, -15, -4, -2, -11, -34, -4, 14, -1, -20, -2, -43, -2, 3, 9,
+        -8, -3, 24, -18, -28, -11, -5, 3, -10, 2, -19, 4, -10, -11, -15, -16,
+        1, -7, -29, -15, 11, 2, -4, -12, -15, -1, -2, -13, -8, 1, 8, 8,
+        7, -3, -25, -10, 12, 20, -11, -29, 2, 0, -6, -4, -7, -2, 1, -3,
+        -4, -19, -1, -2, -4, -7, -21, -1, -2, -22, -2, -7, 8, -40, -14, 11,
+        -9, -25, 2, 6, 13, 2, -6, -24, -3, -9, -7, -15, -50, 9, -3, -4,
+        17, -3, -4, -28, -33, -7, 10, 1, 2, -14, -32, -41, -30, 18, -8, 14,
+        -12, 8, -18, -39, 14, 18, -25, -35, -10, -22, -20, -3, -8, 2, 11, 2,
+        40, 5, 9, -1, -26, -6, 3, 37, 8, -12, 6, 28, -36, -59, -4, 35,
+        0, 3, -21, -31, -4, -21, 5, -36, 6, 0, 3, -17, 20, 24, -1, -19,
+        -6, -13, -7, -5, -15, -13, -12, -27, -15, -38, -5, 4, 2, -1, -32, -3,
+        -7, 21, 2, 4, -2, -12, -8, -48, -12, 3, -7, 6, -11, 2, -24, -48,
+        1, 54, 20, -17, 5, 18, -8, -1, -8, -11, -15, -13, -16, -2, -4, -6,
+        -4, 4, -8, 9, -27, 16, 2, -23, -9, -4, -24, -10, 12, 6, 4, 23,
+        -7, -1, -26, 5, 4, -7, 13, -22, -18, 3, 10, 0, 1, -16, 16, -24,
+        -32, -8, -4, -4, -4, -2, 4, 8, -11, -29, 21, -17, 6, -4, -14, 17,
+        7, -11, -25, -1, -13, -2, -25, -1, 1, -5, -11, -5, -16, -8, -8, 2,
+        -19, 8, 17, -11, -7, -28, -4, 6, -10, 3, -10, -12, -12, -5, 2, 2,
+        4, 1, -53, 0, 42, 5, 17, -1, -23, -15, -3, -5, -11, 7, -10, 14,
+        13, 6, -35, -5, 13, 26, 4, -15, 11, -25, 22, 6, -28, 9, -22, 25,
+        0, -60, -5, -10, -22, -8, -48, 13, 4, -19, 11, -1, -6, -42, -47, 8,
+        -14, -36, -19, -10, 15, 8, 30, 0, -14, 24, -25, 16, -64, -19, 4, 9,
+        -3, 0, -5, -3, 1, -12, -19, 0, 1, -13, -30, -15, -5, -31, 3, 7,
+        -9, 20, -8, 5, -6, 22, -35, -19, 0, -9, -5, 4, -5, -8, 1, -14,
+        21, -13, 6, 27, -9, 3, 3, 3, 0, -25, 0, 6, 29, -12, -3, 7,
+        25, -51, 11, -4, -1, 13, -9, 11, -7, -40, 9, 2, 4, -16, -12, -1,
+        6, -14, -12, 5, 17, -5, 9, -12, 21, -9, 25, -13, 12, 13, 10, -9,
+        -27, 17, 2, 24, 10, -1, -1, -3, -18, -4, 10, 11, 26, 19, -18, -4,
+        1, -3, 2, 23, -36, 0, -8, 12, 3, -24, -1, -1, 15, 9, -10, 4,
+        10, -2, 13, -3, -23, 9, -9, 13, 1, -11, -11, -17, -5, 0, 11, 12,
+        8, 7, -28, -8, 7, -26, 17, -36, 33, -1, 8, -30, -3, 20, -4, -35,
+        -12, -11, 21, 6, -25, -22, -31, -5, -5, -17, 37, -18, -59, 17, -64, -1,
+        -61, -1, 8, 11, -58, 5, -64, 4, 11, 1, 1, -20, -35, 19, 2, -5,
+        30, 9, 35, -21, -38, -10, 11, 12, 22, 5, 4, -22, 0, -15, -3, -23,
+        13, -6, -12, -32, 12, -8, -1, 5, 15, -7, 12, 3, -29, 1, 19, 8,
+        4, 16, -17, -30, -14, 31, 11, -21, 13, 8, 16, -1, -6, 5, -3, 20,
+        4, -24, -2, -10, -1, 3, -13, -15, 11, -13, 2, -13, 13, -37, -9, 24,
+        -8, -16, 13, -5, 7, 7, 0, -9, 7, -8, -7, -19, -6, 5, 14, -9,
+        3, -4, 3, 2, 14, 6, -25, 2, 4, -26, -53, -6, -4, -2, -8, -9,
+        5, 30, 7, 4, 13, 8, -34, 0, 17, -8, -46, 5, 7, 1, -15, 2,
+        21, 18, 46, 55, 0, 15, -26, 14, 3, -28, 6, 15, 6, -15, -15, 16,
+        10, -31, 29, 11, 8, 1, -36, 2, 9, -33, 24, 0, 7, 8, -27, 26,
+        6, -1, -14, -5, 10, -11, -15, -7, 4, -48, -2, -8, 15, 13, 5, 1,
+        -11, 7, 13, -5, -2, -10, 2, -2, -43, -11, -8, 3, 19, 11, 12, 12,
+        2, 40, 11, 35, -4, 22, 6, 16, 2, 2, -37, 8, 8, -3, 7, 11,
+        7, -8, 0, -1, -47, -13, -8, -15, -4, -18, -23, 7, -1, 16, 4, 24,
+        5, -1, -23, 7, 6, -43, 14, -51, -2, 3, 14, -48, 23, -6, 16, -64,
+        -16, -18, 2, -30, -2, -46, -2, -44, -2, -55, 11, -13, -50, -6, -44, 0,
+        -45, -6, -12, 0, -14, -22, -44, 9, 12, 7, 6, -5, -31, 0, -2, -17,
+        23, 23, 27, -36, -50, -39, -20, 20, 17, 16, -9, -5, 1, -30, -9, -19,
+        3, 9, -64, -63, 13, -8, 10, 5, -2, 5, -7, -18, -9, 1, 16, 16,
+        5, 7, -49, -41, -8, -1, -1, -28, 17, -8, 4, -1, -9, -3, 1, 22,
+        -12, -27, -2, -10, -3, 0, -39, 7, 3, -8, 10, -5, 3, -27, -40, 32,
+        -6, -17, -11, -24, 11, 5, 0, -19, 6, 12, -42, -53, -24, -3, 11, 4,
+        33, -3, 5, -1, 27, -7, -33, 8, 20, -31, -39, -14, -27, -29, -3, 20,
+        24, 64, 17, 3, 36, 64, -52, 14, 17, -14, -56, -3, 9, -14, -61, 9,
+        40, 16, 26, 9, -11, 6, -54, 29, -4, -57, 12, 13, -6, -42, -17, 28,
+        13, -19, 64, -10, 13, 1, -64, -23, 3, -64, 39, -6, 16, 18, -36, 14,
+        16, -7, 19, 12, 4, -6, -20, -20, 9, -39, 30, 19, 3, 15, -25, -14,
+        -17, 4, 46, -2, 4, 11, 63, -15, -24, -6, -26, 21, 29, 11, 10, -2,
+        -22, 4, 11, 20, 36, 33, 3, 40, -6, -2, -64, 18, 14, 3, 8, 38,
+        -20, -26, -16, -7, -26, -11, -12, 2, -25, -23, -60, -3, 8, 6, -4, 0,
+        -24, -16, -12, 8, 6, -24, 7, -18, 3, 12, 4, -39, 10, -21, 16, -54,
+        -24, -33, -9, -35, 17, -30, 11, -27, 20, -64, 6, -6, -18, 1, -10, 4,
+        4, -17, -8, 11, -18, -19, -38, 7, 10, -7, 8, 14, -18, -6, 2, 2,
+        -7, -5, 27, -64, 5, -43, -8, 11, -24, 2, 8, -6, 20, -19, -5, -2,
+        4, -21, -43, -24, 10, 3, 21, 18, -16, 6, -13, 1, -16, -14, -9, 21,
+        15, -12, -17, -15, 5, -10, -13, -10, 12, 9, 16, 24, -18, 4, -11, -1,
+        3, -30, -3, -24, -13, -33, -29, 2, 6, -9, 0, 3, -12, -15, -29, 7,
+        -9, -21, -31, -19, 10, 8, 21, -3, 5, 1, -21, -22, -46, -2, 3, 4
+}};
+static const int32_t b5[16] = {
     16107, 12074, 32299, 11009, 16405, 29938, 21583, 18723, 2861, 11999, 5135, 26560, 22110, 27334, 17846, 10317
 };
-static const scale_t s4[16] = {
+static const scale_t s5[16] = {
     0x1.2810c00000000p-7f, 0x1.afc1360000000p-8f, 0x1.8df5e80000000p-8f, 0x1.9ff6120000000p-8f, 0x1.8e883a0000000p-8f, 0x1.6b8ba40000000p-8f, 0x1.c120aa0000000p-8f, 0x1.b560940000000p-8f,
     0x1.1f0f8c0000000p-8f, 0x1.7545e20000000p-8f, 0x1.4ddf380000000p-7f, 0x1.8790a00000000p-8f, 0x1.6568c40000000p-8f, 0x1.e26d280000000p-8f, 0x1.ff62440000000p-8f, 0x1.044b8c0000000p-7f
 };
-static const int8_t w6[160] = {
-    -46, -7, -6, 39, 1, -21, -5, 58, -31, 64, -4, 47, -32, -13, -22, -7,
-    38, 37, 64, -24, -19, 11, -24, 33, -37, -39, -22, 31, 17, 33, 23, -32,
-    64, -9, 10, -11, 40, 49, -18, -30, 1, 33, -47, -21, -14, -35, -47, -8,
-    -41, 56, 1, 25, -36, 64, 30, -3, -8, -25, 37, -7, -9, -17, -9, -48,
-    2, -2, -23, -39, 5, -21, -5, -39, 55, -19, 17, 64, 57, -27, -42, -6,
-    -5, -44, 53, 16, -24, -7, 33, -39, -21, 4, -5, -6, 9, -27, -18, 64,
-    -13, -7, -38, -10, -11, 22, -39, 64, 46, -31, 5, -56, -14, 23, 0, 50,
-    37, -22, -18, -18, -31, -43, -5, -14, 7, 25, 64, -14, -20, 4, 44, 16,
-    -13, -6, -5, -24, 26, -36, 54, -17, -5, 11, -14, 6, -27, 64, 1, -26,
-    -27, 13, -33, 52, 42, -3, -34, 3, -10, -29, -33, -40, 38, -17, 64, -2
+static const union {
+    int8_t v[256];
+    uint32_t words[64];
+} w7 = {{
+        -46, -7, -6, 39, 38, 37, 64, -24, 64, -9, 10, -11, -41, 56, 1, 25,
+        2, -2, -23, -39, -5, -44, 53, 16, -13, -7, -38, -10, 37, -22, -18, -18,
+        -13, -6, -5, -24, -27, 13, -33, 52, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        1, -21, -5, 58, -19, 11, -24, 33, 40, 49, -18, -30, -36, 64, 30, -3,
+        5, -21, -5, -39, -24, -7, 33, -39, -11, 22, -39, 64, -31, -43, -5, -14,
+        26, -36, 54, -17, 42, -3, -34, 3, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        -31, 64, -4, 47, -37, -39, -22, 31, 1, 33, -47, -21, -8, -25, 37, -7,
+        55, -19, 17, 64, -21, 4, -5, -6, 46, -31, 5, -56, 7, 25, 64, -14,
+        -5, 11, -14, 6, -10, -29, -33, -40, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        -32, -13, -22, -7, 17, 33, 23, -32, -14, -35, -47, -8, -9, -17, -9, -48,
+        57, -27, -42, -6, 9, -27, -18, 64, -14, 23, 0, 50, -20, 4, 44, 16,
+        -27, 64, 1, -26, 38, -17, 64, -2, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+}};
+static const int32_t b7[16] = {
+    -1498, -3262, 1120, -100, 1453, 433, 522, 295, 338, 308, 308, 308, 308, 308, 308, 308
 };
-static const int32_t b6[10] = {
-    -1498, -3262, 1120, -100, 1453, 433, 522, 295, 338, 308
-};
-static const scale_t s6[10] = {
+static const scale_t s7[16] = {
     0x1.3ee1dc0000000p-8f, 0x1.3add080000000p-8f, 0x1.55e5fc0000000p-8f, 0x1.46f82a0000000p-8f, 0x1.53e1660000000p-8f, 0x1.5eb00e0000000p-8f, 0x1.40c42c0000000p-8f, 0x1.834d800000000p-8f,
-    0x1.9d0bb20000000p-8f, 0x1.5fc6880000000p-8f
+    0x1.9d0bb20000000p-8f, 0x1.5fc6880000000p-8f, 0x1.5fc6880000000p-8f, 0x1.5fc6880000000p-8f, 0x1.5fc6880000000p-8f, 0x1.5fc6880000000p-8f, 0x1.5fc6880000000p-8f, 0x1.5fc6880000000p-8f
 };
 
-static uint8_t arena[MNIST_EDGE_ARENA_BYTES];
+/* Every map, as rings of rows (plan.py); word-aligned for the kernels' loads. */
+static uint32_t arena_words[(MNIST_EDGE_ARENA_BYTES + 3) / 4];
+#define arena ((uint8_t *)arena_words)
+#define PATCH ((patch_t *)(void *)(arena + 1716))
+#define BEST ((int32_t *)(void *)(arena + 2292))
+static const uint8_t *input_pixels;
+
+/* step 0: the input, 1x28x28, quantized through the table into a ring of 4 rows of 28 bytes at arena + 0 */
+static int done0;
+ME_STEP void step0(void) {
+    input_row(input_pixels, done0, 28, input_table, (arena + 0 + (done0 % 4) * 28 + 0));
+    ++done0;
+}
+
+/* step 1: /0/Conv + /2/MaxPool, 1x28x28 -> 8x13x13 into a ring of 3 rows of 104 bytes at arena + 112 */
+static int done1;
+ME_STEP void step1(void) {
+    const uint8_t *window[6];
+    window_rows(window, (arena + 0), 4, 28, 28, 0, done1, 2, 2, 3,
+                1, 0);
+    conv_pool_row(window, PATCH, BEST, ME_WEIGHTS(w1), b1, s1, 1, 3, 3, 1, 8, 2, 2, 13, 0, 1, (arena + 112 + (done1 % 3) * 104 + 0));
+    ++done1;
+}
+
+/* step 2: /3/Conv, 8x13x13 -> 16x11x11 into a ring of 3 rows of 176 bytes at arena + 424 */
+static int done2;
+ME_STEP void step2(void) {
+    const uint8_t *window[3];
+    window_rows(window, (arena + 112), 3, 104, 13, 0, done2, 1, 1, 3,
+                1, 0);
+    conv_row(window, PATCH, ME_WEIGHTS(w2), b2, s2, 8, 3, 3, 1, 16, 11, 0, 1, (arena + 424 + (done2 % 3) * 176 + 0));
+    ++done2;
+}
+
+/* step 3: /5/Conv, 16x11x11 -> 16x9x9 into a ring of 4 rows of 144 bytes at arena + 952 */
+static int done3;
+ME_STEP void step3(void) {
+    const uint8_t *window[3];
+    window_rows(window, (arena + 424), 3, 176, 11, 0, done3, 1, 1, 3,
+                1, 0);
+    conv_row(window, PATCH, ME_WEIGHTS(w3), b3, s3, 16, 3, 3, 1, 16, 9, 0, 1, (arena + 952 + (done3 % 4) * 144 + 0));
+    ++done3;
+}
+
+/* step 4: /7/Conv + /9/MaxPool, 16x9x9 -> 16x3x3 into the whole map of 48 bytes at arena + 1528 */
+static int done4;
+ME_STEP void step4(void) {
+    const uint8_t *window[6];
+    window_rows(window, (arena + 952), 4, 144, 9, 0, done4, 2, 2, 3,
+                1, 0);
+    conv_pool_row(window, PATCH, BEST, ME_WEIGHTS(w4), b4, s4, 16, 3, 3, 1, 16, 2, 2, 3, 0, 1, (arena + 1528 + done4 * 48 + 0));
+    ++done4;
+}
+
+/* step 5: /10/Conv, 16x3x3 -> 16x1x1 into the whole map of 16 bytes at arena + 1672 */
+static int done5;
+ME_STEP void step5(void) {
+    const uint8_t *window[3];
+    window_rows(window, (arena + 1528), 3, 48, 3, 0, done5, 1, 1, 3,
+                1, 0);
+    conv_row(window, PATCH, ME_WEIGHTS(w5), b5, s5, 16, 3, 3, 1, 16, 1, 0, 1, (arena + 1672 + done5 * 16 + 0));
+    ++done5;
+}
+
+/* step 6: /12/GlobalAveragePool, 16x1x1 -> 16x1x1 into the whole map of 16 bytes at arena + 1688 */
+static int done6;
+ME_STEP void step6(void) {
+    global_average_pool((arena + 1672), 16, 1, 1, 16, 0, 0x1.0000000000000p+0f, 0,
+                        1, (arena + 1688 + done6 * 16 + 0));
+    ++done6;
+}
+
+/* step 7: /14/Gemm, 16x1x1 -> 10x1x1 into the whole map of 10 bytes at arena + 1704 */
+static int done7;
+ME_STEP void step7(void) {
+    gemm((arena + 1688), ME_WEIGHTS(w7), b7, s7, 16, 10, 71, 1, (arena + 1704 + done7 * 10 + 0));
+    ++done7;
+}
+
+static void (*const steps[8])(void) = {step0, step1, step2, step3, step4, step5, step6, step7};
+static const uint8_t schedule[62] = {
+    0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 2, 0, 0, 1, 2, 0, 0, 1, 2, 3, 0, 0, 1, 2, 3, 0, 0, 1, 2, 3, 0,
+    0, 1, 2, 3, 4, 0, 0, 1, 2, 3, 0, 0, 1, 2, 3, 4, 0, 0, 1, 2, 3, 0, 0, 1, 2, 3, 4, 5, 6, 7
+};
 
 int mnist_edge_predict(const uint8_t pixels[MNIST_EDGE_PIXELS], uint8_t scores[MNIST_EDGE_CLASSES]) {
     int i, best = 0;
-    for (i = 0; i < MNIST_EDGE_PIXELS; ++i) arena[i] = input_table[pixels[i]];
-    conv_pool(arena, 28, 28, 1, w0, b0, s0, 8, 3, 3, 1, 1, 0, 0, 33, 0, 2, 2, arena + 1936, 13, 13); /* /0/Conv + /2/MaxPool */
-    conv_pool(arena + 1936, 13, 13, 8, w1, b1, s1, 16, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, arena, 11, 11); /* /3/Conv */
-    conv_pool(arena, 11, 11, 16, w2, b2, s2, 16, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, arena + 1992, 9, 9); /* /5/Conv */
-    conv_pool(arena + 1992, 9, 9, 16, w3, b3, s3, 16, 3, 3, 1, 1, 0, 0, 0, 0, 2, 2, arena, 3, 3); /* /7/Conv + /9/MaxPool */
-    conv_pool(arena, 3, 3, 16, w4, b4, s4, 16, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, arena + 3272, 1, 1); /* /10/Conv */
-    global_average_pool(arena + 3272, 16, 1, 0, 0x1.0000000000000p+0f, 0, arena); /* /12/GlobalAveragePool */
-    gemm(arena, 16, w6, b6, s6, 10, 0, 71, arena + 3278); /* /14/Gemm */
+    input_pixels = pixels;
+    done0 = done1 = done2 = done3 = done4 = done5 = done6 = done7 = 0;
+    for (i = 0; i < 62; ++i) {
+        mnist_edge_profile_begin();
+        steps[schedule[i]]();
+        mnist_edge_profile_end(schedule[i]);
+    }
     for (i = 0; i < MNIST_EDGE_CLASSES; ++i) {
-        scores[i] = (arena + 3278)[i];
+        scores[i] = (arena + 1704 + 0 * 10 + 0)[i];
         if (scores[i] > scores[best]) best = i;
     }
     return best;

@@ -6,13 +6,17 @@
 
 #define MNIST_EDGE_PIXELS 784        /* raw 0-255 pixels, 28 x 28, light digit on dark */
 #define MNIST_EDGE_CLASSES 10
-#define MNIST_EDGE_ARENA_BYTES 3288  /* all intermediate data (one static array) */
+#define MNIST_EDGE_ARENA_BYTES 2360  /* all intermediate data (one static array) */
+#define MNIST_EDGE_STEPS 8  /* loops, for a profiling build (-DMNIST_EDGE_PROFILE=1) */
 /* logit[i] = (scores[i] - MNIST_EDGE_SCORE_ZERO) * MNIST_EDGE_SCORE_SCALE */
 #define MNIST_EDGE_SCORE_ZERO 71
 #define MNIST_EDGE_SCORE_SCALE 0x1.2d899c0000000p-5f
 
 /* Classify one image: writes the quantized logits (uint8, onnxruntime's bit for bit) and returns
- * the digit (the first highest score). Not reentrant: it uses one static arena. */
+ * the digit (the first highest score). Not reentrant: it uses one static arena.
+ * Kernels: Cortex-M DSP where the compiler defines __ARM_FEATURE_DSP, portable C elsewhere
+ * (-DMNIST_EDGE_ISA=0 forces it); without an FPU the float requantization is emulated exactly
+ * in integers (-DMNIST_EDGE_SOFT_FLOAT=1 forces it). Every build gives the same scores. */
 int mnist_edge_predict(const uint8_t pixels[MNIST_EDGE_PIXELS], uint8_t scores[MNIST_EDGE_CLASSES]);
 
 #endif

@@ -17,7 +17,8 @@ from mnist_edge.config import preset as make_recipe
 def train(
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoint, metrics and curves."),
     preset: str | None = typer.Option(None, help="Recipe preset: seed (the original notebook), default "
-                                      "(used when none is given), fast."),
+                                      "(used when none is given), fast, fast-distill (fast taught by "
+                                      "exported/checkpoints/cnn)."),
     arch: str | None = typer.Option(None, help="Architecture: mlp, lenet5, cnn, tiny, strided, micro."),
     width: int | None = typer.Option(None, help="Width knob: mlp hidden units; strided, cnn, tiny, micro first-conv "
                                      "channels (0: the layout as named)."),
