@@ -170,16 +170,16 @@ def test_describe_is_canonical_and_names_what_the_study_optimizes(tmp_path: Path
 
 
 SEARCH_KEYS = "bench_seconds, device, name, objectives, population, preset, prune_below, sampler, seed, space, trials"
-RECIPE_KEYS = ("arch, augment, batch_size, depth, epochs, label_smoothing, lr, momentum, optimizer, schedule, seed, "
-               "train_limit, weight_decay, width")
+RECIPE_KEYS = ("arch, augment, batch_size, depth, distill_weight, epochs, label_smoothing, lr, momentum, optimizer, "
+               "schedule, seed, teacher, temperature, train_limit, weight_decay, width")
 NAMES = "must be a non-empty list of names without repeats"
 
 
 @pytest.mark.parametrize("head, reason", [
     ('name = ""', "line 2: key 'name': must be a non-empty string"),
     ("name = 3", "line 2: key 'name': must be a non-empty string"),
-    ('preset = "slow"', "line 2: key 'preset': unknown preset 'slow'; choose one of seed, default, fast"),
-    ("preset = 1", "line 2: key 'preset': unknown preset 1; choose one of seed, default, fast"),
+    ('preset = "slow"', "line 2: key 'preset': unknown preset 'slow'; choose one of seed, default, fast, fast-distill"),
+    ("preset = 1", "line 2: key 'preset': unknown preset 1; choose one of seed, default, fast, fast-distill"),
     ('objectives = ["accuracy", "accuracy"]', f"line 2: key 'objectives': {NAMES}"),
     ('objectives = "accuracy"', f"line 2: key 'objectives': {NAMES}"),
     ("objectives = []", f"line 2: key 'objectives': {NAMES}"),
@@ -252,9 +252,9 @@ STEP = "step must be a positive number, and cannot be combined with log"
      "line 4: key 'batch_size': high (100) is not low (32) plus a whole number of steps (32)"),
     ('optimizer = {low = 1, high = 2}', "line 4: key 'optimizer': takes a list of choices, not a range (str values)"),
     ('arch = ["tiny", "resnet"]',
-     "line 4: key 'arch': unknown architecture 'resnet'; choose one of mlp, lenet5, cnn, tiny, strided"),
+     "line 4: key 'arch': unknown architecture 'resnet'; choose one of mlp, lenet5, cnn, tiny, strided, micro"),
     ('arch = "resnet"',
-     "line 4: key 'arch': unknown architecture 'resnet'; choose one of mlp, lenet5, cnn, tiny, strided"),
+     "line 4: key 'arch': unknown architecture 'resnet'; choose one of mlp, lenet5, cnn, tiny, strided, micro"),
     ('arch = ["tiny", "mlp"]\nwidth = [8]',
      "line 5: key 'width': --width of mlp must be in [16, 2048] (or 0 for the named layout), got 8 (with arch mlp)"),
     ('arch = ["mlp", "tiny"]\n[search.space.tiny]\narch = ["cnn"]',
