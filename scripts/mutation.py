@@ -8,6 +8,11 @@ timeout, suspicious/no-tests, equivalent, score = killed / (total - equivalent),
 writes a JSON summary (--out) that holds every surviving mutant with its diff, ready to write a
 test against. --mutants 'mnist_edge.preprocess.x_grayscale*' re-tests only the mutants named.
 
+--sample N judges N mutants drawn at random (seeded by --sample-seed) from the module's scope
+instead of all of them, for modules whose every mutant compiles C or trains (codegen's graph.py
+has 1,800 mutants at ~10 s each): the score is then an estimate, printed with its 95 % Wilson
+interval, and the summary records the sample's size, seed and the population it was drawn from.
+
 Why each module runs in its own throw-away copy of the checkout (a temporary folder outside it):
 - mutmut reads its settings only from the [tool.mutmut] table of ./pyproject.toml (or setup.cfg)
   and keeps everything in ./mutants/. A copy gets its own pyproject.toml with a generated table,
@@ -31,7 +36,9 @@ import argparse
 import contextlib
 import fnmatch
 import json
+import math
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -198,6 +205,9 @@ class ModuleResult:
     suspicious_or_no_tests: int = 0
     equivalent: int = 0
     score_percent: float | None = None
+    population: int = 0  # mutants in scope; `total` of them were judged (all, unless sampled)
+    sample_seed: int | None = None
+    score_interval: tuple[float, float] | None = None  # 95 % Wilson interval when sampled
     survivors: list[dict] = field(default_factory=list)
     not_killed_other: list[dict] = field(default_factory=list)
     equivalents: list[dict] = field(default_factory=list)
@@ -213,6 +223,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mutants", default="",
                         help="comma-separated globs of mutant names: test only those "
                         "(e.g. 'mnist_edge.preprocess.x_grayscale*')")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="judge this many mutants drawn at random from the module's scope (0: all)")
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of --sample's draw (default 0)")
     parser.add_argument("--keep-work", action="store_true",
                         help="keep each module's temporary copy (to run `mutmut browse` or `mutmut show` there)")
     return parser.parse_args(argv)
@@ -324,14 +337,14 @@ def keep_verdicts_out_of_the_test_tree(work: Path, module: str) -> None:
     meta.symlink_to(outside)  # dangling until mutmut's first save: it reads a missing file as "no verdicts yet"
 
 
-def run_mutmut(mutmut: Path, work: Path, module: str, args: argparse.Namespace, log: Path) -> int:
+def run_mutmut(mutmut: Path, work: Path, selection: list[str], args: argparse.Namespace, log: Path) -> int:
     # CI=true turns a skipped test into a failure (tests/ci_skips.py): a test that silently skips
     # would let every mutant it covers survive; this way mutmut's clean run fails loudly instead.
     env = {**os.environ, "CI": "true"}
     with log.open("w", encoding="utf-8") as output:
         # Its own session, so that on Ctrl-C the whole group goes, workers included: killing mutmut
         # alone leaves its forked workers running their tests.
-        command = [str(mutmut), "run", "--max-children", str(args.max_children), *mutant_globs(args, module)]
+        command = [str(mutmut), "run", "--max-children", str(args.max_children), *selection]
         process = subprocess.Popen(command, cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
@@ -346,6 +359,39 @@ def mutant_globs(args: argparse.Namespace, module: str) -> list[str]:
     """--mutants when given, else the module's scope as mutmut's name globs (empty: everything)."""
     given = [part.strip() for part in args.mutants.split(",") if part.strip()]
     return given or scope_globs(module, MODULES[module].scope)
+
+
+# mutmut's own mutation generator, run in the work copy (it reads the [tool.mutmut] table there):
+# the names `mutmut run` will give the module's mutants, without generating or testing them.
+LIST_MUTANTS = ("import sys\nfrom mutmut.mutation.file_mutation import mutate_file_contents\n"
+                "path = sys.argv[1]\n"
+                "print('\\n'.join(mutate_file_contents(path, open(path, encoding='utf-8').read()).mutant_names))")
+
+
+def module_mutants(work: Path, module: str) -> list[str]:
+    """Every mutant name of `module` as `mutmut results` spells it (package prefix included)."""
+    listing = subprocess.run([sys.executable, "-c", LIST_MUTANTS, module], cwd=work, check=True,
+                             capture_output=True, text=True).stdout
+    prefix = module.removesuffix(".py").replace("/", ".")
+    return [f"{prefix}.{name}" for name in listing.split()]
+
+
+def sampled_selection(work: Path, module: str, args: argparse.Namespace) -> tuple[list[str], int]:
+    """(--sample mutants drawn from the module's scope, the scope's size)."""
+    globs = mutant_globs(args, module)
+    in_scope = [name for name in module_mutants(work, module)
+                if not globs or any(fnmatch.fnmatchcase(name, glob) for glob in globs)]
+    chosen = random.Random(args.sample_seed).sample(in_scope, min(args.sample, len(in_scope)))
+    return sorted(chosen), len(in_scope)
+
+
+def wilson_interval(killed: int, judged: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % interval of the kill rate estimated from a sample, in percent (Wilson: stays inside
+    [0, 100] and holds for rates near 100 %, where the normal approximation does not)."""
+    p = killed / judged
+    centre = (p + z * z / (2 * judged)) / (1 + z * z / judged)
+    half = z * math.sqrt(p * (1 - p) / judged + z * z / (4 * judged * judged)) / (1 + z * z / judged)
+    return round(100 * (centre - half), 1), round(100 * (centre + half), 1)
 
 
 def scope_globs(module: str, functions: tuple[str, ...]) -> list[str]:
@@ -462,14 +508,22 @@ def mutate_module(module: str, mutmut: Path, args: argparse.Namespace, equivalen
         make_work_copy(work)
         write_mutmut_config(work, module, target)
         keep_verdicts_out_of_the_test_tree(work, module)
+        selection = mutant_globs(args, module)
+        if args.sample:
+            selection, result.population = sampled_selection(work, module, args)
+            result.sample_seed = args.sample_seed
         started = time.monotonic()
-        exit_code = run_mutmut(mutmut, work, module, args, log)
+        exit_code = run_mutmut(mutmut, work, selection, args, log)
         result.run_seconds = round(time.monotonic() - started, 1)
         if exit_code != 0:
             result.error = f"mutmut run exited {exit_code}; see {kept_log}"
             print(log.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
             return result
-        collect_results(result, mutmut, work, mutant_globs(args, module), equivalents)
+        collect_results(result, mutmut, work, selection, equivalents)
+        if not args.sample:
+            result.population = result.total
+        elif result.total > result.equivalent:
+            result.score_interval = wilson_interval(result.killed, result.total - result.equivalent)
         result.ok = True
         return result
     finally:
@@ -487,6 +541,8 @@ def print_table(results: list[ModuleResult]) -> None:
     rows = [header]
     for r in results:
         score = "-" if r.score_percent is None else f"{r.score_percent:.1f}%"
+        if r.score_interval:
+            score += f" ({r.score_interval[0]:.1f}-{r.score_interval[1]:.1f}, {r.total} of {r.population})"
         counts = (r.total, r.killed, r.survived, r.timeout, r.suspicious_or_no_tests, r.equivalent)
         rows.append((r.module, *(map(str, counts) if r.ok else ["-"] * 6),
                      score if r.ok else "FAILED", f"{r.run_seconds:.0f} s"))
@@ -517,6 +573,7 @@ def print_details(results: list[ModuleResult]) -> None:
 
 def write_summary(args: argparse.Namespace, results: list[ModuleResult]) -> None:
     summary = {"mutmut": MUTMUT_VERSION, "max_children": args.max_children, "mutants": args.mutants,
+               "sample": args.sample, "sample_seed": args.sample_seed,
                "modules": [asdict(result) for result in results]}
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
