@@ -209,3 +209,77 @@ def test_what_the_page_says_about_the_model(manifest, expected) -> None:
 def test_short_names_the_folder_and_the_file(tmp_path: Path) -> None:
     assert site._short(tmp_path / "deep" / "er" / "model.onnx") == "er/model.onnx"
     assert site._short(Path("exported") / "tiny-mcu") == "exported/tiny-mcu"
+
+
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _copy_with_manifest(source: Path, folder: Path, **changes) -> Path:
+    shutil.copytree(source, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            manifest.pop(key, None)
+        else:
+            manifest[key] = value
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_the_ort_page_shows_the_models_own_labels(tmp_path: Path, runtime: Path) -> None:
+    model = _copy_with_manifest(CNN_INT8, tmp_path / "worded", labels=WORDS)
+    site.build_site(model, tmp_path / "site", runtime_dir=runtime)
+    assert json.loads((tmp_path / "site" / "model.json").read_text())["labels"] == WORDS
+
+
+def test_a_uint8_model_tells_the_page_it_takes_raw_pixels(tmp_path: Path, runtime: Path) -> None:
+    from tests.onnx_models import linear_model, save
+
+    model = save(linear_model(dtype="uint8"), tmp_path / "bare" / "model.onnx")
+    site.build_site(model, tmp_path / "site", runtime_dir=runtime)
+    info = json.loads((tmp_path / "site" / "model.json").read_text())
+    assert info["input"]["dtype"] == "uint8" and info["input"]["normalization"] is None
+    assert info["labels"] == [str(d) for d in range(10)]  # no manifest: the digits
+
+
+@pytest.mark.parametrize("name, expected", [("renamed", "renamed"), (None, "lib-copy")],
+                         ids=["the-manifests-name", "the-folders-name-without-one"])
+def test_the_c_page_shows_the_librarys_own_name_and_labels(tmp_path: Path, name: str | None, expected: str) -> None:
+    for tool in ("clang", "wasm-ld"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is missing: --engine c compiles with clang and lld (apt-get install clang lld)")
+    library = _copy_with_manifest(TINY_C, tmp_path / "lib-copy", name=name, labels=WORDS)
+    site.build_site(library, tmp_path / "site", engine="c")
+    info = json.loads((tmp_path / "site" / "model.json").read_text())
+    assert (info["name"], info["labels"]) == (expected, WORDS)
+
+
+def test_refusals_name_the_path_they_are_about(tmp_path: Path, runtime: Path) -> None:
+    from tests.onnx_models import linear_model, save
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError) as not_a_folder:
+        site.build_site(CNN_INT8, tmp_path / "file", runtime_dir=runtime)
+    assert (not_a_folder.value.path, not_a_folder.value.reason) == (tmp_path / "file", "exists and is not a directory")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "notes.txt").write_text("a user's file")
+    with pytest.raises(OutputError) as foreign:
+        site.build_site(CNN_INT8, tmp_path / "site", runtime_dir=runtime)
+    assert foreign.value.path == tmp_path / "site"
+    model = save(linear_model(), tmp_path / "m.onnx", external_data="m.onnx.data")
+    with pytest.raises(WebError) as external:
+        site.build_site(model, tmp_path / "other", runtime_dir=runtime)
+    assert external.value.path == model and external.value.reason == (
+        "models with external data files are not supported by the page (export it as one file)")
+
+
+@pytest.mark.parametrize("engine, extra, budget, over", [
+    ("c", 0, site.C_SITE_BUDGET, False), ("c", 1, site.C_SITE_BUDGET, True), ("ort", 1, None, False)])
+def test_the_budget_is_the_c_sites_and_its_edge_is_within(tmp_path: Path, engine: str, extra: int,
+                                                         budget: int | None, over: bool) -> None:
+    files = {"model.wasm": site.C_SITE_BUDGET - 10, "app.js": 10 + extra}
+    for name, size in files.items():
+        (tmp_path / name).write_bytes(b"\0" * size)
+    built = site.Site(tmp_path, engine, "m", files)
+    summary = site.site_summary(built)
+    assert (summary["budget_bytes"], summary["over_budget"]) == (budget, over)
