@@ -83,6 +83,23 @@ def test_an_rdb_storage_beats_and_retries_a_dead_workers_trial_twice(tmp_path: P
     assert (tmp_path / "study.db").is_file()
 
 
+def test_only_optunas_experimental_warnings_are_silenced(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The heartbeat is experimental in Optuna: that warning is expected noise. Any other warning the
+    # storage raises (a database driver's deprecation, say) must still reach the user.
+    import warnings
+
+    def warning_storage(url: str, **options):
+        warnings.warn("heartbeat", optuna.exceptions.ExperimentalWarning, stacklevel=1)
+        warnings.warn("a driver's deprecation", DeprecationWarning, stacklevel=1)
+        return "storage"
+
+    monkeypatch.setattr(storage, "RDBStorage", warning_storage)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert storage._rdb_storage("sqlite:///x.db", 5) == "storage"
+    assert [(w.category, str(w.message)) for w in seen] == [(DeprecationWarning, "a driver's deprecation")]
+
+
 def test_engine_options_per_database() -> None:
     # SQLite workers wait a minute for each other's writes; a PostgreSQL server that is down fails fast.
     assert storage._engine_options("sqlite:///x.db") == {"connect_args": {"timeout": 60}}
