@@ -394,3 +394,113 @@ def test_a_build_describes_itself_for_the_page(builds) -> None:
     assert build.flags == (*wasm.COMPILE, *wasm.LINK) and builds["tiny-simd"].flags == (*wasm.COMPILE, *wasm.SIMD,
                                                                                            *wasm.LINK)
     assert build.clang_version == wasm.clang_version(shutil.which("clang"))
+
+
+# --- what each refusal says, and about which path -------------------------------------------------
+
+def _edited_tiny(tmp_path: Path, edit) -> Path:
+    library = copy_of_tiny(tmp_path)
+    manifest = json.loads((library / "manifest.json").read_text())
+    edit(library, manifest)
+    (library / "manifest.json").write_text(json.dumps(manifest))
+    return library
+
+
+CODEGEN_WRITES = "not a folder: --engine c takes the folder that `mnist-edge codegen MODEL --out FOLDER` writes"
+REFUSALS = {
+    "a file": (lambda tmp: LIBRARIES["tiny"] / "model.c", CODEGEN_WRITES),
+    "no manifest": (lambda tmp: tmp, "no manifest.json: not a C library written by `mnist-edge codegen`"),
+    "an onnx model": (lambda tmp: REPO / "exported" / "cnn-int8",
+                      "not a C library written by `mnist-edge codegen` (manifest.json's kind is None, not "
+                      "'c-library'); ONNX models run with --engine ort"),
+    "no header": (lambda tmp: _edited_tiny(tmp, lambda lib, m: (lib / "model.h").unlink()),
+                  "model.h is missing: the C library is incomplete"),
+    "no hash": (lambda tmp: _edited_tiny(tmp, lambda lib, m: m["files"]["model.c"].pop("sha256")),
+                "manifest.json has no sha256 of model.c"),
+    "an edited source": (lambda tmp: _edited_tiny(tmp, lambda lib, m: (lib / "model.c").write_text("int x;\n")),
+                         "model.c differs from the one manifest.json describes (sha256): regenerate the library "
+                         "with `mnist-edge codegen`"),
+    "a bad zero": (lambda tmp: _edited_tiny(tmp, lambda lib, m: m["api"].update(score_zero=300)),
+                   "manifest.json's api.score_zero must be an integer from 0 to 255, got 300"),
+    "a bad scale": (lambda tmp: _edited_tiny(tmp, lambda lib, m: m["api"].update(score_scale=-1)),
+                    "manifest.json's api.score_scale must be a positive number, got -1"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_every_refusal_names_the_library_and_says_why(tmp_path, case) -> None:
+    make, reason = REFUSALS[case]
+    folder = make(tmp_path)
+    with pytest.raises(WebError) as caught:
+        wasm.check_c_library(folder)
+    assert (caught.value.path, caught.value.reason) == (folder, reason)
+
+
+@pytest.mark.parametrize("missing, named", [({"clang"}, "clang"), ({"wasm-ld"}, "wasm-ld (lld)"),
+                                            ({"clang", "wasm-ld"}, "clang and wasm-ld (lld)")])
+def test_the_missing_tools_are_named_in_full(monkeypatch, missing, named) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name in missing else f"/usr/bin/{name}")
+    with pytest.raises(WebError) as caught:
+        wasm.find_wasm_toolchain()
+    assert caught.value.reason == (f"--engine c compiles the C to WebAssembly with clang and wasm-ld; {named} "
+                                   "not found on PATH: apt-get install clang lld")
+
+
+def test_a_clang_that_cannot_list_its_targets_says_which_command_failed(tmp_path, monkeypatch) -> None:
+    fake = tmp_path / "clang"
+    fake.write_text("#!/bin/sh\necho 'error: unknown argument' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: str(fake) if name == "clang" else "/usr/bin/wasm-ld")
+    with pytest.raises(WebError) as caught:
+        wasm.find_wasm_toolchain()
+    assert caught.value.reason == "clang --print-targets failed: error: unknown argument"
+
+
+def test_a_hung_tool_is_stopped_and_named_with_the_library(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(wasm, "TIMEOUT_S", 0.2)
+    with pytest.raises(WebError) as caught:
+        wasm._run(["sleep", "5"], "wasm-ld", tmp_path)
+    assert caught.value.path == tmp_path and caught.value.reason.startswith("wasm-ld could not run (")
+    assert "timed out" in caught.value.reason
+
+
+def test_failed_compiles_and_links_name_the_library(tmp_path, monkeypatch) -> None:
+    need("clang", "clang")
+    need("wasm-ld", "lld")
+    library = copy_of_tiny(tmp_path)
+    monkeypatch.setattr(wasm, "LINK", ("--no-such-option",))
+    with pytest.raises(WebError) as caught:
+        wasm.compile_wasm(library, tmp_path / "out" / "model.wasm")
+    assert caught.value.path == library and caught.value.reason.startswith("wasm-ld failed: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_version_line_is_reported_empty(monkeypatch) -> None:
+    monkeypatch.setattr(wasm.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "", ""))
+    assert wasm.clang_version("clang") == ""
+
+
+def test_leb128_continues_past_exactly_0x80() -> None:
+    assert wasm._leb128(b"\x80\x01", 0) == (128, 2)  # 0x80: no bits, more to come
+    assert wasm._leb128(b"\x7f", 0) == (127, 1)
+    with pytest.raises(WebError) as caught:
+        wasm.wasm_exports(b"\0asm\x02\0\0\0")
+    assert caught.value.reason == "not a WebAssembly 1.0 module"
+
+
+@pytest.mark.parametrize("simd", [False, True], ids=["scalar", "simd"])
+def test_a_build_carries_the_librarys_labels_and_input_and_says_if_simd(tmp_path, simd) -> None:
+    # Built here, not by the module's fixture: mutation testing credits a shared fixture's work to
+    # the first test that asks for it only.
+    need("clang", "clang")
+    need("wasm-ld", "lld")
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    worded = _edited_tiny(tmp_path / "a", lambda lib, m: m.update(labels=words))
+    build = wasm.compile_wasm(worded, tmp_path / "w.wasm", simd=simd)
+    manifest = json.loads((worded / "manifest.json").read_text())
+    assert (build.labels, build.normalization, build.simd) == (words, manifest["input"], simd)
+    assert build.flags == (*wasm.COMPILE, *(wasm.SIMD if simd else ()), *wasm.LINK)
+    assert (build.score_zero, build.score_scale) == (manifest["api"]["score_zero"], manifest["api"]["score_scale"])
+    damaged = _edited_tiny(tmp_path / "b", lambda lib, m: m.update(input="damaged", labels=None))
+    other = wasm.compile_wasm(damaged, tmp_path / "d.wasm", simd=simd)
+    assert (other.labels, other.normalization) == ([str(d) for d in range(10)], None)
