@@ -70,6 +70,7 @@ class Target:
 # The fast codegen tests (no training, no board): what judges the C generator's modules.
 CODEGEN_NUMPY_TESTS = (
     "tests/test_codegen_requantize.py",
+    "tests/test_codegen_reference.py",
     "tests/test_foreign_models.py::test_every_layer_of_the_numpy_model_equals_onnxruntimes",
     "tests/test_codegen.py::test_numpy_model_of_the_c_arithmetic_equals_onnxruntime",
     "tests/test_codegen.py::test_fixed_requantization_is_integer_exact_and_within_a_step_of_onnxruntime",
