@@ -86,6 +86,7 @@ CODEGEN_REFUSALS = tuple(f"tests/test_foreign_models.py::{name}" for name in (
     "test_an_average_pooling_over_the_whole_map_is_computed_as_onnxruntime_does")) + (
     "tests/test_codegen.py::test_for_mcu_quantizes_every_layer_and_the_logits",
     "tests/test_codegen.py::test_for_mcu_refuses_options_that_leave_float",
+    "tests/test_codegen_graph.py",
 )
 CODEGEN_C_TESTS = (
     "tests/test_foreign_models.py::test_the_generated_c_of_each_graph_equals_onnxruntime",
