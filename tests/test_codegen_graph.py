@@ -86,6 +86,9 @@ FOLLOWED = {
                                                  AddPerChannel(4, shape=(1,)), nn.ReLU(), *head(4)),
     "constant-per-class-after-dense": lambda: nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), *head(4)[:2],
                                                             nn.Linear(4, 10, bias=False), AddPerChannel(10, (10,))),
+    "padding-on-one-side": lambda: nn.Sequential(nn.ZeroPad2d((1, 0, 2, 0)), nn.Conv2d(1, 4, 3, stride=2),
+                                                 nn.ReLU(), nn.ZeroPad2d((0, 1, 0, 0)), nn.Conv2d(4, 4, 3), nn.ReLU(),
+                                                 *head(4)),
     "flattened-map": lambda: nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                                            nn.Linear(4 * 6 * 6, 10)),
 }
