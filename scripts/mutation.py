@@ -105,6 +105,8 @@ CODEGEN_VERIFY_TESTS = (
     "tests/test_codegen.py::test_a_different_score_fails_the_proof",
     "tests/test_codegen.py::test_cli_writes_the_library_and_says_it_is_identical",
     "tests/test_codegen_kernels.py::test_native_builds_pick_the_best_family_this_cpu_has",
+    "tests/test_codegen_verify.py",
+    "tests/test_bench_c.py::test_bench_puts_a_c_library_beside_its_onnx_model",
 )
 
 # Module -> its fast covering tests and the part of it that decides correctness.
