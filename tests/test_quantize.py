@@ -243,3 +243,70 @@ def test_an_unwritable_output_is_refused(fp32, tmp_path):
     (tmp_path / "file").write_text("a regular file")
     with pytest.raises(OutputError, match="cannot create directory"):
         quantize_model(fp32 / "model.onnx", tmp_path / "file" / "out", QuantizeOptions(**QUICK))
+
+
+# --- the options' exact edges and messages -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"target": "gpu"}, "--for must be cpu or mcu, got 'gpu'"),
+    ({"format": "tflite"}, "--format must be one of auto, qdq, qoperator, got 'tflite'"),
+    ({"mode": "dynamic", "format": "qdq"},
+     "--mode dynamic writes QOperator models only; use --format auto or qoperator"),
+    ({"mode": "dynamic", "activation_type": "int8"}, "--mode dynamic quantizes activations to uint8 only"),
+    ({"weight_type": "int4"}, "--weight-type must be int8 or uint8, got 'int4'"),
+    ({"percentile": 100.001}, "percentile must be in (0, 100], got 100.001"),
+])
+def test_each_refusal_says_exactly_what_is_wrong(options, message):
+    with pytest.raises(ConfigError) as caught:
+        QuantizeOptions(**options).validate()
+    assert caught.value.reason == message
+
+
+@pytest.mark.parametrize("options", [{"calib_images": 1}, {"calib_images": 60000}, {"percentile": 100},
+                                     {"percentile": 0.5}, {"mode": "static", "activation_type": "int8"}])
+def test_the_edges_of_every_range_are_accepted(options):
+    assert QuantizeOptions(**options).validate() == QuantizeOptions(**options)
+
+
+def test_for_mcu_starts_from_the_integer_only_defaults_whatever_the_architecture():
+    from mnist_edge.quantize import MCU_DEFAULTS
+
+    for arch in (*ARCHS, None):
+        options = default_options(arch, target="mcu")
+        assert options == QuantizeOptions(**{**MCU_DEFAULTS, "target": "mcu"}).validate(), arch
+
+
+# --- a foreign model: what its int8 manifest records ---------------------------------------------
+
+
+def _bare_linear(tmp_path: Path) -> Path:
+    from tests.onnx_models import linear_model, save
+
+    model = linear_model(batch=None)
+    model.graph.name = "my-linear"
+    return save(model, tmp_path / "bare.onnx")
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["assumed", "given"])
+def test_a_foreign_models_manifest_describes_the_file_itself(tmp_path, mnist_dir, given):
+    import onnxruntime
+
+    bare = _bare_linear(tmp_path)
+    normalization = {"scale": 1.0, "mean": 0.5, "std": 0.25} if given else {}
+    quantize_model(bare, tmp_path / "q", replace(default_options(None), calib_images=50), download=False,
+                   **normalization)
+    manifest = manifest_io.load(tmp_path / "q", verify_hash=True)
+    spec_source = "given" if given else manifest["input"]["normalization_source"]
+    assert manifest["input"] == {"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32", "layout": "NCHW",
+                                 "scale": 1.0 if given else 255.0, "mean": 0.5 if given else 0.1307,
+                                 "std": 0.25 if given else 0.3081, "normalization_source": spec_source}
+    assert manifest["labels"] == [str(d) for d in range(10)]
+    # every value the file stores: 784 x 10 weights, 10 biases and the reshape target's 2 dims
+    assert manifest["source"] == {"arch": "my-linear", "params": 7852}
+    imports = onnx.load(str(tmp_path / "q" / "model.onnx")).opset_import
+    opset = next(o.version for o in imports if o.domain in ("", "ai.onnx"))
+    assert manifest["export"] == {"opset": opset, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    assert manifest["metrics"] is None and manifest["name"] == "q"
+    assert manifest["created"].endswith("+00:00") and len(manifest["created"]) == 25
+    assert manifest["quantization"]["fp32_model_sha256"] == sha256_file(bare)
