@@ -341,3 +341,54 @@ def test_runs_are_trials_of_the_search_runner(tmp_path: Path, monkeypatch: pytes
     # one trial per run, in the config's order, each its run's figures
     assert [t.params["run"] for t in trials] == ["a", "b", "c"]
     assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in trials)
+
+
+def test_a_failed_pipeline_is_recorded_whole_and_the_hooks_reach_it(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnist_edge.errors import ParityError
+
+    seen = []
+
+    def run(options: pipeline.PipelineOptions, hooks: object = None) -> None:
+        seen.append(hooks)
+        if options.out.name == "bad":
+            raise ParityError("int8 dropped 2 points", options.out)
+        fake_pipeline({"good": GOOD_BENCH})(options, hooks)
+
+    config = load_config(no_torch_sweep(monkeypatch, tmp_path, run, "bad good"))
+    hooks = {"on_step": lambda *a: None}
+    bad, good = run_sweep(config, tmp_path / "out", hooks=hooks)
+    assert bad == RunResult("bad", "mlp", "failed", message=f"{tmp_path / 'out' / 'bad'}: int8 dropped 2 points")
+    assert good.status == "done" and all(h is hooks for h in seen) and len(seen) == 2
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "results.csv").read_text())))
+    assert [r["status"] for r in rows] == ["failed", "done"] and (tmp_path / "out" / "pareto.png").is_file()
+    table = (tmp_path / "out" / "results.md").read_text().splitlines()
+    assert table[0] == ("| run | arch | params | int8 test acc | fp32 | PyTorch | int8 file | batch-1 p50 | train s "
+                        "| parity | front |")
+    assert table[2] == f"| bad | mlp | failed: {bad.message} ||||||||| |"
+    assert table[3].startswith("| good | mlp | 10 | 90.00% |") and table[3].endswith(" | pass | ★ |")
+
+
+def test_refusals_of_the_output_folder_name_it_exactly(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[[run]]\narch = "mlp"\n'))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError) as not_a_folder:
+        run_sweep(config, tmp_path / "file")
+    assert (not_a_folder.value.path, not_a_folder.value.reason) == (tmp_path / "file", "exists and is not a directory")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError) as foreign:
+        run_sweep(config, tmp_path / "other")
+    assert (foreign.value.path, foreign.value.reason) == (
+        tmp_path / "other", "holds other files (not a sweep); choose an empty or new --out, or pass --force")
+
+
+def test_no_results_still_give_a_csv_with_every_column(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    from mnist_edge.sweep import write_results
+
+    paths = write_results(tmp_path, [])
+    assert (tmp_path / "results.csv").read_text().strip() == ",".join(f.name for f in fields(RunResult))
+    assert "pareto" not in paths and paths["csv"] == tmp_path / "results.csv"
+    assert (tmp_path / "results.md").read_text().splitlines()[2:] == []
