@@ -441,3 +441,32 @@ def test_operator_times_of_an_empty_profile(tmp_path: Path) -> None:
     assert measure.operator_times(_profile(tmp_path / "p.json", [[]]), skip_runs=0) == []
     (tmp_path / "none.json").write_text("[]")
     assert measure.operator_times(tmp_path / "none.json", skip_runs=3) == []
+
+
+def test_cpu_info_keeps_colons_inside_a_value_and_knows_mips_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "cpu model\t\t: MIPS 24Kc V7.4\nsystem type\t: Atheros AR9330 rev 1: ap121\nprocessor\t: 0\n"
+    monkeypatch.setattr(measure, "Path", FakeFile({"/proc/cpuinfo": text}))
+    assert measure._cpu_info()[0] == "MIPS 24Kc V7.4"
+    with_colon = "model name\t: Vendor CPU: model 7 @ 2.0GHz\nflags\t: fpu avx2\n"
+    monkeypatch.setattr(measure, "Path", FakeFile({"/proc/cpuinfo": with_colon}))
+    assert measure._cpu_info()[:2] == ("Vendor CPU: model 7 @ 2.0GHz", {"fpu", "avx2"})
+
+
+def test_throughput_runs_are_capped_for_calls_that_take_no_time(clock: FakeClock,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(measure, "_MAX_RUNS", 700)
+    point = measure.measure_throughput(Call(clock, lambda n: 0.01), batch_size=1, threads=1, seconds=0.01)
+    assert point.runs == 700
+
+
+def test_rss_bytes_without_a_current_figure_says_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(measure, "Path", FakeFile({"/proc/self/status": "Name:\tpython\nVmHWM:\t 42 kB\n"}))
+    assert measure.rss_bytes() == (None, 42 * 1024)
+
+
+def test_operator_events_without_a_duration_count_as_zero_time(tmp_path: Path) -> None:
+    events = [{"cat": "Node", "name": "conv_kernel_time", "args": {"op_name": "Conv"}, "dur": 30},
+              {"cat": "Node", "name": "conv_kernel_time", "args": {"op_name": "Conv"}},
+              {"cat": "Session", "name": "model_run"}]
+    (tmp_path / "profile.json").write_text(json.dumps(events))
+    assert measure.operator_times(tmp_path / "profile.json") == [measure.OpTime("Conv", 2.0, 30.0, 1.0)]
