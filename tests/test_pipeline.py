@@ -419,3 +419,67 @@ def test_bench_threads_default_to_one_then_every_core(tmp_path: Path) -> None:
 
     assert pipeline._bench_threads(options(tmp_path, tmp_path, threads=None)) == parse_threads("1,N")
     assert pipeline._bench_threads(options(tmp_path, tmp_path, threads=(2,))) == (2,)
+
+
+def test_records_say_what_happened_and_how_long_it_took(tmp_path: Path, fake_steps: list[str]) -> None:
+    out = tmp_path / "run"
+    run_pipeline(options(out, tmp_path))
+    saved = json.loads((out / "pipeline.json").read_text())
+    assert all(0 <= s["seconds"] < 2 for s in saved["steps"] if s["status"] == "done")
+    run_pipeline(options(out, tmp_path, resume=True))
+    assert {messages(out)[name] for name in STEPS if name != "report"} == {"unchanged since the last run"}
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda saved: [1, 2], "not a pipeline record (expected a JSON object); start over with --force"),
+    (lambda saved: {**saved, "created": 5},
+     "'created' must be a string and 'summary' an object; start over with --force"),
+], ids=["not-an-object", "created-not-text"])
+def test_a_damaged_record_is_refused_by_name(tmp_path: Path, fake_steps: list[str], damage, reason: str) -> None:
+    out = tmp_path / "run"
+    run_pipeline(options(out, tmp_path))
+    (out / "pipeline.json").write_text(json.dumps(damage(json.loads((out / "pipeline.json").read_text()))))
+    with pytest.raises(OutputError) as caught:
+        run_pipeline(options(out, tmp_path, resume=True))
+    assert (caught.value.path, caught.value.reason) == (out / "pipeline.json", reason)
+
+
+def test_a_record_without_a_summary_resumes(tmp_path: Path, fake_steps: list[str]) -> None:
+    out = tmp_path / "run"
+    run_pipeline(options(out, tmp_path))
+    saved = json.loads((out / "pipeline.json").read_text())
+    saved.pop("summary", None)
+    (out / "pipeline.json").write_text(json.dumps(saved))
+    run_pipeline(options(out, tmp_path, resume=True))
+    assert statuses(out)["report"] == "done"
+
+
+def test_an_out_that_is_a_file_is_refused_by_name(tmp_path: Path, fake_steps: list[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError) as caught:
+        run_pipeline(options(tmp_path / "file", tmp_path))
+    assert (caught.value.path, caught.value.reason) == (tmp_path / "file", "exists and is not a directory")
+
+
+def test_fingerprints_ignore_key_order_and_name_their_step() -> None:
+    assert pipeline._hash({"a": 1, "b": [2, 3]}) == pipeline._hash({"b": [2, 3], "a": 1})
+    assert pipeline._hash("export", 1) != pipeline._hash("quantize", 1)
+
+
+def test_fingerprints_never_download_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def locate(folder, download=True):
+        asked.append(download)
+        raise pipeline.DataError("not here")
+
+    monkeypatch.setattr(pipeline.data, "locate", locate)
+    assert pipeline._data_checksums(options(tmp_path / "run", tmp_path, download=True)) is None and asked == [False]
+
+
+def test_the_data_a_run_was_trained_on_is_read_from_its_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data": {"checksums": {"train-images": "ab"}}}))
+    assert pipeline._trained_on(config) == {"train-images": "ab"}
+    config.write_text(json.dumps({"data": "damaged"}))
+    assert pipeline._trained_on(config) is None
