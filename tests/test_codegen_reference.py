@@ -70,14 +70,15 @@ def test_a_constant_addend_is_read_per_channel(constant: np.ndarray) -> None:
                                   reference.run_layer(without_constant, x, other=spelled_out))
 
 
-def _conv(scale: float, y_zero: int = 0) -> Conv:
-    weights = RNG.integers(-127, 128, (3, 2, 3, 3), dtype=np.int8)
-    return Conv("c", weights=weights, bias=np.array([5, -9, 1000], np.int32), scale=np.full(3, scale, np.float32),
-                x_zero=11, y_zero=y_zero, stride=(1, 2), pads=(1, 0, 0, 1), in_shape=(2, 6, 7), out_shape=(3, 5, 3))
+def _conv(scale: float, y_zero: int = 0, weight_limit: int = 127, seed: int = 1) -> Conv:
+    weights = np.random.default_rng(seed).integers(-weight_limit, weight_limit + 1, (3, 2, 3, 3), dtype=np.int8)
+    bias = np.array([5, -9, 1000 if weight_limit > 10 else 3], np.int32)
+    return Conv("c", weights=weights, bias=bias, scale=np.full(3, scale, np.float32), x_zero=11, y_zero=y_zero,
+                stride=(1, 2), pads=(1, 0, 0, 1), in_shape=(2, 6, 7), out_shape=(3, 5, 3))
 
 
 def test_conv_accumulators_are_int32_and_use_both_strides() -> None:
-    layer, x = _conv(0.01), RNG.integers(0, 256, (2, 2, 6, 7), dtype=np.uint8)
+    layer, x = _conv(0.01), np.random.default_rng(2).integers(0, 256, (2, 2, 6, 7), dtype=np.uint8)
     acc = reference.conv_accumulators(layer, x)
     assert acc.dtype == np.int32 and acc.shape == (2, 3, 5, 3)
     padded = np.pad(x.astype(np.int32) - 11, ((0, 0), (0, 0), (1, 0), (0, 1)))
@@ -87,8 +88,10 @@ def test_conv_accumulators_are_int32_and_use_both_strides() -> None:
 
 
 def test_fixed_mode_requantizes_with_integers_and_rounds_halves_up() -> None:
-    # scale 1/2 puts every odd accumulator on a half: "float" rounds it to even, "fixed" up.
-    layer, x = _conv(0.5, y_zero=100), RNG.integers(0, 256, (4, 2, 6, 7), dtype=np.uint8)
+    # scale 1/2 puts every odd accumulator on a half: "float" rounds it to even, "fixed" up. Small
+    # weights and pixels near the zero point keep the accumulators inside the clamps.
+    layer = _conv(0.5, y_zero=100, weight_limit=2)
+    x = np.random.default_rng(3).integers(6, 17, (4, 2, 6, 7), dtype=np.uint8)
     acc = reference.conv_accumulators(layer, x)
     fixed, floating = reference.run_layer(layer, x, "fixed"), reference.run_layer(layer, x, "float")
     np.testing.assert_array_equal(fixed, reference.requantize_fixed(acc, layer.scale[None, :, None, None], 100))
