@@ -147,8 +147,8 @@ class Trainer:
     def __init__(self, recipe: Recipe, run_dir: Path, device: torch.device, data_dir: Any = None,
                  download: bool = True, compile_model: bool = False, teacher: Teacher | None = None):
         self.recipe, self.run_dir, self.device = recipe, run_dir, device
-        if recipe.distilled and teacher is None:
-            teacher = Teacher.load(recipe.teacher, device)
+        if recipe.distilled and teacher is None:  # a Trainer made directly, not through train()
+            teacher = load_teacher(recipe, run_dir, device)
         self.teacher = teacher
         self._teacher_cache: TeacherLogits | None = None  # filled at the first step (no augmentation)
         splits = _load_splits(recipe, data_dir, download)
